@@ -1,0 +1,146 @@
+"""Typed payloads that cross the queue: a row to ask, and the result recorded for it.
+
+Everything here turns into plain JSON (`to_json`) and back (`from_json`): Celery is configured
+for JSON only, and results are stored as JSON in Redis or SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Final statuses a row can end with. The run statuses are the provider's own words
+# (the user's run-status table); `skipped` means askbatch chose not to send the row.
+COMPLETED = "completed"
+FAILED = "failed"
+INCOMPLETE = "incomplete"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+SKIPPED = "skipped"
+FINAL_STATUSES = (COMPLETED, FAILED, INCOMPLETE, EXPIRED, CANCELLED, SKIPPED)
+
+# The columns askbatch appends to the input columns, in this order.
+RESULT_COLUMNS = (
+    "status",
+    "answer",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "model",
+    "thread_id",
+    "run_id",
+    "latency_s",
+    "attempts",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One question to ask. `index` is the 0-based position in the input file."""
+
+    index: int
+    id: str
+    question: str
+    thread: str = ""
+    model: str = ""
+    instructions: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Row:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one run. Cached and reasoning tokens are parts of prompt/completion."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens
+        self.cached_tokens += other.cached_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+
+
+@dataclass(slots=True)
+class Result:
+    """What askbatch records for a row: the answer, the run's status and its usage."""
+
+    index: int
+    status: str
+    answer: str = ""
+    error: str = ""
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    thread_id: str = ""
+    run_id: str = ""
+    latency_s: float = 0.0
+    attempts: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        data = dict(data)
+        data["usage"] = Usage(**data.get("usage") or {})
+        return cls(**data)
+
+    def columns(self) -> dict[str, str]:
+        """The result as output-CSV cells, keyed by RESULT_COLUMNS."""
+        u = self.usage
+        return {
+            "status": self.status,
+            "answer": self.answer,
+            "error": self.error,
+            "prompt_tokens": str(u.prompt_tokens),
+            "completion_tokens": str(u.completion_tokens),
+            "total_tokens": str(u.total_tokens),
+            "cached_tokens": str(u.cached_tokens),
+            "reasoning_tokens": str(u.reasoning_tokens),
+            "model": self.model,
+            "thread_id": self.thread_id,
+            "run_id": self.run_id,
+            "latency_s": f"{self.latency_s:.3f}",
+            "attempts": str(self.attempts),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """How every row of a job is asked. Stored with the job; holds no secret.
+
+    Workers read the API key from their own environment, never from here.
+    """
+
+    job_id: str
+    provider: str
+    model: str
+    base_url: str = ""
+    instructions: str = ""
+    assistant_id: str = ""
+    timeout_s: float = 600.0
+    request_timeout_s: float = 120.0
+    max_attempts: int = 6
+    backoff_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    total: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobSpec:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

@@ -1,0 +1,126 @@
+"""Retrying one API call: 429, 5xx, connection errors and timeouts; nothing else.
+
+The SDK's own retries are switched off (max_retries=0) so that askbatch counts every attempt
+for the `attempts` column and keeps each row inside its deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx2
+import openai
+
+T = TypeVar("T")
+
+
+class RowTimeout(Exception):
+    """Raised when a row's deadline passes before its API calls could finish."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    # Errors raised while reading a stream come from the HTTP library, not the SDK.
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 429) or exc.status_code >= 500
+    return False
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, then retry-after), if any."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    if (value := headers.get("retry-after")) is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def short_error(exc: BaseException) -> str:
+    """One line for the `error` column: the status and the server's message, no request dump."""
+    if isinstance(exc, openai.APIStatusError):
+        message = exc.message
+        body = exc.body
+        if isinstance(body, dict):
+            message = body.get("message") or (body.get("error") or {}).get("message") or message
+        return f"HTTP {exc.status_code}: {message}"[:500]
+    if isinstance(exc, openai.APITimeoutError):
+        return "request timed out"
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        return f"connection error: {exc.__cause__ or exc}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class Retrier:
+    """Runs API calls for one row, retrying with exponential backoff and full jitter.
+
+    A server's Retry-After wins over our own backoff. `retries` accumulates over every call
+    of the row, so `attempts = 1 + retries` is what the row cost in requests beyond the minimum.
+    """
+
+    def __init__(
+        self,
+        max_attempts: int,
+        deadline: float,
+        request_timeout: float,
+        base: float = 0.5,
+        cap: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.deadline = deadline
+        self.request_timeout = request_timeout
+        self.base = base
+        self.cap = cap
+        self.retries = 0
+        self._sleep = sleep
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def timeout(self) -> float:
+        """The timeout for the next request: never past the row's deadline."""
+        left = self.remaining()
+        if left <= 0:
+            raise RowTimeout
+        return min(self.request_timeout, left)
+
+    def delay(self, attempt: int, exc: BaseException) -> float:
+        asked = retry_after(exc)
+        if asked is not None:
+            return asked + random.uniform(0, min(1.0, self.base))
+        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        attempt = 1
+        while True:
+            try:
+                return fn(*args, timeout=self.timeout(), **kwargs)
+            except Exception as exc:
+                if not is_retryable(exc) or attempt >= self.max_attempts:
+                    raise
+                wait = self.delay(attempt, exc)
+                if wait >= self.remaining():
+                    if isinstance(exc, openai.APITimeoutError):
+                        raise RowTimeout from exc
+                    raise
+                self._sleep(wait)
+                self.retries += 1
+                attempt += 1

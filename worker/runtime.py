@@ -1,0 +1,86 @@
+"""What one process keeps for its lifetime: its settings, its store, one client per server.
+
+A worker process builds these from its own environment; the CLI configures them from flags
+before running an embedded job. Clients are shared by every thread of the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+import httpx2
+import openai
+
+from worker.models import JobSpec
+from worker.providers.assistants import AssistantsProvider
+from worker.providers.base import Provider
+from worker.providers.chat import ChatProvider
+from worker.providers.responses import ResponsesProvider
+from worker.settings import OPENAI_URL, Settings
+from worker.store import LocalStore, RedisStore, Store
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+_store: Store | None = None
+_clients: dict[str, openai.OpenAI] = {}
+
+PROVIDER_CLASSES = {
+    "responses": ResponsesProvider,
+    "chat": ChatProvider,
+    "assistants": AssistantsProvider,
+}
+
+
+def configure(settings: Settings) -> None:
+    """Use these settings from now on (the CLI calls this once, before any task runs)."""
+    global _settings, _store
+    with _lock:
+        _settings = settings
+        _store = None
+        _clients.clear()
+        provider_for.cache_clear()
+
+
+def settings() -> Settings:
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = Settings.load()
+        return _settings
+
+
+def store() -> Store:
+    global _store
+    s = settings()
+    with _lock:
+        if _store is None:
+            _store = RedisStore(s.broker_url) if s.broker_url else LocalStore(s.state_dir)
+        return _store
+
+
+def make_client(settings: Settings, base_url: str, pool: int) -> openai.OpenAI:
+    """An SDK client with our retry policy (none in the SDK) and a pool sized for I/O work."""
+    return openai.OpenAI(
+        # Local servers ignore the key, but the SDK insists on one.
+        api_key=settings.api_key or "not-needed",
+        base_url=base_url or OPENAI_URL,
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(
+            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
+        ),
+    )
+
+
+def client(base_url: str) -> openai.OpenAI:
+    s = settings()
+    with _lock:
+        if base_url not in _clients:
+            pool = max(s.concurrency, s.worker_concurrency) + 8
+            _clients[base_url] = make_client(s, base_url, pool)
+        return _clients[base_url]
+
+
+@lru_cache(maxsize=64)
+def provider_for(spec: JobSpec) -> Provider:
+    return PROVIDER_CLASSES[spec.provider](client(spec.base_url), spec)
