@@ -16,7 +16,6 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=2,
     broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
     task_default_queue="askbatch",
 )
 

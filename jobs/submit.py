@@ -1,0 +1,163 @@
+"""A job as a whole after intake: create it, send its tasks, wait for every row.
+
+Embedded mode runs the Celery task in-process on a thread pool; distributed mode publishes the
+same task to Redis for `askbatch worker` processes. Both then wait on the same store.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
+
+from jobs.intake import Worksheet
+from worker import runtime, tasks
+from worker.models import SKIPPED, JobSpec, Result, Row
+from worker.providers.assistants import ensure_assistant
+from worker.settings import Settings
+from worker.store import Progress, Store
+
+POLL_S = 0.25
+
+
+def new_job_id() -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def create_job(settings: Settings, sheet: Worksheet, store: Store) -> JobSpec:
+    """Record the job and its blank rows; for assistants, make the job's one assistant."""
+    spec = JobSpec(
+        job_id=new_job_id(),
+        provider=settings.provider,
+        model=settings.model,
+        base_url=settings.base_url,
+        instructions=settings.instructions,
+        assistant_id=settings.assistant_id,
+        timeout_s=settings.timeout_s,
+        request_timeout_s=settings.request_timeout_s,
+        max_attempts=settings.max_attempts,
+        backoff_s=settings.backoff_s,
+        backoff_cap_s=settings.backoff_cap_s,
+        total=sheet.n_rows,
+    )
+    if spec.provider == "assistants" and sheet.n_rows > len(sheet.blank_rows):
+        spec = replace(spec, assistant_id=ensure_assistant(runtime.client(spec.base_url), spec))
+    store.create_job(spec)
+    for index in sorted(sheet.blank_rows):
+        store.save(
+            spec.job_id, Result(index=index, status=SKIPPED, error="blank question; not sent")
+        )
+    return spec
+
+
+def task_groups(sheet: Worksheet) -> Iterator[list[Row]]:
+    """One task per thread: a lone row, or every row sharing a `thread` value, in input order.
+
+    Unthreaded rows stream straight through; threaded ones are held until the file ends.
+    """
+    threads: dict[str, list[Row]] = {}
+    for row in sheet.rows():
+        if row.index in sheet.blank_rows:
+            continue
+        if row.thread:
+            threads.setdefault(row.thread, []).append(row)
+        else:
+            yield [row]
+    yield from threads.values()
+
+
+def _payload(rows: list[Row]) -> list[dict]:
+    return [r.to_json() for r in rows]
+
+
+class EmbeddedRun:
+    """The job's tasks on an in-process thread pool, fed from the worksheet as slots free up."""
+
+    def __init__(self, spec: JobSpec, groups: Iterator[list[Row]], concurrency: int) -> None:
+        self.spec = spec
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="askbatch")
+        # Bounded hand-off: a 100,000-row job never has more than a few hundred futures alive.
+        self.slots = threading.BoundedSemaphore(concurrency * 4)
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.failures: list[BaseException] = []
+        self.fed = threading.Event()
+        threading.Thread(
+            target=self._feed, args=(groups,), name="askbatch-feed", daemon=True
+        ).start()
+
+    def _feed(self, groups: Iterator[list[Row]]) -> None:
+        try:
+            for rows in groups:
+                self.slots.acquire()
+                with self.lock:
+                    self.in_flight += 1
+                future = self.pool.submit(
+                    tasks.answer.apply, args=(self.spec.job_id, _payload(rows)), throw=True
+                )
+                future.add_done_callback(self._done)
+        except BaseException as exc:  # a worksheet that changed under us, for one
+            self.failures.append(exc)
+        finally:
+            self.fed.set()
+
+    def _done(self, future: Future) -> None:
+        with self.lock:
+            self.in_flight -= 1
+        self.slots.release()
+        if (exc := future.exception()) is not None:
+            self.failures.append(exc)
+
+    def finished(self) -> bool:
+        """True once every task has ended; re-raises the first task that crashed."""
+        if self.failures:
+            raise self.failures[0]
+        with self.lock:
+            idle = self.fed.is_set() and self.in_flight == 0
+        if idle:
+            self.pool.shutdown(wait=False)
+        return idle
+
+
+def run_distributed(spec: JobSpec, groups: Iterator[list[Row]]) -> int:
+    """Publish one task per thread to the broker; returns how many were sent."""
+    app = tasks.app
+    sent = 0
+    with app.producer_or_acquire() as producer:
+        for rows in groups:
+            tasks.answer.apply_async(args=(spec.job_id, _payload(rows)), producer=producer)
+            sent += 1
+    return sent
+
+
+def wait(
+    store: Store,
+    spec: JobSpec,
+    show: Callable[[Progress], None],
+    finished: Callable[[], bool] = lambda: False,
+    on_idle: Callable[[], None] | None = None,
+    idle_after_s: float = 20.0,
+) -> Progress:
+    """Poll the store until every row has a result (or the local pool has ended)."""
+    t0 = time.monotonic()
+    warned = False
+    while True:
+        progress = store.progress(spec.job_id)
+        show(progress)
+        if progress.done >= spec.total:
+            return progress
+        if finished():
+            return store.progress(spec.job_id)
+        if (
+            on_idle
+            and not warned
+            and progress.started == 0
+            and time.monotonic() - t0 > idle_after_s
+        ):
+            on_idle()
+            warned = True
+        time.sleep(POLL_S)

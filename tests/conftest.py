@@ -1,0 +1,181 @@
+"""Shared fixtures: the API double, a real redis-server, real `askbatch worker` processes,
+and a way to run the real `askbatch` command as a user would."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.double.fixture import start_double
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "sk-test-0123456789abcdef"  # planted: must never show up in outputs or logs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    url: str
+    port: int
+    dir: Path
+    proc: subprocess.Popen | None = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--save", "", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        pytest.fail("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    """A real redis-server: the one CI started (ASKBATCH_TEST_REDIS_URL), else one of our own
+    on a free port, append-only persistence on."""
+    if url := os.environ.get("ASKBATCH_TEST_REDIS_URL"):
+        server = RedisServer(url, int(url.rsplit(":", 1)[1].split("/")[0]), Path("."))
+        server.client().flushdb()
+        yield server
+        return
+    port = free_port()
+    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def double() -> Iterator:
+    with start_double() as d:
+        yield d
+
+
+@pytest.fixture
+def api(double):
+    """The double, with faults and statistics reset for this test."""
+    double.reset()
+    yield double
+    double.reset()
+
+
+def base_env(tmp_path: Path, double) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ASKBATCH_"))}
+    env.update(
+        OPENAI_API_KEY=API_KEY,
+        OPENAI_BASE_URL=double.base_url,
+        ASKBATCH_STATE_DIR=str(tmp_path / "state"),
+        ASKBATCH_BACKOFF="0.05",
+        ASKBATCH_BACKOFF_CAP="0.5",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@dataclass
+class Workers:
+    procs: list[subprocess.Popen]
+    logs: list[Path]
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def start_workers(env: dict[str, str], n: int, log_dir: Path, concurrency: int = 16) -> Workers:
+    procs, logs = [], []
+    for i in range(n):
+        log = log_dir / f"worker{i}.log"
+        logs.append(log)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "jobs", "worker", "--concurrency", str(concurrency),
+             "-n", f"w{i}-{os.getpid()}@%h", "--loglevel", "INFO"],
+            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        ))
+    # Ready when each has logged that it is connected and listening.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if all("ready" in p.read_text(errors="replace") for p in logs if p.exists()) and all(
+            p.exists() for p in logs
+        ):
+            return Workers(procs, logs)
+        for p in procs:
+            if p.poll() is not None:
+                pytest.fail("worker exited at start:\n" + Workers(procs, logs).log_text())
+        time.sleep(0.1)
+    w = Workers(procs, logs)
+    w.stop()
+    pytest.fail("workers did not become ready:\n" + w.log_text())
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+    output: Path
+
+    def rows(self) -> list[dict[str, str]]:
+        with self.output.open(encoding="utf-8-sig", newline="") as f:
+            return list(csv.DictReader(f))
+
+
+def askbatch(args: list[str], env: dict[str, str], output: Path, timeout: float = 240) -> Run:
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs", *args], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=timeout,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr, output)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]], encoding="utf-8") -> Path:
+    with path.open("w", encoding=encoding, newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
