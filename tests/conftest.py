@@ -45,9 +45,23 @@ class RedisServer:
         if binary is None:
             pytest.fail("redis-server is not installed (apt-get install redis-server)")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--save", "", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -132,11 +146,26 @@ def start_workers(env: dict[str, str], n: int, log_dir: Path, concurrency: int =
     for i in range(n):
         log = log_dir / f"worker{i}.log"
         logs.append(log)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "jobs", "worker", "--concurrency", str(concurrency),
-             "-n", f"w{i}-{os.getpid()}@%h", "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jobs",
+                    "worker",
+                    "--concurrency",
+                    str(concurrency),
+                    "-n",
+                    f"w{i}-{os.getpid()}@%h",
+                    "--loglevel",
+                    "INFO",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+            )
+        )
     # Ready when each has logged that it is connected and listening.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -167,8 +196,12 @@ class Run:
 
 def askbatch(args: list[str], env: dict[str, str], output: Path, timeout: float = 240) -> Run:
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs", *args], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=timeout,
+        [sys.executable, "-m", "jobs", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr, output)
 
