@@ -38,26 +38,26 @@ def _default_state_dir() -> str:
     return os.path.join(base, "askbatch")
 
 
-# (field, env var, type, default, help) — the README's settings table is this list.
-SETTINGS_TABLE: list[tuple[str, str, type, Any, str]] = [
-    ("provider", "ASKBATCH_PROVIDER", str, "responses", "responses | chat | assistants"),
-    ("model", "ASKBATCH_MODEL", str, "gpt-5-mini", "model asked, unless a row's `model` says"),
-    ("instructions", "ASKBATCH_INSTRUCTIONS", str, "", "system instructions for every run"),
-    ("base_url", "OPENAI_BASE_URL", str, "", "API base URL; empty means OpenAI's"),
-    ("api_key", "OPENAI_API_KEY", Secret, "", "API key (never printed or stored)"),
-    ("assistant_id", "ASKBATCH_ASSISTANT_ID", str, "", "reuse this assistant (assistants)"),
-    ("broker_url", "ASKBATCH_BROKER_URL", str, "", "redis:// or rediss:// URL; empty = embedded"),
-    ("concurrency", "ASKBATCH_CONCURRENCY", int, 8, "runs in flight (embedded mode)"),
-    ("worker_concurrency", "ASKBATCH_WORKER_CONCURRENCY", int, 64, "threads per worker"),
-    ("timeout_s", "ASKBATCH_TIMEOUT", float, 600.0, "seconds a row may take, retries included"),
-    ("request_timeout_s", "ASKBATCH_REQUEST_TIMEOUT", float, 120.0, "seconds per HTTP request"),
-    ("max_attempts", "ASKBATCH_MAX_ATTEMPTS", int, 6, "tries per API call (429, 5xx, network)"),
-    ("backoff_s", "ASKBATCH_BACKOFF", float, 0.5, "first retry delay; doubles, with jitter"),
-    ("backoff_cap_s", "ASKBATCH_BACKOFF_CAP", float, 30.0, "longest retry delay"),
-    ("visibility_timeout_s", "ASKBATCH_VISIBILITY_TIMEOUT", int, 900, "redelivery after a crash"),
-    ("idle_warning_s", "ASKBATCH_IDLE_WARNING", float, 20.0, "warn if no worker starts by then"),
-    ("state_dir", "ASKBATCH_STATE_DIR", str, _default_state_dir(), "embedded jobs' results"),
-]
+# Where each setting is read from; the README's configuration table lists the same.
+ENV_VARS: dict[str, str] = {
+    "provider": "ASKBATCH_PROVIDER",
+    "model": "ASKBATCH_MODEL",
+    "instructions": "ASKBATCH_INSTRUCTIONS",
+    "base_url": "OPENAI_BASE_URL",
+    "api_key": "OPENAI_API_KEY",
+    "assistant_id": "ASKBATCH_ASSISTANT_ID",
+    "broker_url": "ASKBATCH_BROKER_URL",
+    "concurrency": "ASKBATCH_CONCURRENCY",
+    "worker_concurrency": "ASKBATCH_WORKER_CONCURRENCY",
+    "timeout_s": "ASKBATCH_TIMEOUT",
+    "request_timeout_s": "ASKBATCH_REQUEST_TIMEOUT",
+    "max_attempts": "ASKBATCH_MAX_ATTEMPTS",
+    "backoff_s": "ASKBATCH_BACKOFF",
+    "backoff_cap_s": "ASKBATCH_BACKOFF_CAP",
+    "visibility_timeout_s": "ASKBATCH_VISIBILITY_TIMEOUT",
+    "idle_warning_s": "ASKBATCH_IDLE_WARNING",
+    "state_dir": "ASKBATCH_STATE_DIR",
+}
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,11 @@ class Settings:
         if dotenv:
             load_dotenv(Path.cwd() / ".env", override=False)
         values: dict[str, Any] = {}
-        for name, env, kind, _default, _help in SETTINGS_TABLE:
+        kinds = {f.name: f.type for f in fields(cls)}
+        for name, env in ENV_VARS.items():
             raw = os.environ.get(env)
             if raw is not None and raw.strip() != "":
-                values[name] = _parse(kind, raw.strip() if kind is not Secret else raw, env)
+                values[name] = _parse(_KINDS[kinds[name]], raw.strip(), env)
         for name, value in (overrides or {}).items():
             if value is not None:
                 values[name] = value
@@ -133,6 +134,10 @@ class Settings:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
         out["broker_url"] = mask_url(self.broker_url)
         return out
+
+
+# Field annotations are strings (postponed evaluation); map them to parsers.
+_KINDS = {"str": str, "int": int, "float": float, "Secret": Secret}
 
 
 def _parse(kind: type, raw: str, env: str) -> Any:

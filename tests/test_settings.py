@@ -1,0 +1,53 @@
+"""Settings: precedence, parsing errors, masking; the README documents every variable."""
+
+from pathlib import Path
+
+import pytest
+
+from worker.errors import ConfigError
+from worker.settings import ENV_VARS, Settings, mask_url
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_flag_beats_env_beats_default(monkeypatch):
+    monkeypatch.setenv("ASKBATCH_CONCURRENCY", "3")
+    monkeypatch.setenv("ASKBATCH_MODEL", "from-env")
+    s = Settings.load({"model": "from-flag", "provider": None}, dotenv=False)
+    assert (s.concurrency, s.model, s.provider) == (3, "from-flag", "responses")
+
+
+def test_dotenv_file_is_read_but_never_overrides_env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("ASKBATCH_MODEL", "env-model")
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-from-dotenv\nASKBATCH_MODEL=dotenv-model\n")
+    s = Settings.load()
+    assert s.api_key == "sk-from-dotenv" and s.model == "env-model"
+    assert "sk-from-dotenv" not in repr(s) and "sk-from-dotenv" not in str(s.redacted())
+
+
+def test_bad_values_name_the_variable(monkeypatch):
+    monkeypatch.setenv("ASKBATCH_CONCURRENCY", "many")
+    with pytest.raises(ConfigError, match="ASKBATCH_CONCURRENCY"):
+        Settings.load(dotenv=False)
+
+
+def test_unknown_provider_and_bad_broker(monkeypatch):
+    with pytest.raises(ConfigError, match="unknown provider"):
+        Settings.load({"provider": "bard"}, dotenv=False)
+    with pytest.raises(ConfigError, match=r"redis://") as err:
+        Settings.load({"broker_url": "amqp://u:secret@h/"}, dotenv=False)
+    assert "secret" not in str(err.value)
+
+
+def test_mask_url_hides_password_only():
+    assert mask_url("rediss://:pw@host:6380/0") == "rediss://:***@host:6380/0"
+    assert mask_url("redis://user:pw@h/1") == "redis://user:***@h/1"
+    assert mask_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_readme_lists_every_setting():
+    text = README.read_text()
+    missing = [env for env in ENV_VARS.values() if f"`{env}`" not in text]
+    assert not missing, f"README's configuration table lacks {missing}"
