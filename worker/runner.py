@@ -38,6 +38,11 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
     for row in rows:
         if store.has_result(spec.job_id, row.index):
             continue
+        if stop := store.stopped(spec.job_id):
+            # The job was cancelled or hit its spending cap: rows not started are not sent.
+            status, reason = stop
+            store.save(spec.job_id, Result(index=row.index, status=status, error=reason))
+            continue
         if not store.claim(spec.job_id, row.index, claim_ttl(spec)):
             raise RowBusy(row.index, claim_ttl(spec))
         try:

@@ -50,6 +50,8 @@ class Store(Protocol):
     def save(self, job_id: str, result: Result) -> bool: ...
     def get(self, job_id: str, indices: Iterable[int]) -> dict[int, Result]: ...
     def progress(self, job_id: str) -> Progress: ...
+    def stop(self, job_id: str, status: str, reason: str) -> None: ...
+    def stopped(self, job_id: str) -> tuple[str, str] | None: ...
 
 
 # Save a result only if the row has none, and count it once: atomic on the Redis server.
@@ -132,6 +134,14 @@ class RedisStore:
             if raw is not None
         }
 
+    def stop(self, job_id: str, status: str, reason: str) -> None:
+        """No new row of the job starts from now on; unstarted rows get `status` and `reason`."""
+        self.redis.set(self._key(job_id, "stop"), json.dumps([status, reason]), ex=JOB_TTL_S)
+
+    def stopped(self, job_id: str) -> tuple[str, str] | None:
+        raw = self.redis.get(self._key(job_id, "stop"))
+        return tuple(json.loads(raw)) if raw else None
+
     def progress(self, job_id: str) -> Progress:
         stats = self.redis.hgetall(self._key(job_id, "stats"))
         p = Progress(
@@ -176,6 +186,7 @@ class LocalStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # a committed row survives a process crash
         db.execute("CREATE TABLE IF NOT EXISTS spec (json TEXT NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS stop (status TEXT NOT NULL, reason TEXT NOT NULL)")
         db.execute(
             "CREATE TABLE IF NOT EXISTS results (idx INTEGER PRIMARY KEY, status TEXT,"
             " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL)"
@@ -247,6 +258,17 @@ class LocalStore:
                 .fetchall()
             )
         return {idx: Result.from_json(json.loads(raw)) for idx, raw in rows}
+
+    def stop(self, job_id: str, status: str, reason: str) -> None:
+        with self._lock:
+            db = self._db(job_id)
+            db.execute("DELETE FROM stop")
+            db.execute("INSERT INTO stop VALUES (?, ?)", (status, reason))
+
+    def stopped(self, job_id: str) -> tuple[str, str] | None:
+        with self._lock:
+            row = self._db(job_id).execute("SELECT status, reason FROM stop").fetchone()
+        return (row[0], row[1]) if row else None
 
     def progress(self, job_id: str) -> Progress:
         with self._lock:
