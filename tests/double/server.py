@@ -1,0 +1,289 @@
+"""The double's aiohttp application: Responses, Conversations, Chat Completions and the
+Assistants routes (in ``assistants``), plus the unauthenticated /_double control endpoints."""
+
+import json
+
+from aiohttp import web
+
+from . import assistants, expect
+from .core import (
+    DOUBLE,
+    ApiError,
+    Double,
+    api,
+    content_text,
+    dialogue,
+    json_body,
+    json_response,
+    sse_response,
+)
+from .faults import parse_markers
+from .state import Config, Conversation, new_id, now_s
+
+
+def input_items(value: object) -> list[tuple[str, str]]:
+    """(role, text) of Responses/Conversations input: a string or a list of message items."""
+    if isinstance(value, str):
+        return [("user", value)]
+    if not isinstance(value, list):
+        return []
+    return [
+        (item.get("role", "user"), content_text(item.get("content")))
+        for item in value
+        if isinstance(item, dict) and item.get("type", "message") == "message"
+    ]
+
+
+@api("conversation_create")
+async def create_conversation(double: Double, request: web.Request) -> web.Response:
+    body = await json_body(request)
+    items = input_items(body.get("items"))
+    users = [text for role, text in items if role == "user"]
+    if users:  # only the items can carry markers here
+        double.admit(
+            "conversation_create", users[-1], parse_markers(users[-1]), 0, run_creating=False
+        )
+    conversation = Conversation(new_id("conv"), now_s(), body.get("metadata") or {}, items)
+    double.store.conversations[conversation.id] = conversation
+    return json_response(conversation.as_dict())
+
+
+@api("response")
+async def create_response(double: Double, request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if body.get("stream"):
+        raise ApiError(400, "The double does not stream responses.", param="stream")
+    if body.get("previous_response_id"):
+        raise ApiError(400, "The double does not keep responses.", param="previous_response_id")
+    conversation = None
+    ref = body.get("conversation")
+    if ref is not None:
+        conversation_id = ref.get("id") if isinstance(ref, dict) else ref
+        conversation = double.store.conversations.get(conversation_id)
+        if conversation is None:
+            raise ApiError(
+                404, f"Conversation with id '{conversation_id}' not found.", param="conversation"
+            )
+    inputs = input_items(body.get("input"))
+    history = conversation.items if conversation else []
+    question, turn, messages = dialogue(body.get("instructions"), history + inputs)
+    markers = parse_markers(question)
+    answer = expect.answer_for(question, turn)
+    text = expect.partial_answer(answer) if markers.outcome == "incomplete" else answer
+    prompt, completion = expect.usage_for(messages, text, markers.reasoning)
+    headers = double.admit("response", question, markers, prompt + completion)
+    await double.delay(markers)
+
+    created = now_s()
+    failed = markers.outcome == "fail"
+    status = (
+        "failed" if failed else "incomplete" if markers.outcome == "incomplete" else "completed"
+    )
+    output = []
+    usage = None
+    if not failed:
+        output = [
+            {
+                "type": "message",
+                "id": new_id("msg"),
+                "role": "assistant",
+                "status": status,
+                "content": [
+                    {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                ],
+            }
+        ]
+        usage = {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": markers.cached, "cache_write_tokens": 0},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": markers.reasoning},
+            "total_tokens": prompt + completion,
+        }
+        if conversation is not None:
+            conversation.items.extend(inputs)
+            conversation.items.append(("assistant", text))
+    response = {
+        "id": new_id("resp"),
+        "object": "response",
+        "created_at": created,
+        "completed_at": created if status == "completed" else None,
+        "status": status,
+        "background": False,
+        "error": (
+            {"code": "server_error", "message": "The model failed (injected)."} if failed else None
+        ),
+        "incomplete_details": ({"reason": "max_output_tokens"} if status == "incomplete" else None),
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "metadata": body.get("metadata") or {},
+        "model": body.get("model"),
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled",
+        "usage": usage,
+        "user": None,
+        "conversation": {"id": conversation.id} if conversation else None,
+    }
+    double.stats.questions[question] += 1
+    return json_response(response, headers)
+
+
+@api("chat")
+async def create_chat_completion(double: Double, request: web.Request) -> web.StreamResponse:
+    body = await json_body(request)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty array.", param="messages")
+    items = [
+        (message.get("role"), content_text(message.get("content")))
+        for message in messages
+        if isinstance(message, dict)
+    ]
+    question, turn, prompt_messages = dialogue(None, items)
+    markers = parse_markers(question)
+    answer = expect.answer_for(question, turn)
+    incomplete = markers.outcome == "incomplete"
+    text = expect.partial_answer(answer) if incomplete else answer
+    prompt, completion = expect.usage_for(prompt_messages, text, markers.reasoning)
+    headers = double.admit("chat", question, markers, prompt + completion)
+    await double.delay(markers)
+    double.stats.questions[question] += 1
+    if markers.outcome == "fail":
+        raise ApiError(400, "injected failure")
+
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": markers.cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": markers.reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+    head = {
+        "id": new_id("chatcmpl", "-"),
+        "created": now_s(),
+        "model": body.get("model"),
+        "service_tier": "default",
+        "system_fingerprint": "fp_double",
+    }
+    finish_reason = "length" if incomplete else "stop"
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return await stream_chat(
+            request, head, text, finish_reason, usage if include_usage else None, headers
+        )
+    completion_obj = {
+        **head,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": text,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": usage,
+    }
+    return json_response(completion_obj, headers)
+
+
+async def stream_chat(
+    request: web.Request,
+    head: dict,
+    text: str,
+    finish_reason: str,
+    usage: dict | None,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    """Chat chunks as SSE: role, content, finish reason, then usage if asked, then [DONE]."""
+    response = sse_response(headers)
+    await response.prepare(request)
+    base = {**head, "object": "chat.completion.chunk"}
+
+    def chunk(delta: dict, finish: str | None) -> dict:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        data = {**base, "choices": [choice]}
+        if usage is not None:
+            data["usage"] = None  # as OpenAI does when include_usage is set
+        return data
+
+    chunks = [
+        chunk({"role": "assistant", "content": "", "refusal": None}, None),
+        chunk({"content": text}, None),
+        chunk({}, finish_reason),
+    ]
+    if usage is not None:
+        chunks.append({**base, "choices": [], "usage": usage})
+    payload = "".join(f"data: {json.dumps(data)}\n\n" for data in chunks) + "data: [DONE]\n\n"
+    await response.write(payload.encode())
+    await response.write_eof()
+    return response
+
+
+# --- control endpoints (no auth) ---
+
+
+async def control_stats(request: web.Request) -> web.Response:
+    double = request.app[DOUBLE]
+    return json_response({**double.stats.as_dict(), "config": double.config.as_dict()})
+
+
+async def control_config(request: web.Request) -> web.Response:
+    double = request.app[DOUBLE]
+    try:
+        double.configure(await request.json())
+    except (ValueError, TypeError, AttributeError) as error:
+        return json_response({"error": str(error)}, status=400)
+    return json_response(double.config.as_dict())
+
+
+async def control_reset(request: web.Request) -> web.Response:
+    request.app[DOUBLE].reset()
+    return json_response({"ok": True})
+
+
+def create_app(config: Config | None = None) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[DOUBLE] = Double(config)
+    app.router.add_post("/v1/conversations", create_conversation)
+    app.router.add_post("/v1/responses", create_response)
+    app.router.add_post("/v1/chat/completions", create_chat_completion)
+    assistants.add_routes(app.router)
+    app.router.add_get("/_double/stats", control_stats)
+    app.router.add_post("/_double/config", control_config)
+    app.router.add_post("/_double/reset", control_reset)
+    return app
+
+
+async def serve(
+    host: str = "127.0.0.1", port: int = 0, config: Config | None = None
+) -> tuple[web.AppRunner, int]:
+    """Start the double; return its runner (for ``cleanup()``) and the bound port."""
+    runner = web.AppRunner(
+        create_app(config),
+        access_log=None,  # no per-request logging: the double is also a benchmark target
+        handler_cancellation=True,  # a client disconnect cancels [[never]] waits and streams
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    return runner, runner.addresses[0][1]

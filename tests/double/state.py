@@ -1,0 +1,173 @@
+"""In-memory state of the double: options, stats, stored objects, and id generation."""
+
+import asyncio
+import itertools
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+# A per-process prefix keeps ids unique across double processes; the counter keeps
+# them cheap to make.
+_PROCESS_TAG = os.urandom(4).hex()
+_counter = itertools.count(1)
+
+
+def new_id(prefix: str, sep: str = "_") -> str:
+    return f"{prefix}{sep}{_PROCESS_TAG}{next(_counter):016x}"
+
+
+def now_s() -> int:
+    return int(time.time())
+
+
+@dataclass(slots=True)
+class Config:
+    """Global options (CLI flags and ``POST /_double/config``); 0 disables a limit."""
+
+    latency: float = 0.0
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    seed: int = 0
+    rpm: int = 0
+    tpm: int = 0
+
+    def update(self, options: dict) -> None:
+        for name, value in options.items():
+            if name not in self.__dataclass_fields__:
+                raise ValueError(f"unknown option {name!r}")
+            kind = type(getattr(self, name))
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"option {name!r} must be a number")
+            setattr(self, name, kind(value))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Stats:
+    requests: Counter = field(default_factory=Counter)
+    questions: Counter = field(default_factory=Counter)
+    status_400: int = 0
+    status_429: int = 0
+    status_500: int = 0
+    resets: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "requests": dict(self.requests),
+            "questions": dict(self.questions),
+            "status_400": self.status_400,
+            "status_429": self.status_429,
+            "status_500": self.status_500,
+            "resets": self.resets,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "cpu_s": time.process_time(),
+        }
+
+
+@dataclass(slots=True)
+class Conversation:
+    id: str
+    created_at: int
+    metadata: dict
+    items: list[tuple[str, str]]  # (role, text) in order
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "conversation",
+            "created_at": self.created_at,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(slots=True)
+class Thread:
+    id: str
+    created_at: int
+    metadata: dict
+    messages: list[dict] = field(default_factory=list)  # Message objects, oldest first
+    active_run: "Run | None" = None
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "thread",
+            "created_at": self.created_at,
+            "metadata": self.metadata,
+            "tool_resources": {},
+        }
+
+
+@dataclass(slots=True, eq=False)
+class Run:
+    """A run: its public object plus what the double needs to finish it."""
+
+    obj: dict
+    thread: Thread
+    question: str
+    turn: int
+    prompt_messages: list[str]
+    outcome: str  # completed, failed, incomplete, expired, cancelled, requires_action, never
+    delay_s: float  # latency + [[sleep]]: time from (re)start to the outcome
+    deadline: float  # monotonic time at which the run reaches its outcome
+    tool_outputs: list[str] | None = None
+    message: dict | None = None  # the assistant message, once written
+    # Set whenever the run reaches a terminal state or is cancelled, for streams.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def status(self) -> str:
+        return self.obj["status"]
+
+
+def text_message(
+    thread_id: str,
+    role: str,
+    text: str,
+    *,
+    run_id: str | None = None,
+    assistant_id: str | None = None,
+    status: str = "completed",
+    metadata: dict | None = None,
+) -> dict:
+    created = now_s()
+    return {
+        "id": new_id("msg"),
+        "object": "thread.message",
+        "created_at": created,
+        "thread_id": thread_id,
+        "role": role,
+        "content": [{"type": "text", "text": {"value": text, "annotations": []}}],
+        "assistant_id": assistant_id,
+        "run_id": run_id,
+        "attachments": [],
+        "metadata": metadata or {},
+        "status": status,
+        "completed_at": created if status == "completed" else None,
+        "incomplete_at": created if status == "incomplete" else None,
+        "incomplete_details": {"reason": "max_tokens"} if status == "incomplete" else None,
+    }
+
+
+def message_text(message: dict) -> str:
+    return "".join(part["text"]["value"] for part in message["content"] if part["type"] == "text")
+
+
+class Store:
+    def __init__(self) -> None:
+        self.conversations: dict[str, Conversation] = {}
+        self.assistants: dict[str, dict] = {}
+        self.threads: dict[str, Thread] = {}
+        self.runs: dict[str, Run] = {}
+
+    def clear(self) -> None:
+        self.conversations.clear()
+        self.assistants.clear()
+        self.threads.clear()
+        self.runs.clear()
