@@ -20,9 +20,16 @@ import redis
 from jobs.csvout import check_output_path, default_output_path, write_answers
 from jobs.intake import open_worksheet
 from jobs.progress import ProgressLine, summary
-from jobs.submit import EmbeddedRun, create_job, run_distributed, task_groups, wait
+from jobs.submit import (
+    EmbeddedRun,
+    create_job,
+    load_job_profile,
+    run_distributed,
+    task_groups,
+    wait,
+)
 from worker import app as celery_app
-from worker import runtime
+from worker import local, runtime
 from worker.errors import AskbatchError, ConfigError
 from worker.models import COMPLETED
 from worker.retry import short_error
@@ -40,6 +47,34 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", dest="broker_url", help="redis:// URL: run on askbatch workers")
     p.add_argument("--timeout", dest="timeout_s", type=float, help="seconds a row may take")
     p.add_argument("--max-attempts", dest="max_attempts", type=int, help="tries per API call")
+    p.add_argument(
+        "--assistant",
+        dest="assistant_profile",
+        metavar="PROFILE.toml",
+        help="assistant profile: model, instructions, sampling, tools, answer schema",
+    )
+    p.add_argument(
+        "--continue-on-error",
+        dest="continue_on_error",
+        action="store_true",
+        default=None,
+        help="ask a thread's later turns even after one failed",
+    )
+
+
+def _local_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--local-model",
+        dest="local_model",
+        metavar="PATH",
+        help="--provider local: GGUF model to serve (default: the bundled SmolLM2-135M)",
+    )
+    p.add_argument(
+        "--local-port",
+        dest="local_port",
+        type=int,
+        help="--provider local: port of its server on 127.0.0.1 (default: any free one)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     _settings_flags(run)
+    _local_flags(run)
 
     worker = sub.add_parser("worker", help="run a Celery worker for distributed jobs")
     worker.add_argument("--broker", dest="broker_url", help="redis:// URL (or ASKBATCH_BROKER_URL)")
@@ -71,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="threads, i.e. runs in flight (default 64)",
     )
+    worker.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        help="local: start a local model server on this host for --provider local jobs",
+    )
+    worker.add_argument(
+        "--base-url",
+        dest="base_url",
+        help="with --provider local: a shared local model server to use instead of starting one",
+    )
+    _local_flags(worker)
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("-n", "--hostname", help="Celery node name (default askbatch-PID@host)")
     return parser
@@ -91,6 +138,8 @@ SETTING_FLAGS = (
     "max_attempts",
     "concurrency",
     "worker_concurrency",
+    "local_model",
+    "local_port",
 )
 
 
@@ -113,6 +162,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.output or default_output_path(args.input)
     check_output_path(out, args.input, args.overwrite)
     settings.require_credentials()
+    profile = load_job_profile(settings)
+    if settings.provider == "local":
+        settings = local.prepare_run(settings, quiet=args.quiet)
     runtime.configure(settings)
     celery_app.configure(settings)
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
@@ -121,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         say(f"{args.input}: read as {sheet.encoding}")
     store = _open_store(settings)
     try:
-        spec = create_job(settings, sheet, store)
+        spec = create_job(settings, sheet, store, profile)
     except openai.AuthenticationError as exc:
         msg = f"the API refused the key ({short_error(exc)}); check OPENAI_API_KEY"
         raise ConfigError(msg) from None
@@ -158,10 +210,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         show.close()
         say(f"\ninterrupted; answered rows of job {spec.job_id} are kept in {store!r}")
         sys.stderr.flush()
+        local.stop_all()
         os._exit(130)  # in-flight HTTP requests are abandoned, not waited for
     show.close()
     write_answers(
-        sheet, lambda idx: store.get(spec.job_id, idx), out, sanitize=not args.no_sanitize
+        sheet,
+        lambda idx: store.get(spec.job_id, idx),
+        out,
+        sanitize=not args.no_sanitize,
+        extra_columns=profile.answer_columns(),
     )
     say(summary(progress, time.monotonic() - t0))
     say(f"answers: {out}")
@@ -175,6 +232,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "`askbatch worker` needs a broker: set ASKBATCH_BROKER_URL or --broker "
             "redis://HOST:6379/0"
         )
+    if settings.provider == "local":
+        settings = local.prepare_worker(settings)
     runtime.configure(settings)
     app = celery_app.configure(settings)
     _open_store(settings)
@@ -203,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="askbatch: %(levelname)s: %(message)s")
     try:
-        return COMMANDS[args.command](args)
+        with local.lifetime():  # a local model server never outlives the command
+            return COMMANDS[args.command](args)
     except AskbatchError as exc:
         print(f"askbatch: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -17,9 +17,11 @@ from datetime import datetime
 from jobs.intake import Worksheet
 from worker import runtime, tasks
 from worker.models import SKIPPED, JobSpec, Result, Row
+from worker.profile import Profile, load_profile
 from worker.providers.assistants import ensure_assistant
-from worker.settings import Settings
+from worker.settings import DEFAULT_MODEL, Settings
 from worker.store import Progress, Store
+from worker.tools import ToolBox
 
 POLL_S = 0.25
 
@@ -28,14 +30,30 @@ def new_job_id() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def create_job(settings: Settings, sheet: Worksheet, store: Store) -> JobSpec:
-    """Record the job and its blank rows; for assistants, make the job's one assistant."""
+def load_job_profile(settings: Settings) -> Profile:
+    """The assistant profile (or an empty one), with its tools checked to import here, so a
+    bad tool reference is a configuration error before anything is sent."""
+    if not settings.assistant_profile:
+        return Profile()
+    profile = load_profile(settings.assistant_profile)
+    ToolBox(profile.tools)
+    return profile
+
+
+def create_job(
+    settings: Settings, sheet: Worksheet, store: Store, profile: Profile | None = None
+) -> JobSpec:
+    """Record the job and its blank rows; for assistants, make the job's one assistant.
+
+    Flags and environment override the profile; a row's own cells override both (at run time).
+    """
+    profile = profile or Profile()
     spec = JobSpec(
         job_id=new_job_id(),
         provider=settings.provider,
-        model=settings.model,
+        model=settings.model or profile.model or DEFAULT_MODEL,
         base_url=settings.base_url,
-        instructions=settings.instructions,
+        instructions=settings.instructions or profile.instructions,
         assistant_id=settings.assistant_id,
         timeout_s=settings.timeout_s,
         request_timeout_s=settings.request_timeout_s,
@@ -43,6 +61,9 @@ def create_job(settings: Settings, sheet: Worksheet, store: Store) -> JobSpec:
         backoff_s=settings.backoff_s,
         backoff_cap_s=settings.backoff_cap_s,
         total=sheet.n_rows,
+        profile=profile.to_json(),
+        continue_on_error=settings.continue_on_error,
+        max_tool_rounds=settings.max_tool_rounds,
     )
     if spec.provider == "assistants" and sheet.n_rows > len(sheet.blank_rows):
         spec = replace(spec, assistant_id=ensure_assistant(runtime.client(spec.base_url), spec))

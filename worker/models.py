@@ -34,6 +34,7 @@ RESULT_COLUMNS = (
     "run_id",
     "latency_s",
     "attempts",
+    "tool_calls",
 )
 
 
@@ -88,6 +89,9 @@ class Result:
     run_id: str = ""
     latency_s: float = 0.0
     attempts: int = 0
+    tool_calls: str = ""  # "evaluate x2, lookup x1"
+    # Cells beyond RESULT_COLUMNS, by column name: the `answer.<field>` of structured answers.
+    extra: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +119,7 @@ class Result:
             "run_id": self.run_id,
             "latency_s": f"{self.latency_s:.3f}",
             "attempts": str(self.attempts),
+            "tool_calls": self.tool_calls,
         }
 
 
@@ -137,6 +142,10 @@ class JobSpec:
     backoff_s: float = 0.5
     backoff_cap_s: float = 30.0
     total: int = 0
+    # The assistant profile used (worker.profile.Profile as JSON); recorded with the job.
+    profile: dict[str, Any] = field(default_factory=dict)
+    continue_on_error: bool = False
+    max_tool_rounds: int = 8
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
-from worker.models import EXPIRED, FAILED, JobSpec, Result, Row
+from worker.models import COMPLETED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row
+from worker.profile import Profile
 from worker.providers.base import Provider, Thread, Turn
 from worker.retry import Retrier, RowTimeout, short_error
 from worker.store import Store
+from worker.structured import split_answer
+from worker.tools import ToolLog
 
 log = logging.getLogger(__name__)
 
@@ -27,35 +30,51 @@ def claim_ttl(spec: JobSpec) -> float:
 
 
 def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]) -> int:
-    """Answer rows of one thread in order; returns how many were answered now.
+    """Answer the rows of one thread in order; returns how many were answered now.
 
-    Rows that already have a stored result are passed over, so a redelivered task never asks
-    an answered question again.
+    Rows that already have a stored result are passed over (so a redelivered task never asks
+    an answered question again), but their turns still count as the thread's history.
+    After a turn that did not complete, the rest of the thread is `skipped` unless the job
+    says continue_on_error: later turns would be asked without the answer they build on.
     """
     store.mark_started(spec.job_id)
+    schema = Profile.from_json(spec.profile).schema
     thread: Thread | None = None
+    broken: Result | None = None  # the turn that ended the thread
     answered = 0
     for row in rows:
-        if store.has_result(spec.job_id, row.index):
+        if done := store.get(spec.job_id, [row.index]).get(row.index):
+            thread = _resume_thread(thread, row, done)
+            if done.status != COMPLETED and not spec.continue_on_error:
+                broken = broken or done
             continue
         if stop := store.stopped(spec.job_id):
             # The job was cancelled or hit its spending cap: rows not started are not sent.
             status, reason = stop
             store.save(spec.job_id, Result(index=row.index, status=status, error=reason))
             continue
+        if broken is not None:
+            store.save(spec.job_id, _skipped(row, broken, thread))
+            continue
         if not store.claim(spec.job_id, row.index, claim_ttl(spec)):
             raise RowBusy(row.index, claim_ttl(spec))
         try:
-            result, thread = answer_row(spec, provider, thread, row)
+            result, thread = answer_row(spec, provider, thread, row, schema)
             store.save(spec.job_id, result)
             answered += 1
         finally:
             store.release(spec.job_id, row.index)
+        if result.status != COMPLETED and not spec.continue_on_error:
+            broken = result
     return answered
 
 
 def answer_row(
-    spec: JobSpec, provider: Provider, thread: Thread | None, row: Row
+    spec: JobSpec,
+    provider: Provider,
+    thread: Thread | None,
+    row: Row,
+    schema: dict | None = None,
 ) -> tuple[Result, Thread | None]:
     """Run one question; every failure becomes the row's result, never an exception."""
     started = time.monotonic()
@@ -66,29 +85,65 @@ def answer_row(
         base=spec.backoff_s,
         cap=spec.backoff_cap_s,
     )
+    tools = ToolLog()
     try:
         if thread is None:
             thread = provider.open_thread(retrier)
-        turn = provider.ask(thread, row, retrier)
+        turn = provider.ask(thread, row, retrier, tools)
     except RowTimeout:
         turn = Turn(EXPIRED, error=f"no answer within the row timeout of {spec.timeout_s:g}s")
     except Exception as exc:  # one failing row never stops the job
         if not _expected(exc):
             log.exception("row %s (id %s) failed unexpectedly", row.index + 1, row.id)
         turn = Turn(status=FAILED, error=short_error(exc))
+    extra: dict[str, str] = {}
+    if schema is not None and turn.status == COMPLETED:
+        extra, problem = split_answer(turn.answer, schema)
+        if problem:
+            turn.status, turn.error = FAILED, problem
+    errors = [turn.error, *tools.errors]
     result = Result(
         index=row.index,
         status=turn.status,
         answer=turn.answer,
-        error=turn.error,
+        error="; ".join(e for e in errors if e),
         usage=turn.usage,
         model=turn.model,
         thread_id=thread.id if thread else "",
         run_id=turn.run_id,
         latency_s=time.monotonic() - started,
         attempts=1 + retrier.retries,
+        tool_calls=tools.cell(),
+        extra=extra,
     )
     return result, thread
+
+
+def _resume_thread(thread: Thread | None, row: Row, done: Result) -> Thread | None:
+    """Pick the thread up from a stored turn (after a redelivery): its id, and for chat the
+    history that askbatch itself keeps."""
+    if not done.thread_id:
+        return thread
+    if thread is None or thread.id != done.thread_id:
+        thread = Thread(id=done.thread_id)
+    if done.status == COMPLETED:
+        thread.history += [
+            {"role": "user", "content": row.question},
+            {"role": "assistant", "content": done.answer},
+        ]
+    return thread
+
+
+def _skipped(row: Row, broken: Result, thread: Thread | None) -> Result:
+    return Result(
+        index=row.index,
+        status=SKIPPED,
+        error=(
+            f"not asked: an earlier turn of thread {row.thread!r} (row {broken.index + 1}) "
+            f"ended {broken.status}; --continue-on-error asks later turns anyway"
+        ),
+        thread_id=thread.id if thread else "",
+    )
 
 
 def _expected(exc: Exception) -> bool:

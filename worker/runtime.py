@@ -7,11 +7,11 @@ before running an embedded job. Clients are shared by every thread of the proces
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 
 import httpx2
 import openai
 
+from worker.local import NoLocalServer
 from worker.models import JobSpec
 from worker.providers.assistants import AssistantsProvider
 from worker.providers.base import Provider
@@ -24,11 +24,14 @@ _lock = threading.Lock()
 _settings: Settings | None = None
 _store: Store | None = None
 _clients: dict[str, openai.OpenAI] = {}
+_providers: dict[str, Provider] = {}
 
 PROVIDER_CLASSES = {
     "responses": ResponsesProvider,
     "chat": ChatProvider,
     "assistants": AssistantsProvider,
+    # A local model server is one more OpenAI-compatible base URL (worker.local runs it).
+    "local": ChatProvider,
 }
 
 
@@ -39,7 +42,7 @@ def configure(settings: Settings) -> None:
         _settings = settings
         _store = None
         _clients.clear()
-        provider_for.cache_clear()
+        _providers.clear()
 
 
 def settings() -> Settings:
@@ -81,6 +84,25 @@ def client(base_url: str) -> openai.OpenAI:
         return _clients[base_url]
 
 
-@lru_cache(maxsize=64)
 def provider_for(spec: JobSpec) -> Provider:
-    return PROVIDER_CLASSES[spec.provider](client(spec.base_url), spec)
+    """One provider per job and process: it holds the job's imported tools."""
+    with _lock:
+        provider = _providers.get(spec.job_id)
+    if provider is None:
+        provider = _make_provider(spec)
+        with _lock:
+            if len(_providers) > 64:  # a long-lived worker sees many jobs
+                _providers.clear()
+            provider = _providers.setdefault(spec.job_id, provider)
+    return provider
+
+
+def _make_provider(spec: JobSpec) -> Provider:
+    base_url = spec.base_url
+    if spec.provider == "local" and not base_url:
+        # A distributed local job: each worker answers on its own server (--provider local).
+        own = settings()
+        if own.provider != "local" or not own.base_url:
+            return NoLocalServer(spec)
+        base_url = own.base_url
+    return PROVIDER_CLASSES[spec.provider](client(base_url), spec)

@@ -17,7 +17,7 @@ from dotenv import load_dotenv
 
 from worker.errors import ConfigError
 
-PROVIDERS = ("responses", "chat", "assistants")
+PROVIDERS = ("responses", "chat", "assistants", "local")
 OPENAI_URL = "https://api.openai.com/v1"
 
 
@@ -57,13 +57,22 @@ ENV_VARS: dict[str, str] = {
     "visibility_timeout_s": "ASKBATCH_VISIBILITY_TIMEOUT",
     "idle_warning_s": "ASKBATCH_IDLE_WARNING",
     "state_dir": "ASKBATCH_STATE_DIR",
+    "assistant_profile": "ASKBATCH_ASSISTANT",
+    "continue_on_error": "ASKBATCH_CONTINUE_ON_ERROR",
+    "max_tool_rounds": "ASKBATCH_MAX_TOOL_ROUNDS",
+    "local_model": "ASKBATCH_LOCAL_MODEL",
+    "local_port": "ASKBATCH_LOCAL_PORT",
+    "local_ctx": "ASKBATCH_LOCAL_CTX",
+    "local_threads": "ASKBATCH_LOCAL_THREADS",
+    "local_start_timeout_s": "ASKBATCH_LOCAL_START_TIMEOUT",
 }
+DEFAULT_MODEL = "gpt-5-mini"  # when neither a flag, the environment nor the profile names one
 
 
 @dataclass(frozen=True)
 class Settings:
     provider: str = "responses"
-    model: str = "gpt-5-mini"
+    model: str = ""
     instructions: str = ""
     base_url: str = ""
     api_key: Secret = field(default=Secret(""), repr=False)
@@ -79,6 +88,15 @@ class Settings:
     visibility_timeout_s: int = 900
     idle_warning_s: float = 20.0
     state_dir: str = field(default_factory=_default_state_dir)
+    assistant_profile: str = ""
+    continue_on_error: bool = False
+    max_tool_rounds: int = 8
+    # --provider local: the GGUF to serve ("" = the bundled SmolLM2) and its server.
+    local_model: str = ""
+    local_port: int = 0  # 0: any free port on 127.0.0.1
+    local_ctx: int = 4096
+    local_threads: int = 0  # 0: every core
+    local_start_timeout_s: float = 300.0
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, dotenv: bool = True) -> Settings:
@@ -107,9 +125,18 @@ class Settings:
                 f"unknown provider {self.provider!r}; choose one of: {', '.join(PROVIDERS)} "
                 "(--provider or ASKBATCH_PROVIDER)"
             )
+        if self.max_tool_rounds < 0:
+            raise ConfigError("max_tool_rounds must be 0 or more")
         for name in ("concurrency", "worker_concurrency", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if not 0 <= self.local_port <= 65535:
+            raise ConfigError(f"local port {self.local_port} is not 0..65535 (--local-port)")
+        if self.local_ctx < 256 or self.local_threads < 0 or self.local_start_timeout_s <= 0:
+            raise ConfigError(
+                "local_ctx must be at least 256, local_threads 0 or more and the local start "
+                "timeout positive"
+            )
         if self.timeout_s <= 0 or self.request_timeout_s <= 0:
             raise ConfigError("timeouts must be positive")
         if self.broker_url and not self.broker_url.startswith(("redis://", "rediss://")):
@@ -120,13 +147,16 @@ class Settings:
 
     def require_credentials(self) -> None:
         """Fail before anything is sent when no key could possibly work."""
-        if self.api_key or self.base_url:
+        if self.api_key or self.base_url or self.provider == "local":
             return
         raise ConfigError(
-            "no API key and no base URL are configured. Either set OPENAI_API_KEY "
-            "(in the environment or in a .env file: OPENAI_API_KEY=sk-...), or point askbatch "
-            "at an OpenAI-compatible server with --base-url http://localhost:11434/v1 "
-            "--provider chat (Ollama, vLLM, llama.cpp, LiteLLM)."
+            "no API key and no base URL are configured; choose one of:\n"
+            "  - OpenAI: set OPENAI_API_KEY (in the environment or in a .env file: "
+            "OPENAI_API_KEY=sk-...);\n"
+            "  - any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LiteLLM): "
+            "--provider chat --base-url http://localhost:11434/v1;\n"
+            "  - offline, on a small model askbatch runs itself: --provider local "
+            "(needs pip install 'askbatch[local]', or scripts/setup local in a clone)."
         )
 
     def redacted(self) -> dict[str, Any]:
@@ -136,8 +166,16 @@ class Settings:
         return out
 
 
+def _bool(raw: str) -> bool:
+    words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False,
+             "no": False, "off": False}  # fmt: skip
+    if raw.lower() not in words:
+        raise ValueError(raw)
+    return words[raw.lower()]
+
+
 # Field annotations are strings (postponed evaluation); map them to parsers.
-_KINDS = {"str": str, "int": int, "float": float, "Secret": Secret}
+_KINDS = {"str": str, "int": int, "float": float, "Secret": Secret, "bool": _bool}
 
 
 def _parse(kind: type, raw: str, env: str) -> Any:

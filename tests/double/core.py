@@ -5,7 +5,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import wraps
 
 from aiohttp import web
@@ -207,16 +207,19 @@ def content_text(content: object) -> str:
     return ""
 
 
-def dialogue(instructions: object, items: list[tuple[str, str]]) -> tuple[str, int, list[str]]:
-    """(question, turn, prompt messages) for a history of (role, text) items.
+def dialogue(
+    instructions: object, items: Sequence[tuple[str, ...]]
+) -> tuple[str, int, list[str]]:
+    """(question, turn, prompt messages) for a history of (role, text, ...) items.
 
-    The question is the last user message; the turn counts user messages.
+    The question is the last user message; the turn counts user messages. Every item's
+    text joins the prompt: messages, function call arguments and tool outputs alike.
     """
-    users = [text for role, text in items if role == "user"]
+    users = [item[1] for item in items if item[0] == "user"]
     if not users:
         raise ApiError(400, "The input must contain at least one user message.")
     prompt = [instructions] if isinstance(instructions, str) and instructions else []
-    prompt.extend(text for _, text in items)
+    prompt.extend(item[1] for item in items)
     return users[-1], len(users), prompt
 
 

@@ -2,7 +2,17 @@
 
 The server builds every answer and usage figure with these functions, so a test can
 compute the exact expected cell for any question without talking to the server.
+
+Function tools: when a request offers function tools and the latest user question holds
+``[[call:NAME]]`` or ``[[call:NAME:JSON-ARGS]]`` markers (see ``marked_calls``), the model
+calls every marked, offered tool in one round; once the outputs are sent back it answers
+``final_answer(question, turn, outputs=...)``. ``[[callagain]]`` makes it call the same
+tools again after every round instead. Structured answers: when a JSON-schema format is
+asked, the answer text is ``final_answer(question, turn, schema=...)``.
 """
+
+import json
+import re
 
 ANSWER_PREFIX = "answer: "
 
@@ -24,7 +34,8 @@ def partial_answer(answer: str) -> str:
 
 
 def tool_answer(answer: str, outputs: list[str]) -> str:
-    """The answer of an assistants run that completed after ``submit_tool_outputs``."""
+    """The answer after a round of tool outputs (any surface, and after an assistants
+    ``[[requires_action]]``): ``outputs`` are the output strings in call order."""
     return f"{answer} [tools: {','.join(outputs)}]"
 
 
@@ -38,3 +49,102 @@ def usage_for(messages: list[str], answer: str, reasoning_tokens: int = 0) -> tu
     """
     prompt = sum(count_tokens(m) + 3 for m in messages)
     return prompt, count_tokens(answer) + reasoning_tokens
+
+
+def tool_round_usage(
+    messages: list[str], arguments: list[str], reasoning_tokens: int = 0
+) -> tuple[int, int]:
+    """(prompt_tokens, completion_tokens) of a request answered with function calls.
+
+    Every round is a billed request. Its prompt is counted like ``usage_for``'s over the
+    context sent; the completion is ``count_tokens(arguments)`` summed over the calls made
+    (plus ``[[reasoning:N]]``, which applies to every request of the question on the
+    Responses and Chat surfaces). In a context, each earlier function call counts as one
+    message whose text is its arguments and each tool output as one message whose text is
+    the output: so the request that sends round 1's outputs has the prompt
+    ``messages + arguments_1 + outputs_1`` and, when answered, the usage
+    ``usage_for(messages + arguments_1 + outputs_1, answer)``. An assistants run reports
+    the sum of its rounds: ``tool_round_usage`` per call round plus the final ``usage_for``.
+    """
+    prompt = sum(count_tokens(m) + 3 for m in messages)
+    return prompt, sum(count_tokens(a) for a in arguments) + reasoning_tokens
+
+
+# Up to the first "]]": JSON arguments may hold a single "]" but never "]]".
+_CALL_MARKER = re.compile(r"\[\[call:([\w.-]+)(?::(.*?))?\]\]", re.DOTALL)
+
+
+def marked_calls(question: str) -> list[tuple[str, str]]:
+    """(name, arguments) of each ``[[call:NAME]]``/``[[call:NAME:JSON-ARGS]]`` marker, in
+    order. The arguments are the JSON-ARGS text as written (stripped, not re-encoded, so a
+    malformed literal reaches the client as is), ``"{}"`` when absent."""
+    return [(name, (args or "").strip() or "{}") for name, args in _CALL_MARKER.findall(question)]
+
+
+BAD_JSON = "not json {"
+
+
+def _schema_type(spec: dict) -> object:
+    kind = spec.get("type")
+    if isinstance(kind, list):  # e.g. ["string", "null"]: the first non-null type
+        kind = next((k for k in kind if k != "null"), None)
+    return kind
+
+
+_BY_TYPE = {"boolean": True, "array": [], "object": {}}
+
+
+def structured_answer(schema: dict, question: str, turn: int) -> dict:
+    """The object answered for a JSON-schema format: for each of ``schema["properties"]``
+    in order, ``enum`` -> its first value; string -> ``"NAME: " + answer_for(question,
+    turn)``; integer -> turn; number -> turn + 0.5; boolean -> True; array -> [];
+    object -> {}; anything else (or no type) -> None."""
+    answer = answer_for(question, turn)
+    obj: dict = {}
+    for name, spec in (schema.get("properties") or {}).items():
+        spec = spec if isinstance(spec, dict) else {}
+        kind = _schema_type(spec)
+        if spec.get("enum"):
+            obj[name] = spec["enum"][0]
+        elif kind == "string":
+            obj[name] = f"{name}: {answer}"
+        elif kind == "integer":
+            obj[name] = turn
+        elif kind == "number":
+            obj[name] = turn + 0.5
+        else:
+            obj[name] = _BY_TYPE.get(kind)  # type: ignore[arg-type]
+    return obj
+
+
+def wrong_schema_answer(schema: dict) -> dict:
+    """The ``[[wrongschema]]`` object: every required string property set to 0, nothing
+    else (valid JSON that fails validation when the schema requires a string)."""
+    properties = schema.get("properties") or {}
+    return {
+        name: 0
+        for name in schema.get("required") or []
+        if _schema_type(properties.get(name) or {}) == "string"
+    }
+
+
+def final_answer(
+    question: str, turn: int, *, schema: dict | None = None, outputs: list[str] | None = None
+) -> str:
+    """The full text of a message answer (before any ``[[incomplete]]`` cut).
+
+    With a schema (a JSON-schema format was asked): ``BAD_JSON`` for ``[[badjson]]``, the
+    JSON of ``wrong_schema_answer`` for ``[[wrongschema]]``, else the JSON of
+    ``structured_answer`` (``json.dumps(obj, ensure_ascii=False)``; tool outputs are then
+    not appended). Without one: ``answer_for``, or ``tool_answer`` after tool outputs.
+    """
+    if schema is not None:
+        if "[[badjson]]" in question:
+            return BAD_JSON
+        if "[[wrongschema]]" in question:
+            obj = wrong_schema_answer(schema)
+        else:
+            obj = structured_answer(schema, question, turn)
+        return json.dumps(obj, ensure_ascii=False)
+    answer = answer_for(question, turn)
+    return answer if outputs is None else tool_answer(answer, outputs)

@@ -4,7 +4,9 @@ A marker is ``[[name]]`` or ``[[name:arg:arg]]`` anywhere in the latest user mes
 ``[[429:N]]``/``[[429:N:S]]``, ``[[500:N]]``, ``[[reset:N]]`` fail the first N requests per
 (question, endpoint kind); ``[[400]]`` always fails; ``[[fail]]``, ``[[incomplete]]``,
 ``[[expired]]``, ``[[cancelled]]``, ``[[requires_action]]``, ``[[never]]`` choose the outcome;
-``[[sleep:S]]`` adds latency; ``[[cached:N]]``, ``[[reasoning:N]]`` fill usage details.
+``[[sleep:S]]`` adds latency; ``[[cached:N]]``, ``[[reasoning:N]]`` fill usage details;
+``[[callagain]]`` repeats function-tool rounds. ``[[call:NAME[:JSON-ARGS]]]``, ``[[badjson]]``
+and ``[[wrongschema]]`` are read by ``expect`` (``marked_calls``, ``final_answer``).
 """
 
 import re
@@ -27,6 +29,7 @@ class Markers:
     sleep: float = 0.0
     cached: int = 0
     reasoning: int = 0
+    call_again: bool = False
 
     @property
     def transport(self) -> bool:
@@ -66,6 +69,8 @@ def parse_markers(text: str) -> Markers:
             found["cached"] = int(_num(args, 0))
         elif name == "reasoning":
             found["reasoning"] = int(_num(args, 0))
+        elif name == "callagain":
+            found["call_again"] = True
     return Markers(**found) if found else NO_MARKERS
 
 

@@ -6,6 +6,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 # A per-process prefix keeps ids unique across double processes; the counter keeps
 # them cheap to make.
@@ -45,6 +46,23 @@ class Config:
         return asdict(self)
 
 
+FUNCTION_CALL = "function_call"
+FUNCTION_CALL_OUTPUT = "function_call_output"
+
+
+class Item(NamedTuple):
+    """One entry of a context: a message, a function call or a tool output.
+
+    ``role`` is the message role, or FUNCTION_CALL / FUNCTION_CALL_OUTPUT; ``text`` is
+    the message text, the call's arguments or the output (what the prompt counts).
+    """
+
+    role: str
+    text: str
+    call_id: str = ""
+    name: str = ""
+
+
 @dataclass(slots=True)
 class Stats:
     requests: Counter = field(default_factory=Counter)
@@ -53,6 +71,10 @@ class Stats:
     status_429: int = 0
     status_500: int = 0
     resets: int = 0
+    # Per surface ("responses", "chat", "assistants"): rounds answered with function
+    # calls, and requests (or submits) that delivered tool outputs.
+    tool_rounds: Counter = field(default_factory=Counter)
+    tool_outputs: Counter = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -64,6 +86,8 @@ class Stats:
             "status_429": self.status_429,
             "status_500": self.status_500,
             "resets": self.resets,
+            "tool_rounds": dict(self.tool_rounds),
+            "tool_outputs": dict(self.tool_outputs),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "cpu_s": time.process_time(),
@@ -75,7 +99,7 @@ class Conversation:
     id: str
     created_at: int
     metadata: dict
-    items: list[tuple[str, str]]  # (role, text) in order
+    items: list[Item]  # in order
 
     def as_dict(self) -> dict:
         return {
@@ -118,6 +142,16 @@ class Run:
     deadline: float  # monotonic time at which the run reaches its outcome
     tool_outputs: list[str] | None = None
     message: dict | None = None  # the assistant message, once written
+    schema: dict | None = None  # JSON schema of a structured answer
+    # Function tools: the marked calls to make each round, what ends the run after the
+    # tool rounds, the calls awaiting outputs, earlier rounds' calls and outputs (they
+    # join the prompt), and the usage billed by the call rounds so far.
+    planned: list[tuple[str, str]] = field(default_factory=list)
+    call_again: bool = False
+    final_outcome: str = "completed"
+    calls: list[Item] = field(default_factory=list)
+    rounds: list[Item] = field(default_factory=list)
+    spent: tuple[int, int] = (0, 0)
     # Set whenever the run reaches a terminal state or is cancelled, for streams.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 

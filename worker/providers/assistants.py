@@ -23,20 +23,40 @@ from worker.models import (
     Row,
     Usage,
 )
-from worker.providers.base import Thread, Turn
+from worker.providers.base import JobContext, Thread, Turn, too_many_rounds
 from worker.retry import Retrier
+from worker.tools import ToolLog
 
 TERMINAL = {COMPLETED, FAILED, INCOMPLETE, EXPIRED, CANCELLED, "requires_action"}
 CANCEL_TIMEOUT_S = 10.0
 
 
-def ensure_assistant(client: openai.OpenAI, spec: JobSpec, name: str = "askbatch") -> str:
-    """The job's assistant: the one given, or one created now, once for the whole job."""
+def ensure_assistant(client: openai.OpenAI, spec: JobSpec) -> str:
+    """The job's assistant: the one given, or one made now from the profile, once per job."""
     if spec.assistant_id:
         return spec.assistant_id
-    params: dict[str, Any] = {"model": spec.model, "name": name}
+    job = JobContext(spec)
+    params: dict[str, Any] = {
+        "model": spec.model,
+        "name": job.profile.name or "askbatch",
+        **job.sampling(),
+    }
     if spec.instructions:
         params["instructions"] = spec.instructions
+    if job.profile.tools:
+        params["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in job.profile.tools
+        ]
+    if fmt := job.profile.response_format:
+        params["response_format"] = {"type": "json_schema", "json_schema": fmt}
     return client.beta.assistants.create(**params).id
 
 
@@ -44,14 +64,17 @@ class AssistantsProvider:
     def __init__(self, client: openai.OpenAI, spec: JobSpec) -> None:
         self.client = client
         self.spec = spec
+        self.job = JobContext(spec)
         self.runs = client.beta.threads.runs
 
     def open_thread(self, retrier: Retrier) -> Thread:
         # The thread is created by the first run (create_and_run): one call saved per row.
         return Thread()
 
-    def ask(self, thread: Thread, row: Row, retrier: Retrier) -> Turn:
+    def ask(self, thread: Thread, row: Row, retrier: Retrier, tools: ToolLog) -> Turn:
         params: dict[str, Any] = {"assistant_id": self.spec.assistant_id, "stream": True}
+        if self.job.profile.max_output_tokens:
+            params["max_completion_tokens"] = self.job.profile.max_output_tokens
         if row.model:
             params["model"] = row.model
         if row.instructions:
@@ -69,6 +92,34 @@ class AssistantsProvider:
             return Turn(status=FAILED, error="the server's stream ended without a run")
         thread.id = seen.run.thread_id
         run = self._wait(seen.run, retrier)
+        rounds = 0
+        while run.status == "requires_action" and self.job.toolbox:
+            if rounds == self.spec.max_tool_rounds:
+                self._cancel(run)
+                return Turn(
+                    FAILED, error=too_many_rounds(rounds), model=run.model or "", run_id=run.id
+                )
+            rounds += 1
+            outputs = [
+                {
+                    "tool_call_id": call.id,
+                    "output": self.job.toolbox.call(
+                        call.function.name, call.function.arguments, tools
+                    ),
+                }
+                for call in run.required_action.submit_tool_outputs.tool_calls
+            ]
+            seen.run = None
+            retrier.call(
+                self._stream,
+                self.runs.submit_tool_outputs,
+                seen,
+                run_id=run.id,
+                thread_id=run.thread_id,
+                tool_outputs=outputs,
+                stream=True,
+            )
+            run = self._wait(seen.run or run, retrier)
         return self._turn(thread, run, seen.texts, retrier)
 
     def _stream(self, start: Any, seen: _Seen, timeout: float, **params: Any) -> None:
@@ -136,8 +187,8 @@ class AssistantsProvider:
             self._cancel(run)  # leave no run holding the thread
             turn.status = FAILED
             turn.error = (
-                f"run requires_action: the model asked for function tool(s) {names}; "
-                "askbatch does not run function tools yet"
+                f"run requires_action: the model asked for function tool(s) {names}, "
+                "but the assistant profile defines no tools to run (--assistant)"
             )
         return turn
 

