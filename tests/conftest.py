@@ -212,3 +212,15 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]], encoding="ut
         w.writerow(header)
         w.writerows(rows)
     return path
+
+
+@pytest.fixture(scope="module")
+def workers(redis_server, double, tmp_path_factory):
+    """Two real `askbatch worker` processes on the test Redis, for one test module."""
+    tmp = tmp_path_factory.mktemp("workers")
+    env = base_env(tmp, double)
+    env["ASKBATCH_BROKER_URL"] = redis_server.url
+    w = start_workers(env, 2, tmp, concurrency=8)
+    yield w
+    w.stop()
+    assert API_KEY not in w.log_text()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
-from worker.models import COMPLETED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row
+from worker import spending
+from worker.cancel import watch_for
+from worker.models import COMPLETED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row, Usage
 from worker.profile import Profile
 from worker.providers.base import Provider, Thread, Turn
 from worker.retry import Retrier, RowTimeout, short_error
@@ -41,10 +44,12 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
     schema = Profile.from_json(spec.profile).schema
     thread: Thread | None = None
     broken: Result | None = None  # the turn that ended the thread
+    prior: Usage | None = None  # the thread's last turn: a later turn resends it
     answered = 0
     for row in rows:
         if done := store.get(spec.job_id, [row.index]).get(row.index):
             thread = _resume_thread(thread, row, done)
+            prior = done.usage
             if done.status != COMPLETED and not spec.continue_on_error:
                 broken = broken or done
             continue
@@ -57,10 +62,23 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
             store.save(spec.job_id, _skipped(row, broken, thread))
             continue
         if not store.claim(spec.job_id, row.index, claim_ttl(spec)):
-            raise RowBusy(row.index, claim_ttl(spec))
+            raise RowBusy(row.index, store.lease_s)
         try:
-            result, thread = answer_row(spec, provider, thread, row, schema)
+            if stop := store.stopped(spec.job_id):
+                # Looked at again now that the row is claimed: `askbatch cancel` marks only
+                # rows nobody has claimed, so between the two every row gets one result.
+                store.save(spec.job_id, Result(row.index, stop[0], error=stop[1]))
+                continue
+            held = spending.reserve(store, spec, row, prior)
+            if held is None:  # over the spending cap: this row and all not started are skipped
+                store.stop(spec.job_id, SKIPPED, spending.reason(spec))
+                store.save(spec.job_id, Result(row.index, SKIPPED, error=spending.reason(spec)))
+                continue
+            with watch_for(store).row(spec.job_id) as on_run:
+                result, thread = answer_row(spec, provider, thread, row, schema, on_run)
             store.save(spec.job_id, result)
+            spending.settle(store, spec, held, result)
+            prior = result.usage
             answered += 1
         finally:
             store.release(spec.job_id, row.index)
@@ -75,8 +93,12 @@ def answer_row(
     thread: Thread | None,
     row: Row,
     schema: dict | None = None,
+    on_run: Callable[[Callable[[], None]], None] | None = None,
 ) -> tuple[Result, Thread | None]:
-    """Run one question; every failure becomes the row's result, never an exception."""
+    """Run one question; every failure becomes the row's result, never an exception.
+
+    `on_run` receives a function that cancels the row's run, where the API can cancel one.
+    """
     started = time.monotonic()
     retrier = Retrier(
         spec.max_attempts,
@@ -85,6 +107,8 @@ def answer_row(
         base=spec.backoff_s,
         cap=spec.backoff_cap_s,
     )
+    if on_run is not None:
+        retrier.on_run = on_run
     tools = ToolLog()
     try:
         if thread is None:
@@ -115,6 +139,7 @@ def answer_row(
         attempts=1 + retrier.retries,
         tool_calls=tools.cell(),
         extra=extra,
+        cost_usd=spending.row_cost(spec, row, turn.model, turn.usage),
     )
     return result, thread
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import openai
@@ -87,6 +89,7 @@ class AssistantsProvider:
             start = self.client.beta.threads.create_and_run
             params["thread"] = {"messages": [message]}
         seen = _Seen()
+        seen.on_run = retrier.on_run
         retrier.call(self._stream, start, seen, **params)
         if seen.run is None:
             return Turn(status=FAILED, error="the server's stream ended without a run")
@@ -128,6 +131,8 @@ class AssistantsProvider:
                 for event in stream:
                     name = event.event
                     if name.startswith("thread.run.") and not name.startswith("thread.run.step"):
+                        if seen.run is None:
+                            seen.on_run(partial(self._cancel_run, event.data))
                         seen.run = event.data
                     elif name == "thread.message.completed":
                         seen.texts.append(_text(event.data))
@@ -151,6 +156,10 @@ class AssistantsProvider:
                     raise
                 return self._cancel(run)
         return run
+
+    def _cancel_run(self, run: Any) -> None:
+        """Cancel a run because its job was cancelled; its stream then ends `cancelled`."""
+        self.runs.cancel(run.id, thread_id=run.thread_id, timeout=CANCEL_TIMEOUT_S)
 
     def _cancel(self, run: Any) -> Any:
         # Best effort: the row is recorded as expired either way.
@@ -205,6 +214,7 @@ class _Seen:
     def __init__(self) -> None:
         self.run: Any = None
         self.texts: list[str] = []
+        self.on_run: Callable[[Callable[[], None]], None] = lambda cancel: None
 
 
 def _text(message: Any) -> str:

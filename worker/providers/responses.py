@@ -58,29 +58,45 @@ class ResponsesProvider:
             params["instructions"] = instructions
         usage = Usage()
         rounds = 0
+        limited = False
         while True:
             response = retrier.call(self.client.responses.create, **params)
             turn = turn_from_response(response)
             usage.add(turn.usage)
             calls = [item for item in response.output or () if item.type == "function_call"]
-            if not calls or turn.status != COMPLETED:
+            if not calls or turn.status != COMPLETED or limited:
                 break
-            if rounds == self.job.spec.max_tool_rounds:
-                turn = Turn(FAILED, error=too_many_rounds(rounds), model=turn.model)
-                turn.run_id = response.id
-                break
-            rounds += 1
             # The conversation holds the calls; the next request only carries their outputs.
-            params["input"] = [
-                {
-                    "type": "function_call_output",
-                    "call_id": call.call_id,
-                    "output": self.job.toolbox.call(call.name, call.arguments, tools),
-                }
-                for call in calls
-            ]
+            limited = rounds == self.job.spec.max_tool_rounds
+            if limited:
+                # Calls left unanswered would break the conversation's next turn: answer them
+                # with an error and ask once more, without tools.
+                outputs = [_refused(call.call_id, rounds) for call in calls]
+                params.pop("tools", None)
+            else:
+                outputs = [
+                    {
+                        "type": "function_call_output",
+                        "call_id": call.call_id,
+                        "output": self.job.toolbox.call(call.name, call.arguments, tools),
+                    }
+                    for call in calls
+                ]
+            rounds += 1
+            params["input"] = outputs
+        if limited:
+            turn.status, turn.error = FAILED, too_many_rounds(rounds - 1)
         turn.usage = usage
         return turn
+
+
+def _refused(call_id: str, rounds: int) -> dict[str, Any]:
+    message = f"tool round limit ({rounds}) reached; answer without tools"
+    return {
+        "type": "function_call_output",
+        "call_id": call_id,
+        "output": f'{{"error": "{message}"}}',
+    }
 
 
 def turn_from_response(response: Any) -> Turn:
