@@ -4,6 +4,12 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY jobs ./jobs
-RUN pip install --no-cache-dir .
+# EXTRAS=local (the local-model service) compiles llama.cpp: a compiler, and a few minutes.
+ARG EXTRAS=""
+RUN if [ -n "$EXTRAS" ]; then \
+      apt-get update && apt-get install -y --no-install-recommends build-essential \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 COPY data ./data
 CMD ["askbatch", "worker"]

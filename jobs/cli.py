@@ -1,7 +1,8 @@
 """The `askbatch` command. `main(argv)` returns the exit code, so tests call it directly.
 
 Exit codes: 0 every row completed; 1 the CSV was written but some rows did not complete;
-2 bad input, usage or configuration (nothing was sent); 130 interrupted.
+2 bad input, usage or configuration (nothing was sent); 3 the CSV was written but the spending
+cap (--max-cost) stopped the job, rows not started are `skipped`; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import openai
-import redis
 
+from jobs import control, estimate, report, report_html
 from jobs.csvout import check_output_path, default_output_path, write_answers
-from jobs.intake import open_worksheet
-from jobs.progress import ProgressLine, summary
+from jobs.intake import Worksheet, open_worksheet
+from jobs.progress import ProgressLine
+from jobs.record import check_worksheet, record_for
 from jobs.submit import (
     EmbeddedRun,
     create_job,
@@ -29,11 +33,13 @@ from jobs.submit import (
     wait,
 )
 from worker import app as celery_app
-from worker import local, runtime
+from worker import local, pricing, runtime, spending
 from worker.errors import AskbatchError, ConfigError
-from worker.models import COMPLETED
+from worker.models import CANCELLED, COMPLETED, JobSpec, Row
+from worker.profile import Profile
 from worker.retry import short_error
-from worker.settings import PROVIDERS, Settings, mask_url
+from worker.settings import DEFAULT_MODEL, PROVIDERS, Settings, mask_url
+from worker.store import Store
 
 log = logging.getLogger("askbatch")
 
@@ -59,6 +65,34 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="ask a thread's later turns even after one failed",
+    )
+    p.add_argument(
+        "--rpm",
+        metavar="N[,MODEL=N]",
+        help="requests per minute for the whole job, shared by every worker (default: none)",
+    )
+    p.add_argument(
+        "--tpm",
+        metavar="N[,MODEL=N]",
+        help="tokens per minute for the whole job, shared by every worker (default: none)",
+    )
+
+
+def _cost_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prices", metavar="PRICES.toml", help="price file: overrides and adds model prices"
+    )
+    p.add_argument(
+        "--answer-tokens",
+        dest="answer_tokens",
+        metavar="N|LOW-HIGH",
+        help="answer length assumed by the estimate and the cap (default 200-2000)",
+    )
+    p.add_argument(
+        "--max-cost",
+        dest="max_cost",
+        metavar="USD",
+        help="spending cap: no new row starts once it would be passed (exit code 3)",
     )
 
 
@@ -96,8 +130,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="write answers that look like spreadsheet formulas as they are",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    run.add_argument(
+        "--retry-failed",
+        dest="retry_failed",
+        action="store_true",
+        help="go back to this worksheet's last job and ask again only its rows that ended "
+        "failed, expired or cancelled (the job's own settings are kept)",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the cost estimate and stop; call no API"
+    )
     _settings_flags(run)
     _local_flags(run)
+    _cost_flags(run)
+
+    est = sub.add_parser("estimate", help="what a worksheet would cost; calls no API")
+    est.add_argument("input", type=Path, help="CSV with a `question` column")
+    est.add_argument("--encoding", help="input encoding (default: UTF-8, else CP949 if it fits)")
+    _settings_flags(est)
+    _cost_flags(est)
+
+    rep = sub.add_parser("report", help="usage and cost summary of answers CSVs, and charts")
+    rep.add_argument("inputs", type=Path, nargs="+", metavar="answers.csv")
+    rep.add_argument("--html", type=Path, metavar="REPORT.html", help="also write an HTML report")
+    rep.add_argument("--overwrite", action="store_true", help="replace an existing HTML file")
+    rep.add_argument(
+        "--prices", metavar="PRICES.toml", help="price file, for CSVs written without cost_usd"
+    )
+    rep.add_argument(
+        "--base-url",
+        dest="base_url",
+        help="server those older CSVs were answered by (prices them as self-hosted, etc.)",
+    )
+
+    _job_commands(sub)
 
     worker = sub.add_parser("worker", help="run a Celery worker for distributed jobs")
     worker.add_argument("--broker", dest="broker_url", help="redis:// URL (or ASKBATCH_BROKER_URL)")
@@ -123,48 +189,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overrides(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    return {n: getattr(args, n, None) for n in names}
+def _job_commands(sub: Any) -> None:
+    """status, collect, resume, cancel: coming back to a job by the id `run` printed."""
+
+    def job_parser(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("job", help="the job id printed when the job started")
+        p.add_argument(
+            "--broker", dest="broker_url", help="redis:// URL, for a job that ran on workers"
+        )
+        return p
+
+    def output_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-o", "--output", type=Path, help="answers CSV (default: the job's own)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+        p.add_argument(
+            "--no-sanitize",
+            action="store_true",
+            help="write answers that look like spreadsheet formulas as they are",
+        )
+
+    job_parser("status", "a job's rows by status, its tokens and cost so far")
+    output_flags(job_parser("collect", "write a job's answers CSV from the rows done so far"))
+    resume = job_parser("resume", "ask the rows of a job that have no result yet")
+    output_flags(resume)
+    resume.add_argument(
+        "--retry-failed",
+        dest="retry_failed",
+        action="store_true",
+        help="also ask again the rows that ended failed, expired or cancelled",
+    )
+    resume.add_argument("--concurrency", type=int, help="runs in flight for an embedded job")
+    resume.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    job_parser("cancel", "stop a job: no new run starts, rows not started end `cancelled`")
 
 
-SETTING_FLAGS = (
-    "provider",
-    "model",
-    "base_url",
-    "instructions",
-    "assistant_id",
-    "broker_url",
-    "timeout_s",
-    "max_attempts",
-    "concurrency",
-    "worker_concurrency",
-    "local_model",
-    "local_port",
-)
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags: every parsed argument named like a Settings field
+    (argparse's `dest`). Flags left out are None and fall through to env and defaults."""
+    return {f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)}
 
 
 def _open_store(settings: Settings):
-    store = runtime.store()
-    if settings.broker_url:
-        try:
-            store.redis.ping()
-        except redis.RedisError as exc:
-            raise ConfigError(
-                f"cannot reach Redis at {mask_url(settings.broker_url)}: {exc}. "
-                "Start redis-server, or fix --broker / ASKBATCH_BROKER_URL."
-            ) from None
-    return store
+    return control.connect_store(settings)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = Settings.load(_overrides(args, SETTING_FLAGS))
+    settings = Settings.load(_overrides(args))
+    if args.retry_failed:
+        return _retry_failed(settings, args)
     sheet = open_worksheet(args.input, encoding=args.encoding)
+    if args.dry_run:
+        return _estimate(settings, sheet)
     out = args.output or default_output_path(args.input)
     check_output_path(out, args.input, args.overwrite)
     settings.require_credentials()
     profile = load_job_profile(settings)
     if settings.provider == "local":
         settings = local.prepare_run(settings, quiet=args.quiet)
+        profile = local.cap_answers(profile, settings)
     runtime.configure(settings)
     celery_app.configure(settings)
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
@@ -172,6 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if sheet.encoding.replace("-sig", "") != "utf-8":
         say(f"{args.input}: read as {sheet.encoding}")
     store = _open_store(settings)
+    record = record_for(sheet, out, control.mode_of(settings))
     try:
         spec = create_job(settings, sheet, store, profile)
     except openai.AuthenticationError as exc:
@@ -186,9 +270,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         else (f"embedded, {settings.concurrency} at a time")
     )
     say(f"job {spec.job_id}: {spec.total} rows, {spec.provider} provider, {spec.model}, {mode}")
+    if spec.max_cost:
+        held = f"{spec.answer_tokens:,} answer tokens"
+        say(f"spending cap ${spec.max_cost}; each row in flight holds its prompt + {held}")
+    control.remember(store, spec, record)
+    with store.hold(spec.job_id):
+        return _execute(settings, store, spec, sheet, task_groups(sheet), out, args, say)
+
+
+def _execute(
+    settings: Settings,
+    store: Store,
+    spec: JobSpec,
+    sheet: Worksheet,
+    groups: Iterator[list[Row]],
+    out: Path,
+    args: argparse.Namespace,
+    say: Callable[[str], None],
+) -> int:
+    """Answer the rows of `groups` (a new job's, or what a resumed one lacks), wait for every
+    row of the job, write the answers CSV; the exit code says how the rows ended."""
     t0 = time.monotonic()
     show = ProgressLine(quiet=args.quiet)
-    groups = task_groups(sheet)
     try:
         if settings.broker_url:
             run_distributed(spec, groups)
@@ -204,11 +307,25 @@ def cmd_run(args: argparse.Namespace) -> int:
                 idle_after_s=settings.idle_warning_s,
             )
         else:
-            embedded = EmbeddedRun(spec, groups, settings.concurrency)
+            embedded = EmbeddedRun(
+                spec,
+                groups,
+                settings.concurrency,
+                stopped=lambda: store.stopped(spec.job_id) is not None,
+            )
             progress = wait(store, spec, show, finished=embedded.finished)
+            control.finish_cancelled(store, spec)
+            progress = store.progress(spec.job_id)
     except KeyboardInterrupt:
         show.close()
-        say(f"\ninterrupted; answered rows of job {spec.job_id} are kept in {store!r}")
+        job = spec.job_id
+        if settings.broker_url:
+            say(
+                f"\ninterrupted; job {job} goes on on the workers: `askbatch status {job}`, "
+                f"`askbatch collect {job}` for the CSV, or `askbatch cancel {job}`"
+            )
+        else:
+            say(f"\ninterrupted; the rows answered are kept: `askbatch resume {job}` asks the rest")
         sys.stderr.flush()
         local.stop_all()
         os._exit(130)  # in-flight HTTP requests are abandoned, not waited for
@@ -218,15 +335,144 @@ def cmd_run(args: argparse.Namespace) -> int:
         lambda idx: store.get(spec.job_id, idx),
         out,
         sanitize=not args.no_sanitize,
-        extra_columns=profile.answer_columns(),
+        extra_columns=Profile.from_json(spec.profile).answer_columns(),
     )
-    say(summary(progress, time.monotonic() - t0))
+    if (stop := store.stopped(spec.job_id)) and stop[0] == CANCELLED:
+        say(f"job {spec.job_id} was cancelled: rows not started are `cancelled`")
+    say(report.text(report.summarize(report.load(out)), time.monotonic() - t0))
     say(f"answers: {out}")
+    if spending.is_cap_stop(store.stopped(spec.job_id)):
+        say(f"the spending cap of ${spec.max_cost} stopped the job: rows not started are skipped")
+        return 3
     return 0 if progress.by_status.get(COMPLETED, 0) == spec.total else 1
 
 
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    if getattr(args, "quiet", False):
+        return lambda msg: None
+    return lambda msg: print(msg, file=sys.stderr)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    job = control.locate(Settings.load(_overrides(args)), args.job)
+    print(control.status_report(job))
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    job = control.locate(Settings.load(_overrides(args)), args.job)
+    sheet = check_worksheet(job.record, job.id)
+    out = args.output or Path(job.record.output)
+    check_output_path(out, sheet.path, args.overwrite)
+    write_answers(
+        sheet,
+        lambda idx: job.store.get(job.id, idx),
+        out,
+        sanitize=not args.no_sanitize,
+        extra_columns=Profile.from_json(job.spec.profile).answer_columns(),
+    )
+    progress = job.store.progress(job.id)
+    left = job.spec.total - progress.done
+    print(
+        f"job {job.id}: {progress.done} of {job.spec.total} rows have a result"
+        + (f"; {left} without one are written `pending`" if left else ""),
+        file=sys.stderr,
+    )
+    print(f"answers: {out}", file=sys.stderr)
+    return 0 if progress.by_status.get(COMPLETED, 0) == job.spec.total else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    job = control.locate(Settings.load(_overrides(args)), args.job)
+    print(control.cancel(job))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    settings = Settings.load(_overrides(args))
+    return _resume(control.locate(settings, args.job), args, args.retry_failed)
+
+
+def _retry_failed(settings: Settings, args: argparse.Namespace) -> int:
+    """`run --retry-failed`: resume the worksheet's newest job, asking its failed rows again."""
+    job_id = control.latest_job(settings, args.input)
+    if job_id is None:
+        where = settings.state_dir + (
+            f" or {mask_url(settings.broker_url)}" if settings.broker_url else ""
+        )
+        raise ConfigError(
+            f"{args.input}: no earlier job of this worksheet in {where}; "
+            "run it without --retry-failed first"
+        )
+    return _resume(control.locate(settings, job_id), args, retry_failed=True)
+
+
+def _resume(job: control.Job, args: argparse.Namespace, retry_failed: bool) -> int:
+    say = _say(args)
+    sheet = check_worksheet(job.record, job.id)
+    out = args.output or Path(job.record.output)
+    check_output_path(out, sheet.path, args.overwrite)
+    settings = job.settings
+    settings.with_(base_url=job.spec.base_url).require_credentials()
+    if job.spec.provider == "local" and not settings.broker_url:
+        raise ConfigError(
+            f"job {job.id} ran on a local model server that is gone; resuming --provider local "
+            "jobs is not supported yet: run the worksheet again"
+        )
+    with job.store.hold(job.id):
+        pending, dropped = control.prepare_resume(job, sheet, retry_failed)
+        again = f" ({dropped} of them ended failed, expired or cancelled before)" if dropped else ""
+        say(f"job {job.id} ({job.where}): {len(pending)} of {job.spec.total} rows to ask{again}")
+        groups = control.pending_groups(sheet, pending)
+        return _execute(settings, job.store, job.spec, sheet, groups, out, args, say)
+
+
+def _estimate(settings: Settings, sheet) -> int:
+    """Print what the worksheet would cost; nothing is sent, no job is made."""
+    profile = load_job_profile(settings)
+    prices = pricing.load_prices(settings.prices) if settings.prices else pricing.NO_PRICES
+    est = estimate.estimate(
+        sheet,
+        model=settings.model or profile.model or DEFAULT_MODEL,
+        instructions=settings.instructions or profile.instructions,
+        provider=settings.provider,
+        base_url=settings.base_url,
+        prices=prices,
+        answer_tokens=spending.answer_range(settings, profile.max_output_tokens),
+    )
+    cap = pricing.parse_usd(settings.max_cost, "--max-cost") if settings.max_cost else None
+    print(estimate.text(est, cap))
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    settings = Settings.load(_overrides(args))
+    return _estimate(settings, open_worksheet(args.input, encoding=args.encoding))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    prices = pricing.load_prices(args.prices) if args.prices else pricing.NO_PRICES
+    if args.html is not None:
+        check_output_path(args.html, args.inputs[0], args.overwrite)
+    parts = []
+    for path in args.inputs:
+        answers = report.load(path, prices, args.base_url or "")
+        parts.append((answers, report.summarize(answers)))
+    total = None
+    if len(parts) > 1:
+        total = report.summarize(report.combine([a for a, _ in parts]))
+    blocks = [(f"== {s.name} ==\n" if total else "") + report.text(s) for _, s in parts]
+    if total is not None:
+        blocks.append(f"== {total.name} ==\n" + report.text(total))
+    print("\n\n".join(blocks))
+    if args.html is not None:
+        report_html.write(args.html, report_html.page(parts, total))
+        print(f"HTML report: {args.html}", file=sys.stderr)
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = Settings.load(_overrides(args, SETTING_FLAGS))
+    settings = Settings.load(_overrides(args))
     if not settings.broker_url:
         raise ConfigError(
             "`askbatch worker` needs a broker: set ASKBATCH_BROKER_URL or --broker "
@@ -255,7 +501,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "worker": cmd_worker}
+COMMANDS = {
+    "run": cmd_run,
+    "worker": cmd_worker,
+    "status": cmd_status,
+    "collect": cmd_collect,
+    "resume": cmd_resume,
+    "cancel": cmd_cancel,
+    "estimate": cmd_estimate,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

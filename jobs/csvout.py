@@ -160,6 +160,14 @@ def check_output_path(out_path: Path, input_path: Path, overwrite: bool) -> None
         raise InputError(f"{out_path}: the folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"{out_path}: cannot write to the folder {folder} (permission denied)")
+    try:
+        # What access() cannot tell: a read-only mount, a pseudo file system such as /proc,
+        # a full disk. Found now, before anything is sent, not when the answers are written.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out_path.name}.", suffix=".tmp"):
+            pass
+    except OSError as e:
+        message = f"{out_path}: cannot write to the folder {folder} ({e.strerror})"
+        raise InputError(message) from None
     if out_path.exists() and not overwrite:
         raise InputError(
             f"{out_path} already exists; pass --overwrite to replace it, "

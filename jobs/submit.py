@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from jobs.intake import Worksheet
-from worker import runtime, tasks
+from worker import runtime, spending, tasks
 from worker.models import SKIPPED, JobSpec, Result, Row
 from worker.profile import Profile, load_profile
 from worker.providers.assistants import ensure_assistant
@@ -24,6 +24,7 @@ from worker.store import Progress, Store
 from worker.tools import ToolBox
 
 POLL_S = 0.25
+STOP_POLL_S = 0.2
 
 
 def new_job_id() -> str:
@@ -64,7 +65,11 @@ def create_job(
         profile=profile.to_json(),
         continue_on_error=settings.continue_on_error,
         max_tool_rounds=settings.max_tool_rounds,
+        rpm=settings.rpm,
+        tpm=settings.tpm,
+        **spending.job_terms(settings, profile.max_output_tokens),
     )
+    spending.check(spec)
     if spec.provider == "assistants" and sheet.n_rows > len(sheet.blank_rows):
         spec = replace(spec, assistant_id=ensure_assistant(runtime.client(spec.base_url), spec))
     store.create_job(spec)
@@ -98,8 +103,15 @@ def _payload(rows: list[Row]) -> list[dict]:
 class EmbeddedRun:
     """The job's tasks on an in-process thread pool, fed from the worksheet as slots free up."""
 
-    def __init__(self, spec: JobSpec, groups: Iterator[list[Row]], concurrency: int) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        groups: Iterator[list[Row]],
+        concurrency: int,
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.spec = spec
+        self.stopped = stopped  # the job was cancelled: feed no more tasks
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="askbatch")
         # Bounded hand-off: a 100,000-row job never has more than a few hundred futures alive.
         self.slots = threading.BoundedSemaphore(concurrency * 4)
@@ -112,9 +124,15 @@ class EmbeddedRun:
         ).start()
 
     def _feed(self, groups: Iterator[list[Row]]) -> None:
+        looked = 0.0
         try:
             for rows in groups:
                 self.slots.acquire()
+                if time.monotonic() - looked > STOP_POLL_S:
+                    looked = time.monotonic()
+                    if self.stopped():
+                        self.slots.release()
+                        break  # the rows not fed are marked by the caller, in one go
                 with self.lock:
                     self.in_flight += 1
                 future = self.pool.submit(

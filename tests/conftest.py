@@ -100,11 +100,17 @@ def double() -> Iterator:
         yield d
 
 
+# The double's global options as it starts; a test that changes them must not leak them.
+DOUBLE_OPTIONS = {"latency": 0.0, "rate_429": 0.0, "rate_500": 0.0, "seed": 0, "rpm": 0, "tpm": 0}
+
+
 @pytest.fixture
 def api(double):
-    """The double, with faults and statistics reset for this test."""
+    """The double, with its options, faults and statistics reset for this test."""
+    double.configure(**DOUBLE_OPTIONS)
     double.reset()
     yield double
+    double.configure(**DOUBLE_OPTIONS)
     double.reset()
 
 
@@ -141,7 +147,9 @@ class Workers:
                 p.wait()
 
 
-def start_workers(env: dict[str, str], n: int, log_dir: Path, concurrency: int = 16) -> Workers:
+def start_workers(
+    env: dict[str, str], n: int, log_dir: Path, concurrency: int = 16, loglevel: str = "INFO"
+) -> Workers:
     procs, logs = [], []
     for i in range(n):
         log = log_dir / f"worker{i}.log"
@@ -158,7 +166,7 @@ def start_workers(env: dict[str, str], n: int, log_dir: Path, concurrency: int =
                     "-n",
                     f"w{i}-{os.getpid()}@%h",
                     "--loglevel",
-                    "INFO",
+                    loglevel,
                 ],
                 cwd=ROOT,
                 env=env,

@@ -9,17 +9,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import Literal
 
 import openai
+import pydantic
 import pytest
 from openai import OpenAI
 
 from tests.double.expect import (
     answer_for,
     count_tokens,
+    final_answer,
+    marked_calls,
     partial_answer,
+    structured_answer,
     tool_answer,
+    tool_round_usage,
     usage_for,
+    wrong_schema_answer,
 )
 from tests.double.fixture import REPO_ROOT, start_double
 
@@ -484,6 +491,382 @@ def test_never_ends_server_tasks_when_clients_go_away(client, double):
     stats = wait_idle(double)
     assert stats["in_flight"] == 0
     assert stats["questions"] == {}
+
+
+# --- function tools and structured answers ---
+
+EVAL_ARGS = '{"expression": "6*7"}'
+# Two offered tools in marker order, and a marker for a tool nobody offers (ignored).
+TOOL_QUESTION = f"Compute [[call:evaluate:{EVAL_ARGS}]] then [[call:lookup]] [[call:nobody]]"
+RESPONSES_TOOLS = [
+    {
+        "type": "function",
+        "name": "evaluate",
+        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+    },
+    {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}},
+]
+CHAT_TOOLS = [
+    {"type": "function", "function": {"name": t["name"], "parameters": t["parameters"]}}
+    for t in RESPONSES_TOOLS
+]
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "problem": {"type": "string"},
+        "difficulty": {"type": "string", "enum": ["easy", "hard"]},
+        "steps": {"type": "integer"},
+        "score": {"type": "number"},
+        "checked": {"type": "boolean"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "extra": {"type": "object"},
+        "note": {"type": ["string", "null"]},
+    },
+    "required": ["problem", "difficulty", "steps", "note"],
+    "additionalProperties": False,
+}
+CHAT_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "practice", "schema": SCHEMA, "strict": True},
+}
+
+
+def test_tool_and_schema_rules_by_hand():
+    assert marked_calls(TOOL_QUESTION) == [
+        ("evaluate", EVAL_ARGS),
+        ("lookup", "{}"),
+        ("nobody", "{}"),
+    ]
+    assert marked_calls('[[call:f:{"a": [1]}]] [[callagain]]') == [("f", '{"a": [1]}')]
+    # Prompt as usage_for; completion: 2 words of arguments + 1 for "{}".
+    assert tool_round_usage(["Be brief.", "Hi?"], [EVAL_ARGS, "{}"]) == (9, 3)
+    answer = answer_for("q", 2)
+    assert structured_answer(SCHEMA, "q", 2) == {
+        "problem": f"problem: {answer}",
+        "difficulty": "easy",
+        "steps": 2,
+        "score": 2.5,
+        "checked": True,
+        "tags": [],
+        "extra": {},
+        "note": f"note: {answer}",
+    }
+    assert wrong_schema_answer(SCHEMA) == {"problem": 0, "difficulty": 0, "note": 0}
+    assert final_answer("q", 1, outputs=["a"]) == tool_answer(answer_for("q", 1), ["a"])
+    assert final_answer("q [[badjson]]", 1, schema=SCHEMA) == "not json {"
+    assert final_answer("q [[badjson]]", 1) == answer_for("q [[badjson]]", 1)
+    assert json.loads(final_answer("ü", 1, schema=SCHEMA, outputs=["x"]))["problem"].endswith("ü")
+
+
+def test_responses_tool_round_trip_in_a_conversation(client, double):
+    conversation = client.conversations.create()
+    ask = dict(model="m", conversation=conversation.id, instructions="Be brief.")
+    first = client.responses.create(input=TOOL_QUESTION, tools=RESPONSES_TOOLS, **ask)
+    assert first.status == "completed"
+    assert first.output_text == ""
+    calls = first.output
+    assert [(c.type, c.name, c.arguments, c.status) for c in calls] == [
+        ("function_call", "evaluate", EVAL_ARGS, "completed"),
+        ("function_call", "lookup", "{}", "completed"),
+    ]
+    assert all(c.id.startswith("fc_") and c.call_id.startswith("call_") for c in calls)
+    context = ["Be brief.", TOOL_QUESTION]
+    assert (first.usage.input_tokens, first.usage.output_tokens) == tool_round_usage(
+        context, [EVAL_ARGS, "{}"]
+    )
+
+    bad = [{"type": "function_call_output", "call_id": "call_nope", "output": "1"}]
+    with pytest.raises(openai.BadRequestError, match="call_nope"):
+        client.responses.create(input=bad, tools=RESPONSES_TOOLS, **ask)
+    with pytest.raises(openai.BadRequestError, match="No tool output"):  # calls unanswered
+        client.responses.create(input="next question", **ask)
+
+    outputs = [  # sent in reverse: the answer still lists them in call order
+        {"type": "function_call_output", "call_id": calls[1].call_id, "output": "1"},
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "42"},
+    ]
+    final = client.responses.create(input=outputs, tools=RESPONSES_TOOLS, **ask)
+    answer = tool_answer(answer_for(TOOL_QUESTION, 1), ["42", "1"])
+    assert final.output_text == answer
+    context += [EVAL_ARGS, "{}", "1", "42"]
+    assert (final.usage.input_tokens, final.usage.output_tokens) == usage_for(context, answer)
+
+    # The calls and outputs stay in the conversation for the next turn.
+    after = client.responses.create(model="m", conversation=conversation.id, input="more?")
+    assert after.output_text == answer_for("more?", 2)
+    assert after.usage.input_tokens == usage_for([*context[1:], answer, "more?"], "")[0]
+    stats = double.stats()
+    assert (stats["tool_rounds"], stats["tool_outputs"]) == ({"responses": 1}, {"responses": 1})
+    assert stats["questions"] == {TOOL_QUESTION: 1, "more?": 1}
+
+
+def test_responses_tool_round_without_conversation_and_call_again(client, double):
+    # Markers are ignored when the request offers no tools.
+    plain = client.responses.create(model="m", input=TOOL_QUESTION)
+    assert plain.output_text == answer_for(TOOL_QUESTION, 1)
+
+    question = "[[call:lookup:{}]] please"
+    items = [{"type": "message", "role": "user", "content": question}]
+    first = client.responses.create(model="m", input=items, tools=RESPONSES_TOOLS)
+    items += [item.model_dump() for item in first.output]
+    items.append(
+        {"type": "function_call_output", "call_id": first.output[0].call_id, "output": "7"}
+    )
+    final = client.responses.create(model="m", input=items, tools=RESPONSES_TOOLS)
+    assert final.output_text == tool_answer(answer_for(question, 1), ["7"])
+
+    again = "[[call:lookup]] [[callagain]]"
+    conversation = client.conversations.create()
+    response = client.responses.create(
+        model="m", conversation=conversation.id, input=again, tools=RESPONSES_TOOLS
+    )
+    seen = set()
+    for _ in range(3):
+        (call,) = response.output
+        assert call.type == "function_call" and call.call_id not in seen
+        seen.add(call.call_id)
+        response = client.responses.create(
+            model="m",
+            conversation=conversation.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "x"}],
+            tools=RESPONSES_TOOLS,
+        )
+    assert response.output[0].type == "function_call"
+    stats = double.stats()
+    assert stats["tool_rounds"] == {"responses": 5}
+    assert stats["tool_outputs"] == {"responses": 4}
+
+
+def test_responses_structured_answers(client):
+    text = {"format": {"type": "json_schema", "name": "practice", "schema": SCHEMA, "strict": True}}
+    question = "Make a problem"
+    response = client.responses.create(model="m", input=question, text=text)
+    assert json.loads(response.output_text) == structured_answer(SCHEMA, question, 1)
+    assert response.usage.output_tokens == count_tokens(response.output_text)
+    bad = client.responses.create(model="m", input="x [[badjson]]", text=text)
+    assert bad.output_text == "not json {"
+    wrong = client.responses.create(model="m", input="x [[wrongschema]]", text=text)
+    assert json.loads(wrong.output_text) == {"problem": 0, "difficulty": 0, "note": 0}
+
+
+def test_chat_tool_round_trip_then_structured_answer(client, double):
+    messages = [
+        {"role": "system", "content": "Use tools."},
+        {"role": "user", "content": TOOL_QUESTION},
+    ]
+    first = client.chat.completions.create(model="m", messages=messages, tools=CHAT_TOOLS)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    calls = choice.message.tool_calls
+    assert [(c.type, c.function.name, c.function.arguments) for c in calls] == [
+        ("function", "evaluate", EVAL_ARGS),
+        ("function", "lookup", "{}"),
+    ]
+    assert all(c.id.startswith("call_") for c in calls)
+    context = ["Use tools.", TOOL_QUESTION]
+    usage = first.usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == tool_round_usage(
+        context, [EVAL_ARGS, "{}"]
+    )
+
+    messages.append(choice.message.model_dump(exclude_none=True))
+    results = [
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "42"},
+        {"role": "tool", "tool_call_id": calls[1].id, "content": "1"},
+    ]
+    with pytest.raises(openai.BadRequestError, match="No tool output"):
+        client.chat.completions.create(model="m", messages=messages + results[:1])
+    unknown = {"role": "tool", "tool_call_id": "call_nope", "content": "?"}
+    with pytest.raises(openai.BadRequestError, match="call_nope"):
+        client.chat.completions.create(model="m", messages=[*messages, *results, unknown])
+    final = client.chat.completions.create(model="m", messages=messages + results, tools=CHAT_TOOLS)
+    answer = tool_answer(answer_for(TOOL_QUESTION, 1), ["42", "1"])
+    assert (final.choices[0].finish_reason, final.choices[0].message.content) == ("stop", answer)
+    context += [EVAL_ARGS, "{}", "42", "1"]
+    assert (final.usage.prompt_tokens, final.usage.completion_tokens) == usage_for(context, answer)
+
+    # With a schema the final answer is structured and the outputs are not appended.
+    shaped = client.chat.completions.create(
+        model="m", messages=messages + results, tools=CHAT_TOOLS, response_format=CHAT_FORMAT
+    )
+    text = shaped.choices[0].message.content
+    assert json.loads(text) == structured_answer(SCHEMA, TOOL_QUESTION, 1)
+    assert shaped.usage.completion_tokens == count_tokens(text)
+    stats = double.stats()
+    assert stats["tool_rounds"] == {"chat": 1}
+    assert stats["tool_outputs"] == {"chat": 2}
+
+
+def test_chat_call_again_and_streamed_tool_calls(client, double):
+    messages = [{"role": "user", "content": "[[call:lookup:{}]] [[callagain]]"}]
+    for _ in range(2):
+        message = (
+            client.chat.completions.create(model="m", messages=messages, tools=CHAT_TOOLS)
+            .choices[0]
+            .message
+        )
+        (call,) = message.tool_calls
+        messages.append(message.model_dump(exclude_none=True))
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": "x"})
+    chunks = list(
+        client.chat.completions.create(model="m", messages=messages, tools=CHAT_TOOLS, stream=True)
+    )
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    streamed = chunks[1].choices[0].delta.tool_calls[0]
+    assert (streamed.index, streamed.function.name, streamed.function.arguments) == (
+        0,
+        "lookup",
+        "{}",
+    )
+    assert double.stats()["tool_rounds"] == {"chat": 3}
+
+
+def test_chat_structured_answers(client):
+    class Practice(pydantic.BaseModel):
+        problem: str
+        difficulty: Literal["easy", "hard"]
+        steps: int
+
+    question = "Make one"
+    parsed = client.chat.completions.parse(
+        model="m", messages=[{"role": "user", "content": question}], response_format=Practice
+    )
+    answer = answer_for(question, 1)
+    assert parsed.choices[0].message.parsed == Practice(
+        problem=f"problem: {answer}", difficulty="easy", steps=1
+    )
+    bad = chat(client, "x [[badjson]]", response_format=CHAT_FORMAT)
+    assert bad.choices[0].message.content == "not json {"
+    wrong = chat(client, "x [[wrongschema]]", response_format=CHAT_FORMAT)
+    assert json.loads(wrong.choices[0].message.content) == wrong_schema_answer(SCHEMA)
+    with pytest.raises(pydantic.ValidationError):
+        client.chat.completions.parse(
+            model="m",
+            messages=[{"role": "user", "content": "x [[wrongschema]]"}],
+            response_format=Practice,
+        )
+
+
+def test_assistants_tool_round_trip_sums_usage(client, double):
+    assistant = client.beta.assistants.create(
+        model="gpt-asst", instructions="Use tools.", tools=CHAT_TOOLS
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": TOOL_QUESTION}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "requires_action"
+    assert run.usage is None
+    calls = run.required_action.submit_tool_outputs.tool_calls
+    assert [(c.function.name, c.function.arguments) for c in calls] == [
+        ("evaluate", EVAL_ARGS),
+        ("lookup", "{}"),
+    ]
+    with pytest.raises(openai.BadRequestError):  # one call left unanswered
+        client.beta.threads.runs.submit_tool_outputs(
+            run.id,
+            thread_id=thread.id,
+            tool_outputs=[{"tool_call_id": calls[0].id, "output": "42"}],
+        )
+    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id,
+        thread_id=thread.id,
+        tool_outputs=[
+            {"tool_call_id": calls[1].id, "output": "1"},
+            {"tool_call_id": calls[0].id, "output": "42"},
+        ],
+    )
+    answer = tool_answer(answer_for(TOOL_QUESTION, 1), ["42", "1"])
+    assert done.status == "completed"
+    assert client.beta.threads.messages.list(thread.id).data[0].content[0].text.value == answer
+    context = ["Use tools.", TOOL_QUESTION]
+    rounds = [
+        tool_round_usage(context, [EVAL_ARGS, "{}"]),
+        usage_for([*context, EVAL_ARGS, "{}", "42", "1"], answer),
+    ]
+    assert done.usage.prompt_tokens == sum(r[0] for r in rounds)
+    assert done.usage.completion_tokens == sum(r[1] for r in rounds)
+    stats = double.stats()
+    assert (stats["tool_rounds"], stats["tool_outputs"]) == ({"assistants": 1}, {"assistants": 1})
+    assert stats["questions"] == {TOOL_QUESTION: 1}
+
+
+def test_assistants_streamed_submit_and_call_again(client, double):
+    assistant = client.beta.assistants.create(model="gpt-asst")  # the run brings the tools
+    question = "[[call:lookup]] go"
+    thread = {"messages": [{"role": "user", "content": question}]}
+    events = list(
+        client.beta.threads.create_and_run(
+            assistant_id=assistant.id, thread=thread, tools=CHAT_TOOLS, stream=True
+        )
+    )
+    assert events[-1].event == "thread.run.requires_action"
+    run = events[-1].data
+    (call,) = run.required_action.submit_tool_outputs.tool_calls
+    resumed = list(
+        client.beta.threads.runs.submit_tool_outputs(
+            run.id,
+            thread_id=run.thread_id,
+            tool_outputs=[{"tool_call_id": call.id, "output": "7"}],
+            stream=True,
+        )
+    )
+    assert [e.event for e in resumed[:2]] == ["thread.run.queued", "thread.run.in_progress"]
+    assert resumed[-1].event == "thread.run.completed"
+    answer = tool_answer(answer_for(question, 1), ["7"])
+    assert resumed[-2].data.content[0].text.value == answer
+    assert resumed[-1].data.usage.completion_tokens == count_tokens("{}") + count_tokens(answer)
+
+    again = "[[call:lookup]] [[callagain]]"
+    events = list(
+        client.beta.threads.create_and_run(
+            assistant_id=assistant.id,
+            thread={"messages": [{"role": "user", "content": again}]},
+            tools=CHAT_TOOLS,
+            stream=True,
+        )
+    )
+    run = events[-1].data
+    for _ in range(2):
+        (call,) = run.required_action.submit_tool_outputs.tool_calls
+        resumed = list(
+            client.beta.threads.runs.submit_tool_outputs(
+                run.id,
+                thread_id=run.thread_id,
+                tool_outputs=[{"tool_call_id": call.id, "output": "x"}],
+                stream=True,
+            )
+        )
+        assert resumed[-1].event == "thread.run.requires_action"
+        run = resumed[-1].data
+        assert run.required_action.submit_tool_outputs.tool_calls[0].id != call.id
+    assert client.beta.threads.runs.cancel(run.id, thread_id=run.thread_id).status == "cancelling"
+    stats = double.stats()
+    assert stats["tool_rounds"] == {"assistants": 4}
+    assert stats["tool_outputs"] == {"assistants": 3}
+
+
+def test_assistants_structured_answers(client):
+    assistant = client.beta.assistants.create(model="gpt-asst", response_format=CHAT_FORMAT)
+    plain = client.beta.assistants.create(model="gpt-asst")
+    texts = {}
+    for question, owner, run_format in [
+        ("shape it", assistant, None),
+        ("shape it [[badjson]]", assistant, None),
+        ("shape it [[wrongschema]]", plain, CHAT_FORMAT),  # the run's format counts
+    ]:
+        extra = {"response_format": run_format} if run_format else {}
+        run = client.beta.threads.create_and_run_poll(
+            assistant_id=owner.id,
+            thread={"messages": [{"role": "user", "content": question}]},
+            **extra,
+        )
+        assert run.status == "completed"
+        message = client.beta.threads.messages.list(run.thread_id).data[0]
+        texts[question] = message.content[0].text.value
+        assert run.usage.completion_tokens == count_tokens(texts[question])
+    assert json.loads(texts["shape it"]) == structured_answer(SCHEMA, "shape it", 1)
+    assert texts["shape it [[badjson]]"] == "not json {"
+    assert json.loads(texts["shape it [[wrongschema]]"]) == wrong_schema_answer(SCHEMA)
 
 
 # --- transport faults and limits ---

@@ -24,11 +24,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 from worker.errors import AskbatchError, ConfigError
 from worker.models import FAILED, JobSpec, Row
+from worker.profile import Profile
 from worker.providers.base import Thread, Turn
 from worker.retry import Retrier
 from worker.settings import Settings
@@ -144,7 +146,7 @@ class LocalServer:
         self.requested_port = port
         self.port = port
         self.ctx = ctx
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads  # 0: llama.cpp's default, half the cores
         self.log_dir = log_dir or Path.cwd()
         self.log_path: Path | None = None
         self.proc: subprocess.Popen | None = None
@@ -170,8 +172,8 @@ class LocalServer:
             str(self.port),
             "--n_ctx",
             str(self.ctx),
-            "--n_threads",
-            str(self.threads),
+            # Threads beyond the idle cores slow llama.cpp down a lot (it spins on them).
+            *(["--n_threads", str(self.threads)] if self.threads else []),
         ]
 
     def start(self, timeout_s: float = 300.0, say: Say = lambda msg: None) -> None:
@@ -257,12 +259,13 @@ class LocalServer:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, keep_log: bool = False) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 10s); idempotent."""
+        """Stop the server (SIGTERM, then SIGKILL after 5s); idempotent."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(10)
+                # uvicorn would finish the request in progress first: not worth waiting for.
+                proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -380,7 +383,18 @@ def prepare_run(settings: Settings, quiet: bool = False) -> Settings:
         base_url=server.base_url if server else settings.base_url,
         model=_model_label(settings, server),
         concurrency=1,
+        # A request given up on goes on generating in the server, and its retry waits behind
+        # it: so a request may take as long as its row.
+        request_timeout_s=max(settings.request_timeout_s, settings.timeout_s),
     )
+
+
+def cap_answers(profile: Profile, settings: Settings) -> Profile:
+    """Answers on the local model stop at local_max_tokens, unless the profile says otherwise:
+    a small model may otherwise go on until its context is full."""
+    if profile.max_output_tokens:
+        return profile
+    return replace(profile, max_output_tokens=settings.local_max_tokens)
 
 
 def prepare_worker(settings: Settings) -> Settings:

@@ -7,6 +7,7 @@ for JSON only, and results are stored as JSON in Redis or SQLite.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 # Final statuses a row can end with. The run statuses are the provider's own words
@@ -29,6 +30,7 @@ RESULT_COLUMNS = (
     "total_tokens",
     "cached_tokens",
     "reasoning_tokens",
+    "cost_usd",
     "model",
     "thread_id",
     "run_id",
@@ -90,16 +92,22 @@ class Result:
     latency_s: float = 0.0
     attempts: int = 0
     tool_calls: str = ""  # "evaluate x2, lookup x1"
+    # Exact USD (worker.pricing); None when the row was never sent or its model is unpriced.
+    cost_usd: Decimal | None = None
     # Cells beyond RESULT_COLUMNS, by column name: the `answer.<field>` of structured answers.
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
         data = dict(data)
         data["usage"] = Usage(**data.get("usage") or {})
+        if data.get("cost_usd") is not None:
+            data["cost_usd"] = Decimal(data["cost_usd"])
         return cls(**data)
 
     def columns(self) -> dict[str, str]:
@@ -114,6 +122,7 @@ class Result:
             "total_tokens": str(u.total_tokens),
             "cached_tokens": str(u.cached_tokens),
             "reasoning_tokens": str(u.reasoning_tokens),
+            "cost_usd": money(self.cost_usd),
             "model": self.model,
             "thread_id": self.thread_id,
             "run_id": self.run_id,
@@ -146,6 +155,14 @@ class JobSpec:
     profile: dict[str, Any] = field(default_factory=dict)
     continue_on_error: bool = False
     max_tool_rounds: int = 8
+    # Cost (worker.pricing, worker.spending): the user's price table as canonical JSON, the
+    # spending cap in USD ("" for none) and the answer length each row's hold assumes.
+    prices: str = ""
+    max_cost: str = ""
+    answer_tokens: int = 0
+    # The rate budget (worker.budget): requests and tokens per minute, "600,gpt-4o=100".
+    rpm: str = ""
+    tpm: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,3 +170,10 @@ class JobSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def money(value: Decimal | None) -> str:
+    """A cost as written: 9 decimals (exact to $0.001 per million tokens), "" when unknown."""
+    if value is None:
+        return ""
+    return f"{value.quantize(Decimal('0.000000001'), rounding=ROUND_HALF_UP):f}"

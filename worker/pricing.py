@@ -28,7 +28,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from pathlib import Path
@@ -39,9 +39,6 @@ from worker.errors import ConfigError
 from worker.models import Usage
 
 MILLION = Decimal(1_000_000)
-# Written to the CSV with 9 decimals: exact for every per-token price down to $0.001 per
-# million tokens (a cached gpt-5-nano token is $0.000000005).
-WRITTEN_PLACES = Decimal("0.000000001")
 NANO = Decimal("1e9")  # the spending ledger counts whole nano-dollars
 PRICE_KEYS = ("input", "cached_input", "output", "reasoning")
 OPENAI_HOST = "api.openai.com"
@@ -95,15 +92,14 @@ class PriceBook:
         return next((p for url, p in self.base_urls if url == key), None)
 
     def to_json(self) -> str:
-        """Canonical JSON text: hashable inside a JobSpec and the same on every worker."""
+        """JSON text, in file order (patterns match in that order): hashable in a JobSpec."""
         if not self.models and not self.base_urls:
             return ""
         return json.dumps(
             {
                 "models": {name: p.to_json() for name, p in self.models},
                 "base_urls": dict(self.base_urls),
-            },
-            sort_keys=True,
+            }
         )
 
     @classmethod
@@ -316,13 +312,6 @@ def per_million(q: Quote) -> tuple[Decimal, Decimal] | None:
     if one_in is None or one_out is None:
         return None
     return one_in, one_out
-
-
-def money(value: Decimal | None) -> str:
-    """A cost as written to the CSV: 9 decimals, or "" when unpriced."""
-    if value is None:
-        return ""
-    return str(value.quantize(WRITTEN_PLACES, rounding=ROUND_HALF_UP))
 
 
 def nano(value: Decimal) -> int:

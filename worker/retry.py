@@ -10,10 +10,13 @@ import random
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 import openai
+
+if TYPE_CHECKING:
+    from worker.budget import Budget
 
 T = TypeVar("T")
 
@@ -83,14 +86,20 @@ class Retrier:
         base: float = 0.5,
         cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        budget: Budget | None = None,
     ) -> None:
         self.max_attempts = max_attempts
+        # The job's shared rate budget (worker/budget): every attempt books its place in it.
+        self.budget = budget
         self.deadline = deadline
         self.request_timeout = request_timeout
         self.base = base
         self.cap = cap
         self.retries = 0
         self._sleep = sleep
+        # A provider whose runs can be cancelled hands over a function that cancels the run
+        # in flight; the runner sets this so that cancelling the job calls it (worker/cancel).
+        self.on_run: Callable[[Callable[[], None]], None] = lambda cancel: None
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -110,10 +119,14 @@ class Retrier:
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         attempt = 1
+        budget = self.budget
         while True:
+            booking = budget.acquire(kwargs, self.deadline) if budget is not None else None
             try:
-                return fn(*args, timeout=self.timeout(), **kwargs)
+                result = fn(*args, timeout=self.timeout(), **kwargs)
             except Exception as exc:
+                if booking is not None:
+                    budget.failed(booking, exc)
                 if not is_retryable(exc) or attempt >= self.max_attempts:
                     raise
                 wait = self.delay(attempt, exc)
@@ -124,3 +137,7 @@ class Retrier:
                 self._sleep(wait)
                 self.retries += 1
                 attempt += 1
+            else:
+                if booking is not None:
+                    budget.done(booking, result)
+                return result

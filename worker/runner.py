@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from worker import spending
+from worker.budget import Budget, budget_for
 from worker.cancel import watch_for
 from worker.models import COMPLETED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row, Usage
 from worker.profile import Profile
@@ -75,7 +76,8 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
                 store.save(spec.job_id, Result(row.index, SKIPPED, error=spending.reason(spec)))
                 continue
             with watch_for(store).row(spec.job_id) as on_run:
-                result, thread = answer_row(spec, provider, thread, row, schema, on_run)
+                budget = budget_for(store, spec, row.model or spec.model)
+                result, thread = answer_row(spec, provider, thread, row, schema, on_run, budget)
             store.save(spec.job_id, result)
             spending.settle(store, spec, held, result)
             prior = result.usage
@@ -94,6 +96,7 @@ def answer_row(
     row: Row,
     schema: dict | None = None,
     on_run: Callable[[Callable[[], None]], None] | None = None,
+    budget: Budget | None = None,
 ) -> tuple[Result, Thread | None]:
     """Run one question; every failure becomes the row's result, never an exception.
 
@@ -106,6 +109,7 @@ def answer_row(
         request_timeout=spec.request_timeout_s,
         base=spec.backoff_s,
         cap=spec.backoff_cap_s,
+        budget=budget,
     )
     if on_run is not None:
         retrier.on_run = on_run

@@ -11,6 +11,8 @@ import threading
 import httpx2
 import openai
 
+from worker.budget import remember_headers
+from worker.leases import lease_for
 from worker.local import NoLocalServer
 from worker.models import JobSpec
 from worker.providers.assistants import AssistantsProvider
@@ -58,7 +60,10 @@ def store() -> Store:
     s = settings()
     with _lock:
         if _store is None:
-            _store = RedisStore(s.broker_url) if s.broker_url else LocalStore(s.state_dir)
+            if s.broker_url:
+                _store = RedisStore(s.broker_url, lease_s=lease_for(s.visibility_timeout_s))
+            else:
+                _store = LocalStore(s.state_dir)
         return _store
 
 
@@ -71,6 +76,8 @@ def make_client(settings: Settings, base_url: str, pool: int) -> openai.OpenAI:
         max_retries=0,
         http_client=openai.DefaultHttpxClient(
             limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
+            # The rate budget reads x-ratelimit-* from every response (worker/budget).
+            event_hooks={"response": [remember_headers]},
         ),
     )
 

@@ -15,7 +15,10 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from worker.budget import parse_limits
 from worker.errors import ConfigError
+from worker.pricing import parse_usd
+from worker.tokens import parse_range
 
 PROVIDERS = ("responses", "chat", "assistants", "local")
 OPENAI_URL = "https://api.openai.com/v1"
@@ -30,7 +33,9 @@ class Secret(str):
 
 def mask_url(url: str) -> str:
     """A URL with any password replaced by ***, for printing broker URLs."""
-    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    url = re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
+    # Greedy up to the last "@" before the path: a password may hold an unescaped "@".
+    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
 def _default_state_dir() -> str:
@@ -64,7 +69,13 @@ ENV_VARS: dict[str, str] = {
     "local_port": "ASKBATCH_LOCAL_PORT",
     "local_ctx": "ASKBATCH_LOCAL_CTX",
     "local_threads": "ASKBATCH_LOCAL_THREADS",
+    "local_max_tokens": "ASKBATCH_LOCAL_MAX_TOKENS",
     "local_start_timeout_s": "ASKBATCH_LOCAL_START_TIMEOUT",
+    "prices": "ASKBATCH_PRICES",
+    "max_cost": "ASKBATCH_MAX_COST",
+    "answer_tokens": "ASKBATCH_ANSWER_TOKENS",
+    "rpm": "ASKBATCH_RPM",
+    "tpm": "ASKBATCH_TPM",
 }
 DEFAULT_MODEL = "gpt-5-mini"  # when neither a flag, the environment nor the profile names one
 
@@ -85,7 +96,8 @@ class Settings:
     max_attempts: int = 6
     backoff_s: float = 0.5
     backoff_cap_s: float = 30.0
-    visibility_timeout_s: int = 900
+    # Redelivery after a worker dies comes this long after the task was handed out (worker/app).
+    visibility_timeout_s: int = 120
     idle_warning_s: float = 20.0
     state_dir: str = field(default_factory=_default_state_dir)
     assistant_profile: str = ""
@@ -95,8 +107,18 @@ class Settings:
     local_model: str = ""
     local_port: int = 0  # 0: any free port on 127.0.0.1
     local_ctx: int = 4096
-    local_threads: int = 0  # 0: every core
+    local_threads: int = 0  # 0: llama.cpp's default (half the cores)
+    local_max_tokens: int = 1024  # small models can ramble until the context is full
     local_start_timeout_s: float = 300.0
+    # Cost: a price file (worker.pricing), a spending cap in USD ("" = none), and the answer
+    # length the estimate and the cap's holds assume: "N" or "LOW-HIGH" tokens.
+    prices: str = ""
+    max_cost: str = ""
+    answer_tokens: str = "200-2000"
+    # The job's rate budget (worker.budget), shared by every worker: requests and tokens per
+    # minute, "600" or per model "600,gpt-4o=100"; "" = no limit of our own.
+    rpm: str = ""
+    tpm: str = ""
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, dotenv: bool = True) -> Settings:
@@ -127,6 +149,11 @@ class Settings:
             )
         if self.max_tool_rounds < 0:
             raise ConfigError("max_tool_rounds must be 0 or more")
+        if self.max_cost:
+            parse_usd(self.max_cost, "--max-cost / ASKBATCH_MAX_COST")
+        parse_range(self.answer_tokens, "--answer-tokens / ASKBATCH_ANSWER_TOKENS")
+        parse_limits(self.rpm, "--rpm / ASKBATCH_RPM")
+        parse_limits(self.tpm, "--tpm / ASKBATCH_TPM")
         for name in ("concurrency", "worker_concurrency", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -137,6 +164,8 @@ class Settings:
                 "local_ctx must be at least 256, local_threads 0 or more and the local start "
                 "timeout positive"
             )
+        if self.local_max_tokens < 1:
+            raise ConfigError("local_max_tokens must be at least 1")
         if self.timeout_s <= 0 or self.request_timeout_s <= 0:
             raise ConfigError("timeouts must be positive")
         if self.broker_url and not self.broker_url.startswith(("redis://", "rediss://")):

@@ -8,21 +8,54 @@ is what makes a redelivered task harmless.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import redis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
 
+from worker.errors import AskbatchError
+from worker.leases import Leases
 from worker.models import JobSpec, Result
 from worker.settings import mask_url
 
 JOB_TTL_S = 30 * 24 * 3600  # results outlive the job long enough to collect them later
+
+
+class _RideOut(Retry):
+    """Every Redis call is retried with backoff for about a minute, so that a redis-server
+    restart stalls the job instead of failing it; a refused password is not retried."""
+
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, redis.AuthenticationError | redis.AuthorizationError):
+                return False
+            return is_retryable is None or is_retryable(error)
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
+REDIS_RETRY = _RideOut(ExponentialBackoff(cap=2.0, base=0.1), retries=40)
+
+
+class JobBusy(AskbatchError):
+    """Raised when another process is running the embedded job right now."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job {job_id} is running in another askbatch process; wait for it to end, or "
+            f"stop it with `askbatch cancel {job_id}`"
+        )
 
 
 @dataclass(slots=True)
@@ -52,6 +85,26 @@ class Store(Protocol):
     def progress(self, job_id: str) -> Progress: ...
     def stop(self, job_id: str, status: str, reason: str) -> None: ...
     def stopped(self, job_id: str) -> tuple[str, str] | None: ...
+    # The spending ledger, in whole nano-dollars (worker.spending): hold, then settle.
+    def reserve(self, job_id: str, amount: int, cap: int) -> bool: ...
+    def settle(self, job_id: str, held: int, spent: int) -> None: ...
+    def spending(self, job_id: str) -> tuple[int, int]: ...
+
+    # Coming back to a job (jobs.control): its record, which rows lack a result, dropping
+    # results to ask them again, and cancelling the rows nobody is answering.
+    lease_s: float
+
+    def set_meta(self, job_id: str, meta: dict, input_key: str) -> None: ...
+    def meta(self, job_id: str) -> dict: ...
+    def latest_job(self, input_key: str) -> str | None: ...
+    def missing(self, job_id: str, total: int) -> list[int]: ...
+    def drop(self, job_id: str, statuses: Iterable[str], indices: Iterable[int]) -> int: ...
+    def mark_unstarted(
+        self, job_id: str, indices: Iterable[int], status: str, reason: str
+    ) -> int: ...
+    def clear_stop(self, job_id: str) -> None: ...
+    def hold(self, job_id: str) -> contextlib.AbstractContextManager: ...
+    def busy(self, job_id: str) -> bool: ...
 
 
 # Save a result only if the row has none, and count it once: atomic on the Redis server.
@@ -66,14 +119,79 @@ return 1
 """
 
 
+# Hold `amount` only if spent + held + amount stays within the cap: one atomic step, so two
+# workers can never both take the last of the budget.
+_RESERVE_LUA = """
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent_nusd') or '0')
+local held = tonumber(redis.call('HGET', KEYS[1], 'held_nusd') or '0')
+if spent + held + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'held_nusd', ARGV[1])
+return 1
+"""
+
+# Forget the results of rows whose status is one of ARGV[1] (",failed,expired,"), taking back
+# what _SAVE_LUA counted for them (keep the two in step). ARGV[2..]: row indices.
+_DROP_LUA = """
+local n = 0
+for i = 2, #ARGV do
+  local raw = redis.call('HGET', KEYS[1], ARGV[i])
+  if raw then
+    local r = cjson.decode(raw)
+    if string.find(ARGV[1], ',' .. r.status .. ',', 1, true) then
+      local u = r.usage or {}
+      redis.call('HDEL', KEYS[1], ARGV[i])
+      redis.call('HINCRBY', KEYS[2], 'done', -1)
+      redis.call('HINCRBY', KEYS[2], 'status:' .. r.status, -1)
+      redis.call('HINCRBY', KEYS[2], 'prompt_tokens', -(u.prompt_tokens or 0))
+      redis.call('HINCRBY', KEYS[2], 'completion_tokens', -(u.completion_tokens or 0))
+      redis.call('HINCRBY', KEYS[2], 'total_tokens', -(u.total_tokens or 0))
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
+# Give a row a result only if it has none and nobody holds its claim (a cancel must not
+# overwrite a row being answered): KEYS[3..] claim keys, ARGV pairs of (index, result JSON).
+_MARK_LUA = """
+local n = 0
+for i = 3, #KEYS do
+  local idx, raw = ARGV[2 * (i - 2) - 1], ARGV[2 * (i - 2)]
+  if redis.call('EXISTS', KEYS[i]) == 0 and redis.call('HSETNX', KEYS[1], idx, raw) == 1 then
+    redis.call('HINCRBY', KEYS[2], 'done', 1)
+    redis.call('HINCRBY', KEYS[2], 'status:' .. ARGV[#ARGV], 1)
+    n = n + 1
+  end
+end
+return n
+"""
+
+
 class RedisStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lease_s: float = 30.0) -> None:
         self.url = url
-        self.redis = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        self.redis = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            health_check_interval=30,
+            retry=REDIS_RETRY,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
+        self.lease_s = lease_s
+        self._leases = Leases(self.redis, lease_s)
+        self._drop = self.redis.register_script(_DROP_LUA)
+        self._mark = self.redis.register_script(_MARK_LUA)
         self._save = self.redis.register_script(_SAVE_LUA)
+        self._reserve = self.redis.register_script(_RESERVE_LUA)
 
     def __repr__(self) -> str:
         return f"RedisStore({mask_url(self.url)!r})"
+
+    def check(self) -> None:
+        """Ping once, at once: raises redis.RedisError when Redis cannot be used."""
+        with redis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 0)) as client:
+            client.ping()
 
     @staticmethod
     def _key(job_id: str, part: str) -> str:
@@ -96,11 +214,11 @@ class RedisStore:
         self.redis.hincrby(self._key(job_id, "stats"), "started", 1)
 
     def claim(self, job_id: str, index: int, ttl_s: float) -> bool:
-        key = self._key(job_id, f"claim:{index}")
-        return bool(self.redis.set(key, "1", nx=True, px=int(ttl_s * 1000)))
+        """Claim a row for up to `ttl_s`; the claim lapses `lease_s` after this process dies."""
+        return self._leases.take(self._key(job_id, f"claim:{index}"), ttl_s)
 
     def release(self, job_id: str, index: int) -> None:
-        self.redis.delete(self._key(job_id, f"claim:{index}"))
+        self._leases.drop(self._key(job_id, f"claim:{index}"))
 
     def has_result(self, job_id: str, index: int) -> bool:
         return bool(self.redis.hexists(self._key(job_id, "results"), str(index)))
@@ -142,6 +260,20 @@ class RedisStore:
         raw = self.redis.get(self._key(job_id, "stop"))
         return tuple(json.loads(raw)) if raw else None
 
+    def reserve(self, job_id: str, amount: int, cap: int) -> bool:
+        return bool(self._reserve(keys=[self._key(job_id, "stats")], args=[amount, cap]))
+
+    def settle(self, job_id: str, held: int, spent: int) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(self._key(job_id, "stats"), "held_nusd", -held)
+        pipe.hincrby(self._key(job_id, "stats"), "spent_nusd", spent)
+        pipe.execute()
+
+    def spending(self, job_id: str) -> tuple[int, int]:
+        """(spent, held) in nano-dollars, as far as the cap has counted."""
+        spent, held = self.redis.hmget(self._key(job_id, "stats"), ["spent_nusd", "held_nusd"])
+        return int(spent or 0), int(held or 0)
+
     def progress(self, job_id: str) -> Progress:
         stats = self.redis.hgetall(self._key(job_id, "stats"))
         p = Progress(
@@ -157,9 +289,66 @@ class RedisStore:
         }
         return p
 
+    # --- coming back to a job -----------------------------------------------------------
+
+    def set_meta(self, job_id: str, meta: dict, input_key: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(self._key(job_id, "meta"), json.dumps(meta, ensure_ascii=False), ex=JOB_TTL_S)
+        pipe.set(f"askbatch:input:{input_key}", job_id, ex=JOB_TTL_S)
+        pipe.execute()
+
+    def meta(self, job_id: str) -> dict:
+        raw = self.redis.get(self._key(job_id, "meta"))
+        return json.loads(raw) if raw else {}
+
+    def latest_job(self, input_key: str) -> str | None:
+        return self.redis.get(f"askbatch:input:{input_key}")
+
+    def missing(self, job_id: str, total: int) -> list[int]:
+        have = {int(i) for i in self.redis.hkeys(self._key(job_id, "results"))}
+        return [i for i in range(total) if i not in have]
+
+    def drop(self, job_id: str, statuses: Iterable[str], indices: Iterable[int]) -> int:
+        wanted = "," + ",".join(statuses) + ","
+        keys = [self._key(job_id, "results"), self._key(job_id, "stats")]
+        return sum(self._drop(keys=keys, args=[wanted, *chunk]) for chunk in _chunks(list(indices)))
+
+    def mark_unstarted(self, job_id: str, indices: Iterable[int], status: str, reason: str) -> int:
+        results, stats = self._key(job_id, "results"), self._key(job_id, "stats")
+        marked = 0
+        for chunk in _chunks(list(indices)):
+            claims = [self._key(job_id, f"claim:{i}") for i in chunk]
+            args: list = []
+            for i in chunk:
+                result = Result(index=i, status=status, error=reason)
+                args += [i, json.dumps(result.to_json(), ensure_ascii=False)]
+            marked += self._mark(keys=[results, stats, *claims], args=[*args, status])
+        return marked
+
+    def clear_stop(self, job_id: str) -> None:
+        self.redis.delete(self._key(job_id, "stop"))
+
+    @contextlib.contextmanager
+    def hold(self, job_id: str) -> Iterator[None]:
+        # Workers anywhere may answer a distributed job; duplicate deliveries are harmless.
+        yield
+
+    def busy(self, job_id: str) -> bool:
+        return False
+
+
+def _chunks(items: list, size: int = 500) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
 
 class LocalStore:
-    """One SQLite file per job under `root`; safe to share between threads of one process."""
+    """One SQLite file per job under `root`; safe to share between threads of one process.
+
+    One process at a time runs a job (`hold`), so row claims can live in memory.
+    """
+
+    lease_s = 30.0  # only a duplicate delivery inside this process can find a row claimed
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root) / "jobs"
@@ -167,6 +356,7 @@ class LocalStore:
         self._dbs: dict[str, sqlite3.Connection] = {}
         self._claims: dict[tuple[str, int], float] = {}
         self._started: dict[str, int] = {}
+        self._held: dict[str, int] = {}  # in flight in this process; gone with it
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -187,6 +377,10 @@ class LocalStore:
         db.execute("PRAGMA synchronous=NORMAL")  # a committed row survives a process crash
         db.execute("CREATE TABLE IF NOT EXISTS spec (json TEXT NOT NULL)")
         db.execute("CREATE TABLE IF NOT EXISTS stop (status TEXT NOT NULL, reason TEXT NOT NULL)")
+        db.execute("CREATE TABLE IF NOT EXISTS spend (spent INTEGER NOT NULL)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS meta (json TEXT NOT NULL, input_key TEXT, created REAL)"
+        )
         db.execute(
             "CREATE TABLE IF NOT EXISTS results (idx INTEGER PRIMARY KEY, status TEXT,"
             " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL)"
@@ -270,6 +464,29 @@ class LocalStore:
             row = self._db(job_id).execute("SELECT status, reason FROM stop").fetchone()
         return (row[0], row[1]) if row else None
 
+    def _spent(self, db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT spent FROM spend").fetchone()
+        return row[0] if row else 0
+
+    def reserve(self, job_id: str, amount: int, cap: int) -> bool:
+        with self._lock:
+            held = self._held.get(job_id, 0)
+            if self._spent(self._db(job_id)) + held + amount > cap:
+                return False
+            self._held[job_id] = held + amount
+            return True
+
+    def settle(self, job_id: str, held: int, spent: int) -> None:
+        with self._lock:
+            db = self._db(job_id)
+            self._held[job_id] = self._held.get(job_id, 0) - held
+            if db.execute("UPDATE spend SET spent = spent + ?", (spent,)).rowcount == 0:
+                db.execute("INSERT INTO spend VALUES (?)", (spent,))
+
+    def spending(self, job_id: str) -> tuple[int, int]:
+        with self._lock:
+            return self._spent(self._db(job_id)), self._held.get(job_id, 0)
+
     def progress(self, job_id: str) -> Progress:
         with self._lock:
             db = self._db(job_id)
@@ -287,3 +504,101 @@ class LocalStore:
             p.completion_tokens += completion or 0
             p.total_tokens += total or 0
         return p
+
+    # --- coming back to a job -----------------------------------------------------------
+
+    def set_meta(self, job_id: str, meta: dict, input_key: str) -> None:
+        with self._lock:
+            db = self._db(job_id)
+            db.execute("DELETE FROM meta")
+            db.execute(
+                "INSERT INTO meta VALUES (?, ?, ?)",
+                (json.dumps(meta, ensure_ascii=False), input_key, time.time()),
+            )
+
+    def meta(self, job_id: str) -> dict:
+        with self._lock:
+            row = self._db(job_id).execute("SELECT json FROM meta").fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def latest_job(self, input_key: str) -> str | None:
+        newest: tuple[float, str] | None = None
+        for path in self.root.glob("*.sqlite"):
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                    row = db.execute("SELECT input_key, created FROM meta").fetchone()
+            except sqlite3.Error:
+                continue
+            if row and row[0] == input_key and (newest is None or row[1] > newest[0]):
+                newest = (row[1], path.stem)
+        return newest[1] if newest else None
+
+    def missing(self, job_id: str, total: int) -> list[int]:
+        with self._lock:
+            have = {i for (i,) in self._db(job_id).execute("SELECT idx FROM results")}
+        return [i for i in range(total) if i not in have]
+
+    def drop(self, job_id: str, statuses: Iterable[str], indices: Iterable[int]) -> int:
+        marks = ",".join("?" * len(statuses := list(statuses)))
+        dropped = 0
+        with self._lock:
+            db = self._db(job_id)
+            for chunk in _chunks(list(indices)):
+                dropped += db.execute(
+                    f"DELETE FROM results WHERE status IN ({marks})"
+                    f" AND idx IN ({','.join('?' * len(chunk))})",
+                    [*statuses, *chunk],
+                ).rowcount
+        return dropped
+
+    def mark_unstarted(self, job_id: str, indices: Iterable[int], status: str, reason: str) -> int:
+        now = time.monotonic()
+        marked = 0
+        with self._lock:
+            db = self._db(job_id)
+            for i in indices:
+                if self._claims.get((job_id, i), 0) > now:
+                    continue  # being answered in this process: its result will come
+                result = Result(index=i, status=status, error=reason)
+                marked += db.execute(
+                    "INSERT OR IGNORE INTO results VALUES (?,?,0,0,0,?)",
+                    (i, status, json.dumps(result.to_json(), ensure_ascii=False)),
+                ).rowcount
+        return marked
+
+    def clear_stop(self, job_id: str) -> None:
+        with self._lock:
+            self._db(job_id).execute("DELETE FROM stop")
+
+    def _lock_path(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.lock"
+
+    @contextlib.contextmanager
+    def hold(self, job_id: str) -> Iterator[None]:
+        """Run the job in this process only; raises JobBusy if another process runs it.
+
+        The operating system lets go of the lock when the process ends, even by kill -9.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path(job_id), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise JobBusy(job_id) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def busy(self, job_id: str) -> bool:
+        try:
+            fd = os.open(self._lock_path(job_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 PER_MESSAGE = 3
 PER_REPLY = 3
 
-_CL100K = ("gpt-4-", "gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada")
+_CL100K = ("gpt-4", "gpt-3.5", "text-embedding")
 _O200K = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-", "gpt-oss")
 
 
@@ -35,7 +35,7 @@ def counter_name(model: str) -> str:
     encoding, exact = encoding_for(model)
     if not _have_toktok():
         return "approximate (UTF-8 bytes / 4; install toktok-rs for exact counts)"
-    return encoding if exact else f"{encoding}, approximate for this model"
+    return encoding if exact else f"{encoding} (approximate)"
 
 
 def count(texts: Sequence[str], model: str) -> list[int]:
@@ -57,7 +57,7 @@ def prompt_tokens(messages: Sequence[str], model: str) -> int:
 
 
 def parse_range(text: str, what: str = "--answer-tokens") -> tuple[int, int]:
-    """"500" → (500, 500); "200-2000" → (200, 2000)."""
+    """ "500" → (500, 500); "200-2000" → (200, 2000)."""
     from worker.errors import ConfigError
 
     low, _, high = text.strip().partition("-")

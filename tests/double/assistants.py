@@ -11,7 +11,7 @@ import time
 
 from aiohttp import web
 
-from . import expect
+from . import expect, tools
 from .core import (
     ApiError,
     Double,
@@ -23,7 +23,16 @@ from .core import (
     sse_response,
 )
 from .faults import parse_markers
-from .state import Run, Thread, message_text, new_id, now_s, text_message
+from .state import (
+    FUNCTION_CALL_OUTPUT,
+    Item,
+    Run,
+    Thread,
+    message_text,
+    new_id,
+    now_s,
+    text_message,
+)
 
 CANCELLABLE = frozenset({"queued", "in_progress", "requires_action"})
 # Marker outcome -> run status; markers not listed keep their name.
@@ -91,22 +100,40 @@ def finish(double: Double, run: Run, status: str) -> None:
     obj["started_at"] = obj["started_at"] or stamp
     obj["status"] = status
     if status == "requires_action":
-        call = {
-            "id": new_id("call"),
-            "type": "function",
-            "function": {"name": "lookup", "arguments": '{"q": "x"}'},
-        }
+        if run.planned:  # function tools marked in the question
+            run.calls = tools.new_calls(run.planned)
+            prompt, completion = expect.tool_round_usage(
+                context(run), [call.text for call in run.calls]
+            )
+            run.spent = (run.spent[0] + prompt, run.spent[1] + completion)
+            calls = [
+                {
+                    "id": call.call_id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.text},
+                }
+                for call in run.calls
+            ]
+        else:  # [[requires_action]]: one fixed call, whatever the tools
+            calls = [
+                {
+                    "id": new_id("call"),
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": '{"q": "x"}'},
+                }
+            ]
         obj["required_action"] = {
             "type": "submit_tool_outputs",
-            "submit_tool_outputs": {"tool_calls": [call]},
+            "submit_tool_outputs": {"tool_calls": calls},
         }
+        double.stats.tool_rounds["assistants"] += 1
         run.changed.set()
         return
     obj["required_action"] = None
     if status in ("completed", "incomplete"):
-        answer = expect.answer_for(run.question, run.turn)
-        if run.tool_outputs is not None:
-            answer = expect.tool_answer(answer, run.tool_outputs)
+        answer = expect.final_answer(
+            run.question, run.turn, schema=run.schema, outputs=run.tool_outputs
+        )
         text = expect.partial_answer(answer) if status == "incomplete" else answer
         run.message = text_message(
             run.thread.id,
@@ -117,7 +144,9 @@ def finish(double: Double, run: Run, status: str) -> None:
             status=status,
         )
         run.thread.messages.append(run.message)
-        prompt, completion = expect.usage_for(run.prompt_messages, text)
+        prompt, completion = expect.usage_for(context(run), text)
+        # The run bills every round: the call rounds, then this answer.
+        prompt, completion = prompt + run.spent[0], completion + run.spent[1]
         obj["usage"] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -137,6 +166,11 @@ def finish(double: Double, run: Run, status: str) -> None:
     run.thread.active_run = None
     double.stats.questions[run.question] += 1
     run.changed.set()
+
+
+def context(run: Run) -> list[str]:
+    """The prompt of the run's next round: the thread, then earlier rounds' calls and outputs."""
+    return [*run.prompt_messages, *(item.text for item in run.rounds)]
 
 
 def advance_thread(double: Double, thread: Thread) -> None:
@@ -332,9 +366,23 @@ async def launch_run(
     question, turn, prompt_messages = dialogue(instructions, history)
     markers = parse_markers(question)
     outcome = MARKER_STATUS.get(markers.outcome, markers.outcome)
-    answer = expect.answer_for(question, turn)
-    text = expect.partial_answer(answer) if outcome == "incomplete" else answer
-    prompt, completion = expect.usage_for(prompt_messages, text)
+    run_tools = body.get("tools") or assistant["tools"]
+    response_format = body.get("response_format") or assistant["response_format"]
+    schema = tools.chat_schema(response_format)
+    # [[requires_action]] keeps its fixed call; otherwise marked tools start with a round.
+    planned = (
+        []
+        if outcome == "requires_action"
+        else tools.planned_calls(question, tools.function_names(run_tools))
+    )
+    if planned:
+        final_outcome, outcome = outcome, "requires_action"
+        prompt, completion = expect.tool_round_usage(prompt_messages, [a for _, a in planned])
+    else:
+        final_outcome = "completed"
+        answer = expect.final_answer(question, turn, schema=schema)
+        text = expect.partial_answer(answer) if outcome == "incomplete" else answer
+        prompt, completion = expect.usage_for(prompt_messages, text)
     headers = double.admit("assistant_run", question, markers, prompt + completion)
 
     # Admitted: only now change state, so a rejected call can be retried as is.
@@ -358,10 +406,10 @@ async def launch_run(
         "last_error": None,
         "model": body.get("model") or assistant["model"],
         "instructions": instructions,
-        "tools": body.get("tools") or assistant["tools"],
+        "tools": run_tools,
         "usage": None,
         "required_action": None,
-        "response_format": "auto",
+        "response_format": response_format,
         "tool_choice": "auto",
         "truncation_strategy": {"type": "auto", "last_messages": None},
         "parallel_tool_calls": True,
@@ -381,6 +429,10 @@ async def launch_run(
         outcome=outcome,
         delay_s=delay_s,
         deadline=time.monotonic() + delay_s,
+        schema=schema,
+        planned=planned,
+        call_again=markers.call_again,
+        final_outcome=final_outcome,
     )
     thread.active_run = run
     double.store.runs[obj["id"]] = run
@@ -441,8 +493,26 @@ async def submit_tool_outputs(double: Double, request: web.Request) -> web.Strea
     outputs = body.get("tool_outputs")
     if not isinstance(outputs, list):
         raise ApiError(400, "'tool_outputs' must be an array.", param="tool_outputs")
-    run.tool_outputs = [str(o.get("output", "")) for o in outputs if isinstance(o, dict)]
-    run.outcome = "completed"
+    outputs = [o for o in outputs if isinstance(o, dict)]
+    if run.planned:
+        by_id = {str(o.get("tool_call_id")): str(o.get("output", "")) for o in outputs}
+        expected = [call.call_id for call in run.calls]
+        if set(by_id) != set(expected):
+            raise ApiError(
+                400,
+                f"Expected tool outputs for call_ids {expected}, got {sorted(by_id)}.",
+                param="tool_outputs",
+            )
+        run.tool_outputs = [by_id[call_id] for call_id in expected]
+        run.rounds += run.calls
+        run.rounds += [
+            Item(FUNCTION_CALL_OUTPUT, by_id[call.call_id], call.call_id) for call in run.calls
+        ]
+        run.outcome = "requires_action" if run.call_again else run.final_outcome
+    else:  # [[requires_action]]: any outputs, in the order given
+        run.tool_outputs = [str(o.get("output", "")) for o in outputs]
+        run.outcome = "completed"
+    double.stats.tool_outputs["assistants"] += 1
     run.obj["status"] = "queued"
     run.obj["required_action"] = None
     run.deadline = time.monotonic() + run.delay_s

@@ -207,9 +207,7 @@ def content_text(content: object) -> str:
     return ""
 
 
-def dialogue(
-    instructions: object, items: Sequence[tuple[str, ...]]
-) -> tuple[str, int, list[str]]:
+def dialogue(instructions: object, items: Sequence[tuple[str, ...]]) -> tuple[str, int, list[str]]:
     """(question, turn, prompt messages) for a history of (role, text, ...) items.
 
     The question is the last user message; the turn counts user messages. Every item's

@@ -2,10 +2,11 @@
 Assistants routes (in ``assistants``), plus the unauthenticated /_double control endpoints."""
 
 import json
+from dataclasses import replace
 
 from aiohttp import web
 
-from . import assistants, expect
+from . import assistants, expect, tools
 from .core import (
     DOUBLE,
     ApiError,
@@ -18,27 +19,61 @@ from .core import (
     sse_response,
 )
 from .faults import parse_markers
-from .state import Config, Conversation, new_id, now_s
+from .state import (
+    FUNCTION_CALL,
+    FUNCTION_CALL_OUTPUT,
+    Config,
+    Conversation,
+    Item,
+    new_id,
+    now_s,
+)
 
 
-def input_items(value: object) -> list[tuple[str, str]]:
-    """(role, text) of Responses/Conversations input: a string or a list of message items."""
+def input_items(value: object) -> list[Item]:
+    """Responses/Conversations input: a string, or a list of message, function_call and
+    function_call_output items (other item types are ignored)."""
     if isinstance(value, str):
-        return [("user", value)]
-    if not isinstance(value, list):
-        return []
-    return [
-        (item.get("role", "user"), content_text(item.get("content")))
-        for item in value
-        if isinstance(item, dict) and item.get("type", "message") == "message"
-    ]
+        return [Item("user", value)]
+    items = []
+    for item in value if isinstance(value, list) else ():
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type", "message")
+        if kind == "message":
+            items.append(Item(item.get("role", "user"), content_text(item.get("content"))))
+        elif kind == FUNCTION_CALL:
+            items.append(
+                Item(
+                    FUNCTION_CALL,
+                    str(item.get("arguments", "")),
+                    str(item.get("call_id")),
+                    str(item.get("name")),
+                )
+            )
+        elif kind == FUNCTION_CALL_OUTPUT:
+            output = item.get("output")
+            text = output if isinstance(output, str) else content_text(output)
+            items.append(Item(FUNCTION_CALL_OUTPUT, text, str(item.get("call_id"))))
+    return items
+
+
+def function_call_item(call: Item) -> dict:
+    return {
+        "type": "function_call",
+        "id": new_id("fc"),
+        "call_id": call.call_id,
+        "name": call.name,
+        "arguments": call.text,
+        "status": "completed",
+    }
 
 
 @api("conversation_create")
 async def create_conversation(double: Double, request: web.Request) -> web.Response:
     body = await json_body(request)
     items = input_items(body.get("items"))
-    users = [text for role, text in items if role == "user"]
+    users = [item.text for item in items if item.role == "user"]
     if users:  # only the items can carry markers here
         double.admit(
             "conversation_create", users[-1], parse_markers(users[-1]), 0, run_creating=False
@@ -66,11 +101,21 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
             )
     inputs = input_items(body.get("input"))
     history = conversation.items if conversation else []
-    question, turn, messages = dialogue(body.get("instructions"), history + inputs)
+    context = [*history, *inputs]
+    tools.check_outputs(context, "input")
+    question, turn, messages = dialogue(body.get("instructions"), context)
     markers = parse_markers(question)
-    answer = expect.answer_for(question, turn)
-    text = expect.partial_answer(answer) if markers.outcome == "incomplete" else answer
-    prompt, completion = expect.usage_for(messages, text, markers.reasoning)
+    plan = tools.plan(question, markers, body.get("tools"), context)
+    text = ""
+    if plan.calls:
+        markers = replace(markers, outcome=None)  # outcome markers end the answering round
+        arguments = [call.text for call in plan.calls]
+        prompt, completion = expect.tool_round_usage(messages, arguments, markers.reasoning)
+    else:
+        schema = tools.responses_schema(body.get("text"))
+        answer = expect.final_answer(question, turn, schema=schema, outputs=plan.outputs)
+        text = expect.partial_answer(answer) if markers.outcome == "incomplete" else answer
+        prompt, completion = expect.usage_for(messages, text, markers.reasoning)
     headers = double.admit("response", question, markers, prompt + completion)
     await double.delay(markers)
 
@@ -81,18 +126,23 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
     )
     output = []
     usage = None
+    if plan.continuing:
+        double.stats.tool_outputs["responses"] += 1
     if not failed:
-        output = [
-            {
-                "type": "message",
-                "id": new_id("msg"),
-                "role": "assistant",
-                "status": status,
-                "content": [
-                    {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-                ],
-            }
-        ]
+        if plan.calls:
+            output = [function_call_item(call) for call in plan.calls]
+        else:
+            output = [
+                {
+                    "type": "message",
+                    "id": new_id("msg"),
+                    "role": "assistant",
+                    "status": status,
+                    "content": [
+                        {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                    ],
+                }
+            ]
         usage = {
             "input_tokens": prompt,
             "input_tokens_details": {"cached_tokens": markers.cached, "cache_write_tokens": 0},
@@ -102,7 +152,7 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
         }
         if conversation is not None:
             conversation.items.extend(inputs)
-            conversation.items.append(("assistant", text))
+            conversation.items.extend(plan.calls or [Item("assistant", text)])
     response = {
         "id": new_id("resp"),
         "object": "response",
@@ -124,16 +174,19 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
         "reasoning": {"effort": None, "summary": None},
         "store": body.get("store", True),
         "temperature": body.get("temperature", 1.0),
-        "text": {"format": {"type": "text"}},
+        "text": body.get("text") or {"format": {"type": "text"}},
         "tool_choice": "auto",
-        "tools": [],
+        "tools": body.get("tools") or [],
         "top_p": body.get("top_p", 1.0),
         "truncation": "disabled",
         "usage": usage,
         "user": None,
         "conversation": {"id": conversation.id} if conversation else None,
     }
-    double.stats.questions[question] += 1
+    if plan.calls:
+        double.stats.tool_rounds["responses"] += 1
+    else:
+        double.stats.questions[question] += 1
     return json_response(response, headers)
 
 
@@ -143,20 +196,29 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "'messages' must be a non-empty array.", param="messages")
-    items = [
-        (message.get("role"), content_text(message.get("content")))
-        for message in messages
-        if isinstance(message, dict)
-    ]
+    items = chat_items(messages)
+    tools.check_outputs(items, "messages")
     question, turn, prompt_messages = dialogue(None, items)
     markers = parse_markers(question)
-    answer = expect.answer_for(question, turn)
-    incomplete = markers.outcome == "incomplete"
-    text = expect.partial_answer(answer) if incomplete else answer
-    prompt, completion = expect.usage_for(prompt_messages, text, markers.reasoning)
+    plan = tools.plan(question, markers, body.get("tools"), items)
+    text = None
+    if plan.calls:
+        markers = replace(markers, outcome=None)  # outcome markers end the answering round
+        arguments = [call.text for call in plan.calls]
+        prompt, completion = expect.tool_round_usage(prompt_messages, arguments, markers.reasoning)
+    else:
+        schema = tools.chat_schema(body.get("response_format"))
+        answer = expect.final_answer(question, turn, schema=schema, outputs=plan.outputs)
+        text = expect.partial_answer(answer) if markers.outcome == "incomplete" else answer
+        prompt, completion = expect.usage_for(prompt_messages, text, markers.reasoning)
     headers = double.admit("chat", question, markers, prompt + completion)
     await double.delay(markers)
-    double.stats.questions[question] += 1
+    if plan.continuing:
+        double.stats.tool_outputs["chat"] += 1
+    if plan.calls:
+        double.stats.tool_rounds["chat"] += 1
+    else:
+        double.stats.questions[question] += 1
     if markers.outcome == "fail":
         raise ApiError(400, "injected failure")
 
@@ -179,24 +241,38 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
         "service_tier": "default",
         "system_fingerprint": "fp_double",
     }
-    finish_reason = "length" if incomplete else "stop"
+    tool_calls = [
+        {
+            "id": call.call_id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.text},
+        }
+        for call in plan.calls
+    ]
+    finish_reason = (
+        "tool_calls" if tool_calls else "length" if markers.outcome == "incomplete" else "stop"
+    )
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return await stream_chat(
-            request, head, text, finish_reason, usage if include_usage else None, headers
+            request,
+            head,
+            text,
+            finish_reason,
+            usage if include_usage else None,
+            headers,
+            tool_calls,
         )
+    message = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     completion_obj = {
         **head,
         "object": "chat.completion",
         "choices": [
             {
                 "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": text,
-                    "refusal": None,
-                    "annotations": [],
-                },
+                "message": message,
                 "finish_reason": finish_reason,
                 "logprobs": None,
             }
@@ -206,15 +282,46 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
     return json_response(completion_obj, headers)
 
 
+def chat_items(messages: list) -> list[Item]:
+    """A chat history as items: an assistant message's ``tool_calls`` become function
+    calls (its content joins only when non-empty), ``tool`` messages tool outputs."""
+    items = []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        role = message.get("role")
+        text = content_text(message.get("content"))
+        if role == "tool":
+            items.append(Item(FUNCTION_CALL_OUTPUT, text, str(message.get("tool_call_id"))))
+        elif role == "assistant" and message.get("tool_calls"):
+            if text:
+                items.append(Item("assistant", text))
+            for call in message["tool_calls"]:
+                function = (call.get("function") if isinstance(call, dict) else None) or {}
+                items.append(
+                    Item(
+                        FUNCTION_CALL,
+                        str(function.get("arguments", "")),
+                        str(call.get("id")),
+                        str(function.get("name")),
+                    )
+                )
+        else:
+            items.append(Item(role, text))
+    return items
+
+
 async def stream_chat(
     request: web.Request,
     head: dict,
-    text: str,
+    text: str | None,
     finish_reason: str,
     usage: dict | None,
     headers: dict[str, str],
+    tool_calls: list[dict],
 ) -> web.StreamResponse:
-    """Chat chunks as SSE: role, content, finish reason, then usage if asked, then [DONE]."""
+    """Chat chunks as SSE: role, content (or one chunk per tool call), finish reason, then
+    usage if asked, then [DONE]."""
     response = sse_response(headers)
     await response.prepare(request)
     base = {**head, "object": "chat.completion.chunk"}
@@ -226,11 +333,18 @@ async def stream_chat(
             data["usage"] = None  # as OpenAI does when include_usage is set
         return data
 
-    chunks = [
-        chunk({"role": "assistant", "content": "", "refusal": None}, None),
-        chunk({"content": text}, None),
-        chunk({}, finish_reason),
-    ]
+    if tool_calls:
+        chunks = [chunk({"role": "assistant", "content": None, "refusal": None}, None)]
+        chunks += [
+            chunk({"tool_calls": [{"index": index, **call}]}, None)
+            for index, call in enumerate(tool_calls)
+        ]
+    else:
+        chunks = [
+            chunk({"role": "assistant", "content": "", "refusal": None}, None),
+            chunk({"content": text}, None),
+        ]
+    chunks.append(chunk({}, finish_reason))
     if usage is not None:
         chunks.append({**base, "choices": [], "usage": usage})
     payload = "".join(f"data: {json.dumps(data)}\n\n" for data in chunks) + "data: [DONE]\n\n"

@@ -1,0 +1,178 @@
+"""The pre-flight estimate (`askbatch estimate`, `askbatch run --dry-run`): what a worksheet
+would cost, from its tokens counted locally and an assumed answer length. Calls no API.
+
+Per row the prompt is the instructions, the question and, for a later turn of a thread, every
+earlier question and (assumed) answer of that thread, since each turn resends them; plus the
+few tokens the chat format adds per message. No prompt caching is assumed, so cached input
+only makes the real cost lower. Costs are linear in tokens, so each model is priced once on
+its totals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import islice
+
+from jobs.intake import Worksheet
+from jobs.report import usd
+from worker import pricing, tokens
+from worker.models import Row, Usage
+
+CHUNK = 2000  # rows counted per tokenizer call
+
+
+@dataclass
+class ModelTotals:
+    model: str
+    rows: int = 0
+    prompt_low: int = 0
+    prompt_high: int = 0
+    answer_low: int = 0
+    answer_high: int = 0
+    quote: pricing.Quote | None = None
+    counter: str = ""
+
+    def cost(self, high: bool) -> Decimal | None:
+        usage = (
+            Usage(self.prompt_high, self.answer_high, self.prompt_high + self.answer_high)
+            if high
+            else Usage(self.prompt_low, self.answer_low, self.prompt_low + self.answer_low)
+        )
+        return self.quote.cost(usage) if self.quote else None
+
+
+@dataclass
+class Estimate:
+    path: str
+    rows: int  # to be sent
+    blank: int
+    answer_tokens: tuple[int, int]
+    models: dict[str, ModelTotals] = field(default_factory=dict)
+
+    def total(self, high: bool) -> Decimal:
+        return sum((c for m in self.models.values() if (c := m.cost(high)) is not None), Decimal(0))
+
+    @property
+    def unpriced_rows(self) -> int:
+        return sum(m.rows for m in self.models.values() if m.quote.source == "unpriced")
+
+
+def estimate(
+    sheet: Worksheet,
+    *,
+    model: str,
+    instructions: str,
+    provider: str,
+    base_url: str,
+    prices: pricing.PriceBook,
+    answer_tokens: tuple[int, int],
+) -> Estimate:
+    low, high = answer_tokens
+    est = Estimate(str(sheet.path), 0, len(sheet.blank_rows), answer_tokens)
+    history: dict[str, tuple[int, int]] = {}  # thread → tokens resent by its next turn
+    fixed: dict[tuple[str, str], int] = {}  # (model, instructions) → their prompt tokens
+    rows = (r for r in sheet.rows() if r.index not in sheet.blank_rows)
+    while chunk := list(islice(rows, CHUNK)):
+        for row, q in zip(chunk, _question_tokens(chunk, model), strict=True):
+            name = row.model or model
+            m = est.models.get(name)
+            if m is None:
+                quote = pricing.quote(name, provider=provider, base_url=base_url, prices=prices)
+                m = est.models[name] = ModelTotals(name, quote=quote,
+                                                   counter=tokens.counter_name(name))  # fmt: skip
+            text = row.instructions or instructions
+            if (name, text) not in fixed:
+                fixed[name, text] = tokens.prompt_tokens([text], name) if text else tokens.PER_REPLY
+            q += tokens.PER_MESSAGE
+            before_low, before_high = history.get(row.thread, (0, 0)) if row.thread else (0, 0)
+            m.rows += 1
+            m.prompt_low += fixed[name, text] + before_low + q
+            m.prompt_high += fixed[name, text] + before_high + q
+            m.answer_low += low
+            m.answer_high += high
+            if row.thread:
+                answer_low, answer_high = low + tokens.PER_MESSAGE, high + tokens.PER_MESSAGE
+                history[row.thread] = (before_low + q + answer_low, before_high + q + answer_high)
+    est.rows = sum(m.rows for m in est.models.values())
+    return est
+
+
+def _question_tokens(rows: list[Row], default_model: str) -> list[int]:
+    """Token counts of the questions, one tokenizer call per model in the chunk."""
+    counts = [0] * len(rows)
+    by_model: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_model.setdefault(row.model or default_model, []).append(i)
+    for name, where in by_model.items():
+        for i, n in zip(where, tokens.count([rows[i].question for i in where], name), strict=True):
+            counts[i] = n
+    return counts
+
+
+def text(est: Estimate, max_cost: Decimal | None = None) -> str:
+    low, high = est.answer_tokens
+    answer = f"{low:,}" if low == high else f"{low:,}–{high:,}"
+    blank = f" ({est.blank:,} blank, not sent)" if est.blank else ""
+    table = [("model", "rows", "input tokens", "cost", "price")]
+    for m in est.models.values():
+        prompt = f"{m.prompt_low:,}"
+        if m.prompt_low != m.prompt_high:
+            prompt += f"–{m.prompt_high:,}"
+        table.append(
+            (m.model, f"{m.rows:,}", prompt, _range(m.cost(False), m.cost(True)), _source(m.quote))
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    lines = [f"estimate for {est.path}: {est.rows:,} rows to ask{blank}; no API was called"]
+    for r in table:
+        lines.append(
+            f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  "
+            f"{r[3]:<{widths[3]}}  {r[4]}".rstrip()
+        )
+    counters: dict[str, list[str]] = {}
+    for m in est.models.values():
+        counters.setdefault(m.counter, []).append(m.model)
+    lines.append(
+        "input tokens counted locally: "
+        + "; ".join(f"{c} for {', '.join(ms)}" for c, ms in counters.items())
+        + "; instructions, thread history and per-message overhead included"
+    )
+    lines.append(
+        f"answers assumed {answer} tokens each (--answer-tokens; reasoning tokens count as "
+        "answer tokens); no prompt caching assumed"
+    )
+    total = _range(est.total(False), est.total(True))
+    if n := est.unpriced_rows:
+        total += f", not counting {n:,} row{'s' if n != 1 else ''} of unpriced models"
+    lines.append(f"expected cost: {total}")
+    if max_cost is not None:
+        lo_total, hi_total = est.total(False), est.total(True)
+        if hi_total <= max_cost:
+            verdict = "the whole job fits even at the high estimate"
+        elif lo_total > max_cost:
+            verdict = "the cap will stop the job before it ends, even at the low estimate"
+        else:
+            verdict = "the cap may stop the job before it ends"
+        lines.append(f"spending cap {usd(max_cost)}: {verdict}")
+    return "\n".join(lines)
+
+
+def _range(lo: Decimal | None, hi: Decimal | None) -> str:
+    if lo is None or hi is None:
+        return "unpriced"
+    return usd(lo) if lo == hi else f"{usd(lo)} – {usd(hi)}"
+
+
+def _source(quote: pricing.Quote | None) -> str:
+    if quote is None or quote.source == "unpriced":
+        return "no price known: add it to a price file (--prices)"
+    if quote.source == "self-hosted":
+        return "self-hosted server: free unless priced"
+    rates = pricing.per_million(quote)
+    if rates is None:
+        return quote.source
+    return f"{quote.source}: ${_plain(rates[0])} in, ${_plain(rates[1])} out per 1M tokens"
+
+
+def _plain(d: Decimal) -> str:
+    return f"{d.normalize():f}"

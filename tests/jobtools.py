@@ -1,0 +1,109 @@
+"""Helpers for the tests of jobs that are interrupted, resumed, cancelled or hit by faults:
+a background `askbatch` process, waiting on a condition, a Redis database of a test's own."""
+
+from __future__ import annotations
+
+import csv
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from tests.conftest import ROOT
+
+JOB_ID = re.compile(r"job (\d{8}-\d{6}-[0-9a-f]{6})")
+
+
+def db_url(url: str, db: int) -> str:
+    """The same Redis server, another database: a test's queue and keys of its own."""
+    return re.sub(r"/\d+$", f"/{db}", url) if re.search(r"/\d+$", url) else f"{url}/{db}"
+
+
+def fresh_db(url: str, db: int) -> str:
+    url = db_url(url, db)
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 120, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+@dataclass
+class Background:
+    """An `askbatch` command running in the background, its stderr going to a file."""
+
+    proc: subprocess.Popen
+    log: Path
+
+    @classmethod
+    def start(cls, args: list[str], env: dict[str, str], log: Path) -> Background:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobs", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+        )
+        return cls(proc, log)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def job_id(self, timeout: float = 60) -> str:
+        def found():
+            if self.proc.poll() is not None and not JOB_ID.search(self.text()):
+                raise AssertionError(f"askbatch exited {self.proc.returncode}:\n{self.text()}")
+            m = JOB_ID.search(self.text())
+            return m.group(1) if m else None
+
+        return wait_for("the job id", found, timeout)
+
+    def wait(self, timeout: float = 240) -> int:
+        return self.proc.wait(timeout)
+
+    def kill(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(30)
+
+
+def sqlite_statuses(state_dir: Path, job_id: str) -> dict[int, str]:
+    """Row index -> status stored so far for an embedded job (read-only, while it runs)."""
+    path = state_dir / "jobs" / f"{job_id}.sqlite"
+    if not path.exists():
+        return {}
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        try:
+            return dict(db.execute("SELECT idx, status FROM results").fetchall())
+        except sqlite3.OperationalError:  # tables not made yet
+            return {}
+
+
+def redis_statuses(url: str, job_id: str) -> dict[int, str]:
+    import json
+
+    r = redis.Redis.from_url(url, decode_responses=True)
+    raw = r.hgetall(f"askbatch:{job_id}:results")
+    return {int(k): json.loads(v)["status"] for k, v in raw.items()}
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def asked(api) -> dict[str, int]:
+    """How many times the double answered each question."""
+    return api.stats()["questions"]

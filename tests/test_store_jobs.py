@@ -1,0 +1,137 @@
+"""The store operations behind status, resume, --retry-failed and cancel, on both backends:
+a real redis-server and a real SQLite file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.jobtools import fresh_db
+from worker.leases import lease_for
+from worker.models import CANCELLED, COMPLETED, FAILED, JobSpec, Result, Usage
+from worker.store import JobBusy, LocalStore, RedisStore
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def store(request, tmp_path):
+    if request.param == "redis":
+        url = fresh_db(request.getfixturevalue("redis_server").url, 11)
+        return RedisStore(url, lease_s=2.0)
+    return LocalStore(tmp_path)
+
+
+def _job(store, total=6) -> JobSpec:
+    spec = JobSpec(
+        job_id=f"20250101-000000-{time.monotonic_ns() % 0xFFFFFF:06x}",
+        provider="chat",
+        model="m",
+        total=total,
+    )
+    store.create_job(spec)
+    return spec
+
+
+def _result(i, status, tokens=10) -> Result:
+    return Result(index=i, status=status, usage=Usage(tokens, tokens, 2 * tokens))
+
+
+def test_missing_drop_and_counters(store):
+    spec = _job(store)
+    for i, status in [(0, COMPLETED), (1, FAILED), (2, COMPLETED), (4, CANCELLED)]:
+        assert store.save(spec.job_id, _result(i, status))
+    assert store.missing(spec.job_id, spec.total) == [3, 5]
+
+    # Only rows still in one of the statuses go, whatever indices are given.
+    dropped = store.drop(spec.job_id, (FAILED, CANCELLED), [0, 1, 3, 4])
+    assert dropped == 2
+    assert store.missing(spec.job_id, spec.total) == [1, 3, 4, 5]
+    p = store.progress(spec.job_id)
+    assert p.done == 2 and p.by_status.get(COMPLETED) == 2
+    assert not p.by_status.get(FAILED) and not p.by_status.get(CANCELLED)
+    assert (p.prompt_tokens, p.total_tokens) == (20, 40), "tokens of dropped rows taken back"
+
+    # A dropped row can be saved again (first writer wins once more) and is counted once.
+    assert store.save(spec.job_id, _result(1, COMPLETED, 5))
+    p = store.progress(spec.job_id)
+    assert p.done == 3 and p.by_status[COMPLETED] == 3 and p.total_tokens == 50
+
+
+def test_mark_unstarted_passes_over_claimed_and_answered_rows(store):
+    spec = _job(store)
+    store.save(spec.job_id, _result(0, COMPLETED))
+    assert store.claim(spec.job_id, 1, 60)
+    marked = store.mark_unstarted(spec.job_id, [0, 1, 2, 3], CANCELLED, "stop")
+    assert marked == 2
+    got = store.get(spec.job_id, range(6))
+    assert got[0].status == COMPLETED and 1 not in got
+    assert got[2].status == got[3].status == CANCELLED and got[2].error == "stop"
+    # The row in flight still gets its own result afterwards.
+    assert store.save(spec.job_id, _result(1, COMPLETED))
+    store.release(spec.job_id, 1)
+    p = store.progress(spec.job_id)
+    assert p.done == 4 and p.by_status == {COMPLETED: 2, CANCELLED: 2}
+
+
+def test_stop_and_clear(store):
+    spec = _job(store)
+    store.stop(spec.job_id, CANCELLED, "why")
+    assert store.stopped(spec.job_id) == (CANCELLED, "why")
+    store.clear_stop(spec.job_id)
+    assert store.stopped(spec.job_id) is None
+
+
+def test_meta_and_latest_job(store):
+    first, second = _job(store), _job(store)
+    store.set_meta(first.job_id, {"input": "/a.csv"}, "key-a")
+    store.set_meta(second.job_id, {"input": "/a.csv", "n": 2}, "key-a")
+    assert store.meta(second.job_id) == {"input": "/a.csv", "n": 2}
+    assert store.latest_job("key-a") == second.job_id
+    assert store.latest_job("key-b") is None
+
+
+def test_redis_claim_outlives_its_lease_while_held_and_lapses_after(redis_server):
+    url = fresh_db(redis_server.url, 11)
+    holder, other = RedisStore(url, lease_s=1.0), RedisStore(url, lease_s=1.0)
+    spec = _job(holder)
+    assert holder.claim(spec.job_id, 0, 60)
+    time.sleep(2.5)  # more than two leases: renewed in the background meanwhile
+    assert not other.claim(spec.job_id, 0, 60), "a live holder keeps its claim"
+    holder.release(spec.job_id, 0)
+    assert other.claim(spec.job_id, 0, 60), "released: free at once"
+
+    # A holder that dies (here: a process killed with SIGKILL) stops renewing.
+    script = (
+        "import os, signal, sys\n"
+        "from worker.store import RedisStore\n"
+        f"s = RedisStore({url!r}, lease_s=1.0)\n"
+        f"assert s.claim({spec.job_id!r}, 1, 60)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=False)
+    assert not other.claim(spec.job_id, 1, 60), "the dead holder's lease has not lapsed yet"
+    time.sleep(1.5)
+    assert other.claim(spec.job_id, 1, 60), "lapsed one lease after its holder died"
+
+
+def test_lease_follows_the_visibility_timeout():
+    assert lease_for(3600) == 30
+    assert lease_for(120) == 30
+    assert lease_for(30) == 10
+    assert lease_for(3) == 2
+
+
+def test_embedded_job_is_held_by_one_process_at_a_time(tmp_path):
+    a, b = LocalStore(tmp_path), LocalStore(tmp_path)
+    spec = _job(a)
+    assert not b.busy(spec.job_id)
+    with a.hold(spec.job_id):
+        assert b.busy(spec.job_id)
+        with pytest.raises(JobBusy, match="askbatch cancel"), b.hold(spec.job_id):
+            pass
+    assert not b.busy(spec.job_id)
+    with b.hold(spec.job_id):
+        pass
