@@ -36,8 +36,10 @@ from typing import Any
 
 from worker import tokens
 from worker.errors import ConfigError
+from worker.retry import RowTimeout, retry_after
 
 HORIZON_S = 0.5  # bookings are made at most this far ahead
+RETRY_MAX_S = 1.0  # a refused booking asks again within this (settlements free tokens)
 BURST_SHARE = 0.01  # of the limit, may go at once
 SLOWDOWN = 0.7  # the rate after a 429, as a share of the rate before it
 MIN_FACTOR = 0.1
@@ -362,22 +364,32 @@ class Budget:
 
     def estimate(self, request: Mapping[str, Any]) -> float:
         """Tokens a request will use: its text counted locally plus the answer expected."""
-        return tokens.prompt_tokens(request_texts(request), self.model) + self.expected_output()
+        return self._prompt(request) + self.expected_output()
+
+    def _prompt(self, request: Mapping[str, Any]) -> int:
+        return tokens.prompt_tokens(request_texts(request), self.model)
 
     def acquire(self, request: Mapping[str, Any], deadline: float) -> Booking:
         """Wait until the request may be sent; never past `deadline` (monotonic)."""
         if not self.limited:
             self._wait_pause(deadline)
             return Booking(0.0)
-        cost = self.estimate(request) if self.tpm else 0.0
+        prompt = self._prompt(request) if self.tpm else 0
         while True:
+            # The answer expected is looked at again on every try: the first answers of a
+            # job usually bring it down from the user's assumption.
+            cost = prompt + self.expected_output() if self.tpm else 0.0
             wait = self.bucket.book((self.rpm, self.tpm), (1.0, cost), HORIZON_S)
             if wait >= 0:
                 _sleep_until(time.monotonic() + wait, deadline)
                 return Booking(cost)
-            # Not within the horizon: come back when it will be (a little spread, so that
-            # the threads that were told the same time do not all ask at once).
-            _sleep_until(time.monotonic() - wait + random.uniform(0, HORIZON_S / 4), deadline)
+            # Not within the horizon: come back when it will be, or sooner when tokens may be
+            # given back meanwhile (spread a little, so that threads told the same time do not
+            # all ask at once).
+            again = min(-wait, RETRY_MAX_S) + random.uniform(0, HORIZON_S / 4)
+            if time.monotonic() + again >= deadline:
+                raise RowTimeout  # the row's deadline comes before its place in the budget
+            _sleep_until(time.monotonic() + again, deadline)
 
     def done(self, booking: Booking, result: Any) -> None:
         """Settle the booking with the usage the server reported; heed its headers."""
@@ -403,8 +415,6 @@ class Budget:
         response = getattr(exc, "response", None)
         status = getattr(exc, "status_code", None)
         if status in (429, 503) and response is not None:
-            from worker.retry import retry_after
-
             asked = retry_after(exc)
             self.bucket.slow(asked if asked is not None else 1.0, limited=status == 429)
             self._pause_until = 0.0
