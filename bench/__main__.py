@@ -11,11 +11,13 @@ Groups:
   tpm      the double allows 12,000 tokens/min; 4 workers with --tpm 12000
   large    100,000 rows, one worker, no latency: peak memory of each process
 
-Columns: q/s measured over the whole command (start to CSV written); ideal = concurrency /
-latency, or the rate limit when lower; eff = q/s / ideal; x base = q/s / the baseline's q/s
-at the same load; cpu ms/q = user+system CPU of every askbatch process (the run command and
-the workers) per question; peak MB = the high-water RSS of the run command / of the busiest
-worker; 429s = as counted by the double; double / redis = their CPU as a share of one core.
+Columns: q/s over the whole command (start to CSV written); steady = q/s between the first
+and the last request the double saw (start-up and the final report left out); ideal =
+concurrency / latency, or the rate limit when lower; eff = q/s / ideal (s.eff: steady / ideal);
+x base = q/s / the baseline's q/s at the same load; cpu ms/q = user+system CPU of every
+askbatch process (the run command and the workers) per question; peak MB = the high-water RSS
+of the run command / of the busiest worker; 429s = as counted by the double; double / redis =
+their CPU as a share of one core.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +73,7 @@ class Outcome:
     redis_cpu: float = 0.0
     completed: int = 0
     tokens_q: float = 0.0
+    steady_qps: float = 0.0  # questions/s between the first and the last request the double saw
     notes: list[str] = field(default_factory=list)
 
 
@@ -143,6 +148,7 @@ class Bench:
         )
         self.redis_proc = psutil.Process(self.redis.pid)
         self.broker = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.workers: list[subprocess.Popen] = []
         time.sleep(0.5)
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -157,6 +163,9 @@ class Bench:
         return env
 
     def close(self) -> None:
+        for w in self.workers:
+            w.kill()
+            w.wait()
         self.double.stop()
         self.redis.terminate()
         self.redis.wait()
@@ -208,7 +217,7 @@ class Bench:
         if case.mode == "workers":
             env = self.env(ASKBATCH_BROKER_URL=self.broker)
             threads = case.concurrency // case.workers
-            workers = self.start_workers(case.workers, threads, env)
+            workers = self.workers = self.start_workers(case.workers, threads, env)
         if case.mode == "baseline":
             command = [sys.executable, "-m", "bench.baseline", str(src), str(dst)]
             command += ["--provider", case.provider, "--concurrency", str(case.concurrency)]
@@ -227,8 +236,11 @@ class Bench:
         proc = subprocess.Popen(
             command, cwd=self.work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        # The double's stats list every question: too big to poll for the large job.
+        sampler = Sampler(self.double) if case.n <= 20_000 else None
         code, run_cpu, out.run_mb = wait_child(proc)
         out.wall_s = time.monotonic() - t0
+        steady_rps = sampler.stop() if sampler else 0.0
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         if code not in (0, 1):
             out.notes.append(f"exit {code}: {err.strip()[-300:]}")
@@ -242,6 +254,7 @@ class Bench:
             except subprocess.TimeoutExpired:
                 w.kill()
                 w.wait()
+        self.workers = []
         stats = self.double.stats()
         out.double_cpu = (cpu_s(self.double_proc) - d_cpu0) / out.wall_s
         out.redis_cpu = (cpu_s(self.redis_proc) - r_cpu0) / out.wall_s
@@ -249,11 +262,41 @@ class Bench:
         out.requests = sum(stats["requests"].values())
         out.cpu_ms_q = (run_cpu + worker_cpu) * 1000 / case.n
         out.qps = case.n / out.wall_s
+        out.steady_qps = steady_rps * case.n / max(1, out.requests)
         out.completed, out.tokens_q = completed(dst, case.mode)
         if out.completed < case.n:
             out.notes.append(f"only {out.completed} of {case.n} completed")
         out.ideal = ideal(case, out.tokens_q)
         return out
+
+
+class Sampler:
+    """Polls the double's request count, for the steady rate: requests per second between
+    the first request and the last (the command's start-up and its final report left out)."""
+
+    def __init__(self, double, every_s: float = 0.5) -> None:
+        self.double = double
+        self.every_s = every_s
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            stats = self.double.stats()
+            self.samples.append((time.monotonic(), sum(stats["requests"].values())))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        moving = [s for s in self.samples if s[1] > 0]
+        if len(moving) < 2:
+            return 0.0
+        final = moving[-1][1]
+        first = moving[0]
+        last = next(s for s in moving if s[1] == final)
+        return (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else 0.0
 
 
 def completed(path: Path, mode: str) -> tuple[int, float]:
@@ -286,7 +329,8 @@ def load() -> str:
 def table(outcomes: list[Outcome]) -> str:
     base = {(o.case.group, o.case.provider): o.qps for o in outcomes if o.case.mode == "baseline"}
     head = (
-        f"{'case':34} {'q':>6} {'q/s':>7} {'ideal':>6} {'eff':>5} {'x base':>6} "
+        f"{'case':34} {'q':>6} {'q/s':>7} {'steady':>6} {'ideal':>6} {'eff':>5} {'s.eff':>5} "
+        f"{'x base':>6} "
         f"{'cpu ms/q':>8} {'peak MB run/wkr':>15} {'429s':>5} {'reqs':>6} "
         f"{'double':>6} {'redis':>6}"
     )
@@ -299,9 +343,12 @@ def table(outcomes: list[Outcome]) -> str:
         b = base.get((c.group, c.provider))
         ratio = f"{o.qps / b:.2f}" if b and c.mode != "baseline" else ""
         eff = f"{o.qps / o.ideal:.2f}" if o.ideal else ""
+        s_eff = f"{o.steady_qps / o.ideal:.2f}" if o.ideal and o.steady_qps else ""
+        steady = f"{o.steady_qps:.1f}" if o.steady_qps else ""
         mem = f"{o.run_mb:.0f}" + (f"/{o.worker_mb:.0f}" if o.worker_mb else "")
         lines.append(
-            f"{name:34} {c.n:>6} {o.qps:>7.1f} {o.ideal:>6.1f} {eff:>5} {ratio:>6} "
+            f"{name:34} {c.n:>6} {o.qps:>7.1f} {steady:>6} {o.ideal:>6.1f} {eff:>5} {s_eff:>5} "
+            f"{ratio:>6} "
             f"{o.cpu_ms_q:>8.2f} {mem:>15} {o.n429:>5} {o.requests:>6} "
             f"{o.double_cpu:>6.0%} {o.redis_cpu:>6.0%}"
         )
@@ -325,6 +372,8 @@ def main() -> None:
     ]
     if shutil.which("redis-server") is None:
         sys.exit("redis-server is not installed (scripts/test installs it)")
+    # Stopped with SIGTERM: still stop the double, Redis and the workers (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"{os.cpu_count()} cores; load before: {load()}", flush=True)
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="askbatch-bench-") as tmp:

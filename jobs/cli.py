@@ -314,7 +314,7 @@ def _execute(
                 stopped=lambda: store.stopped(spec.job_id) is not None,
             )
             progress = wait(store, spec, show, finished=embedded.finished)
-            control.finish_cancelled(store, spec)
+            control.finish_stopped(store, spec)
             progress = store.progress(spec.job_id)
     except KeyboardInterrupt:
         show.close()
@@ -522,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     except AskbatchError as exc:
         print(f"askbatch: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # before the job's rows were sent (that case is handled there)
+        print("askbatch: interrupted", file=sys.stderr)
+        return 130
 
 
 def entry() -> None:

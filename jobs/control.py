@@ -194,8 +194,9 @@ def cancel(job: Job) -> str:
     return message
 
 
-def finish_cancelled(store: Store, spec: JobSpec) -> None:
-    """After a cancelled job's local pool has drained: rows it never started get `cancelled`."""
+def finish_stopped(store: Store, spec: JobSpec) -> None:
+    """After a stopped job's local pool has drained, the rows it never fed get the stop's
+    status: `cancelled` after a cancel, `skipped` at the spending cap."""
     if stop := store.stopped(spec.job_id):
         store.mark_unstarted(spec.job_id, store.missing(spec.job_id, spec.total), *stop)
 

@@ -4,6 +4,7 @@ a background `askbatch` process, waiting on a condition, a Redis database of a t
 from __future__ import annotations
 
 import csv
+import os
 import re
 import sqlite3
 import subprocess
@@ -107,3 +108,34 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def asked(api) -> dict[str, int]:
     """How many times the double answered each question."""
     return api.stats()["questions"]
+
+
+@dataclass
+class Said:
+    code: int
+    stdout: str
+    stderr: str
+
+
+class InProcess:
+    """The real CLI entry point, `jobs.cli.main`, run in the test's own process with a test's
+    environment: for the quick commands (status, collect, cancel, refusals), which would
+    otherwise spend most of their time starting Python."""
+
+    def __init__(self, env: dict[str, str], monkeypatch, capsys, cwd: Path) -> None:
+        self.capsys = capsys
+        monkeypatch.chdir(cwd)  # no .env but the test's own
+        for name in list(os.environ):
+            if name.startswith(("OPENAI_", "ASKBATCH_")):
+                monkeypatch.delenv(name)
+        for name, value in env.items():
+            if name.startswith(("OPENAI_", "ASKBATCH_")):
+                monkeypatch.setenv(name, value)
+
+    def __call__(self, *args: str) -> Said:
+        from jobs.cli import main
+
+        self.capsys.readouterr()
+        code = main([str(a) for a in args])
+        out = self.capsys.readouterr()
+        return Said(code, out.out, out.err)

@@ -12,27 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import main
 from tests.conftest import API_KEY, askbatch, base_env, write_csv
+from tests.jobtools import InProcess
 
 CP949_ROWS = [["1", "다음 방정식을 푸세요: 3x + 11 = 14"], ["2", "설명 감사합니다"]]
 
 
 @pytest.fixture
 def cli(tmp_path, api, monkeypatch, capsys):
-    """Run `askbatch ARGS` in this process with the test environment; returns (code, stderr)."""
-    for name in list(os.environ):
-        if name.startswith(("OPENAI_", "ASKBATCH_")):
-            monkeypatch.delenv(name)
-    for name, value in base_env(tmp_path, api).items():
-        if name.startswith(("OPENAI_", "ASKBATCH_")):
-            monkeypatch.setenv(name, value)
-    monkeypatch.chdir(tmp_path)  # no stray .env
+    """Run `askbatch ARGS` in this process with the test environment; returns (code, output)."""
+    main = InProcess(base_env(tmp_path, api), monkeypatch, capsys, tmp_path)
 
     def run(*args: str) -> tuple[int, str]:
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.err + captured.out
+        said = main(*args)
+        return said.code, said.stderr + said.stdout
 
     return run
 

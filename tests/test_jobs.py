@@ -15,6 +15,7 @@ from tests.conftest import API_KEY, askbatch, base_env, start_workers, write_csv
 from tests.double.expect import answer_for
 from tests.jobtools import (
     Background,
+    InProcess,
     asked,
     fresh_db,
     read_rows,
@@ -42,9 +43,16 @@ def _no_temp_files(folder):
     return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.fixture
+def quick(tmp_path, monkeypatch, capsys):
+    """quick(env) -> the CLI run in this process, for the commands that return at once."""
+    return lambda env: InProcess(env, monkeypatch, capsys, tmp_path)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_embedded_job_stopped_mid_way_is_resumed_without_asking_twice(sig, tmp_path, api):
+def test_embedded_job_stopped_mid_way_is_resumed_without_asking_twice(sig, tmp_path, api, quick):
     env = base_env(tmp_path, api)
+    cli = quick(env)
     sheet, rows = _sheet(tmp_path, 30)
     out = tmp_path / "out.csv"
     run = Background.start(
@@ -75,7 +83,7 @@ def test_embedded_job_stopped_mid_way_is_resumed_without_asking_twice(sig, tmp_p
     assert 6 <= len(done) < 30 and set(done.values()) == {"completed"}
     assert sum(asked(api).values()) == len(done), "the rows cut off were not answered"
 
-    status = askbatch(["status", job], env, out)
+    status = cli("status", job)
     assert status.code == 0, status.stderr
     assert f"{len(done)} of 30 have a result" in status.stdout
     assert f"askbatch resume {job}" in status.stdout
@@ -88,7 +96,7 @@ def test_embedded_job_stopped_mid_way_is_resumed_without_asking_twice(sig, tmp_p
     assert API_KEY not in out.read_text(encoding="utf-8-sig") + run.text() + resumed.stderr
 
 
-def test_distributed_run_killed_then_collected_and_resumed(tmp_path, api, redis_server):
+def test_distributed_run_killed_then_collected_and_resumed(tmp_path, api, redis_server, quick):
     """The run command dies after publishing; resume publishes every task again, so each is
     in the queue twice: the workers still ask each question once."""
     url = fresh_db(redis_server.url, 12)
@@ -105,15 +113,16 @@ def test_distributed_run_killed_then_collected_and_resumed(tmp_path, api, redis_
     wait_for("12 queued tasks", lambda: r.llen("askbatch") >= 12)
     run.kill(signal.SIGKILL)
 
-    status = askbatch(["status", job], env, out)
+    cli = quick(env)
+    status = cli("status", job)
     assert status.code == 0 and "0 of 12 have a result" in status.stdout, status.stdout
-    collected = askbatch(["collect", job, "-o", str(tmp_path / "partial.csv")], env, out)
+    collected = cli("collect", job, "-o", tmp_path / "partial.csv")
     assert collected.code == 1, collected.stderr
     assert [p["status"] for p in read_rows(tmp_path / "partial.csv")] == ["pending"] * 12
 
     resume = Background.start(["resume", job], env, tmp_path / "resume.log")
     wait_for("the resumed tasks", lambda: r.llen("askbatch") >= 24)
-    workers = start_workers(env, 2, tmp_path, concurrency=4)
+    workers = start_workers(env, 1, tmp_path, concurrency=4)
     try:
         assert resume.wait() == 0, resume.text()
     finally:
@@ -123,8 +132,9 @@ def test_distributed_run_killed_then_collected_and_resumed(tmp_path, api, redis_
     assert api.stats()["requests"]["chat"] == 12
 
 
-def test_cancel_stops_a_running_embedded_job_and_resume_finishes_it(tmp_path, api):
+def test_cancel_stops_a_running_embedded_job_and_resume_finishes_it(tmp_path, api, quick):
     env = base_env(tmp_path, api)
+    cli = quick(env)
     sheet, rows = _sheet(tmp_path, 40, marker="[[sleep:0.4]]")
     out = tmp_path / "out.csv"
     run = Background.start(
@@ -147,10 +157,10 @@ def test_cancel_stops_a_running_embedded_job_and_resume_finishes_it(tmp_path, ap
     state = tmp_path / "state"
     wait_for("some answered rows", lambda: len(sqlite_statuses(state, job)) >= 4)
 
-    busy = askbatch(["resume", job], env, out)
+    busy = cli("resume", job)
     assert busy.code == 2 and "running in another askbatch process" in busy.stderr
 
-    cancel = askbatch(["cancel", job], env, out)
+    cancel = cli("cancel", job)
     assert cancel.code == 0 and "cancelling" in cancel.stdout, cancel.stdout + cancel.stderr
     assert run.wait(60) == 1, run.text()
     assert f"job {job} was cancelled" in run.text()
@@ -171,7 +181,9 @@ def test_cancel_stops_a_running_embedded_job_and_resume_finishes_it(tmp_path, ap
     assert sorted(asked(api).values()) == [1] * 40
 
 
-def test_cancel_distributed_job_cancels_assistants_runs_in_flight(tmp_path, api, redis_server):
+def test_cancel_distributed_job_cancels_assistants_runs_in_flight(
+    tmp_path, api, redis_server, quick
+):
     url = fresh_db(redis_server.url, 13)
     env = base_env(tmp_path, api) | {"ASKBATCH_BROKER_URL": url}
     rows = [["n1", "never ends [[never]]"], ["n2", "nor this [[never]]"]]
@@ -188,7 +200,7 @@ def test_cancel_distributed_job_cancels_assistants_runs_in_flight(tmp_path, api,
         job = run.job_id()
         # Both workers' threads are held by the two runs that never end.
         wait_for("two runs in flight", lambda: api.stats()["requests"].get("run_create") == 2)
-        cancel = askbatch(["cancel", job], env, out)
+        cancel = quick(env)("cancel", job)
         assert cancel.code == 0, cancel.stderr
         assert "6 rows not started are marked cancelled" in cancel.stdout, cancel.stdout
         assert "2 rows in flight" in cancel.stdout
@@ -202,7 +214,7 @@ def test_cancel_distributed_job_cancels_assistants_runs_in_flight(tmp_path, api,
     assert redis_statuses(url, job) == dict.fromkeys(range(8), "cancelled")
 
 
-def test_retry_failed_asks_again_only_the_failed_rows(tmp_path, api):
+def test_retry_failed_asks_again_only_the_failed_rows(tmp_path, api, quick):
     env = base_env(tmp_path, api)
     rows = [
         ["a", "", "plain one"],
@@ -231,7 +243,7 @@ def test_retry_failed_asks_again_only_the_failed_rows(tmp_path, api):
     sent = api.stats()["requests"]["chat"]
     assert sent == 1 + 2 + 1 + 2 + 1  # a, b twice, c, e twice, g
 
-    refused = askbatch(["run", str(sheet), "--retry-failed"], env, out)
+    refused = quick(env)("run", sheet, "--retry-failed")
     assert refused.code == 2 and "--overwrite" in refused.stderr
 
     retry = askbatch(["run", str(sheet), "--retry-failed", "--overwrite"], env, out)
@@ -253,13 +265,13 @@ def test_retry_failed_asks_again_only_the_failed_rows(tmp_path, api):
     assert asked(api)["plain one"] == 1 and asked(api)["plain two"] == 1
 
     job = retry.stderr.split("job ", 1)[1].split()[0]
-    status = askbatch(["status", job], env, out)
+    status = quick(env)("status", job)
     assert "6 completed, 1 failed" not in status.stdout  # d is skipped, c failed
     assert "5 completed" in status.stdout and "1 failed" in status.stdout, status.stdout
     assert "finished" in status.stdout
 
 
-def test_collect_honours_no_sanitize_and_overwrite(tmp_path, api):
+def test_collect_honours_no_sanitize_and_overwrite(tmp_path, api, quick):
     env = base_env(tmp_path, api)
     sheet = write_csv(tmp_path / "s.csv", ["question"], [["one"], ["two"]])
     out = tmp_path / "out.csv"
@@ -271,18 +283,19 @@ def test_collect_honours_no_sanitize_and_overwrite(tmp_path, api):
     assert {r["model"] for r in read_rows(out)} == {"'" + formula}
     job = run.stderr.split("job ", 1)[1].split(":")[0]
 
-    again = askbatch(["collect", job], env, out)
+    cli = quick(env)
+    again = cli("collect", job)
     assert again.code == 2 and "--overwrite" in again.stderr
     raw = tmp_path / "raw.csv"
-    collected = askbatch(["collect", job, "-o", str(raw), "--no-sanitize"], env, raw)
+    collected = cli("collect", job, "-o", raw, "--no-sanitize")
     assert collected.code == 0, collected.stderr
     assert {r["model"] for r in read_rows(raw)} == {formula}
-    safe = askbatch(["collect", job, "--overwrite"], env, out)
+    safe = cli("collect", job, "--overwrite")
     assert safe.code == 0 and read_rows(out) == run.rows()
     assert sum(asked(api).values()) == 2, "collect asks nothing"
 
 
-def test_changed_worksheet_is_refused(tmp_path, api):
+def test_changed_worksheet_is_refused(tmp_path, api, quick):
     env = base_env(tmp_path, api)
     sheet = write_csv(tmp_path / "s.csv", ["question"], [["one"], ["two"]])
     out = tmp_path / "out.csv"
@@ -295,7 +308,7 @@ def test_changed_worksheet_is_refused(tmp_path, api):
         ["collect", job, "-o", "x.csv"],
         ["run", str(sheet), "--retry-failed", "--overwrite"],
     ):
-        res = askbatch(args, env, out)
+        res = quick(env)(*args)
         assert res.code == 2, (args, res.stderr)
         assert "changed since job" in res.stderr and str(sheet) in res.stderr
         assert "Traceback" not in res.stderr

@@ -99,13 +99,28 @@ class State:
     factor: float = 1.0  # the rate as a share of the limit, after 429s
     hit_at: float = 0.0  # when the factor was last lowered
     pause: float = 0.0  # no request starts before this
+    # Answer tokens seen so far, by every worker: their mean is the answer expected.
+    out_sum: float = 0.0
+    out_n: int = 0
+
+    def expected(self, seed: float) -> float:
+        return self.out_sum / self.out_n if self.out_n else seed
 
 
 def book(
-    state: State, now: float, limits: tuple[int, int], costs: tuple[float, float], horizon: float
-) -> float:
-    """Book a request: returns its start delay (>= 0) with the state updated, or a negative
-    number -w when it cannot start within `horizon`: nothing is booked, try again in w."""
+    state: State,
+    now: float,
+    limits: tuple[int, int],
+    need: tuple[float, float],
+    horizon: float,
+    seed: float = 0.0,
+) -> tuple[float, float]:
+    """Book a request of `need` = (requests, prompt tokens): the tokens booked are the prompt
+    plus the answer expected (the mean of the answers so far, else `seed`).
+
+    Returns (start delay >= 0, tokens booked) with the state updated, or (-w, 0) when it cannot
+    start within `horizon`: nothing is booked, try again in w."""
+    costs = (need[REQUESTS], need[TOKENS] + state.expected(seed) if limits[TOKENS] else 0.0)
     factor = recovered(state.factor, now - state.hit_at)
     start = max(now, state.pause)
     shapes = []
@@ -120,17 +135,21 @@ def book(
         shapes.append((tat, rate))
     wait = start - now
     if wait > horizon:
-        return -(wait - horizon)
+        return -(wait - horizon), 0.0
     tat = list(state.tat)
     for i, got in enumerate(shapes):
         if got is not None:
             tat[i] = max(got[0], start) + costs[i] / got[1]
     state.tat = (tat[0], tat[1])
-    return wait
+    return wait, costs[TOKENS]
 
 
-def settle(state: State, now: float, tpm: int, delta: float) -> None:
-    """Give back (delta < 0) or pay for (delta > 0) tokens once the real usage is known."""
+def settle(state: State, now: float, tpm: int, delta: float, output: int | None = None) -> None:
+    """Give back (delta < 0) or pay for (delta > 0) tokens once the real usage is known, and
+    learn the answer's length (`output` tokens)."""
+    if output is not None:
+        state.out_sum += output
+        state.out_n += 1
     if tpm > 0 and delta and state.tat[TOKENS]:
         rate = shape(tpm, recovered(state.factor, now - state.hit_at))[1]
         state.tat = (state.tat[REQUESTS], state.tat[TOKENS] + delta / rate)
@@ -155,13 +174,15 @@ class MemoryBucket:
         self.state = State()
         self.lock = threading.Lock()
 
-    def book(self, limits: tuple[int, int], costs: tuple[float, float], horizon: float) -> float:
+    def book(
+        self, limits: tuple[int, int], need: tuple[float, float], horizon: float, seed: float = 0
+    ) -> tuple[float, float]:
         with self.lock:
-            return book(self.state, time.monotonic(), limits, costs, horizon)
+            return book(self.state, time.monotonic(), limits, need, horizon, seed)
 
-    def settle(self, tpm: int, delta: float) -> None:
+    def settle(self, tpm: int, delta: float, output: int | None = None) -> None:
         with self.lock:
-            settle(self.state, time.monotonic(), tpm, delta)
+            settle(self.state, time.monotonic(), tpm, delta, output)
 
     def slow(self, pause_s: float, limited: bool) -> None:
         with self.lock:
@@ -177,11 +198,13 @@ class MemoryBucket:
 _PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local h = redis.call('HMGET', KEYS[1], 'tat_r', 'tat_t', 'factor', 'hit_at', 'pause')
+local h = redis.call('HMGET', KEYS[1], 'tat_r', 'tat_t', 'factor', 'hit_at', 'pause', 'out_sum',
+                    'out_n')
 local tat = {tonumber(h[1]) or 0, tonumber(h[2]) or 0}
 local factor = tonumber(h[3]) or 1
 local hit_at = tonumber(h[4]) or 0
 local pause = tonumber(h[5]) or 0
+local out_sum, out_n = tonumber(h[6]) or 0, tonumber(h[7]) or 0
 local function recovered()
   return math.min(1, factor + RECOVER * math.max(0, now - hit_at))
 end
@@ -194,7 +217,12 @@ _BOOK_LUA = (
     _PRELUDE
     + """
 local limits = {tonumber(ARGV[1]), tonumber(ARGV[3])}
-local costs = {tonumber(ARGV[2]), tonumber(ARGV[4])}
+local costs = {tonumber(ARGV[2]), 0}
+if limits[2] > 0 then
+  local expected = tonumber(ARGV[6])
+  if out_n > 0 then expected = out_sum / out_n end
+  costs[2] = tonumber(ARGV[4]) + expected
+end
 local horizon = tonumber(ARGV[5])
 local f = recovered()
 local start = math.max(now, pause)
@@ -208,7 +236,7 @@ for i = 1, 2 do
   end
 end
 local wait = start - now
-if wait > horizon then return tostring(-(wait - horizon)) end
+if wait > horizon then return {tostring(-(wait - horizon)), '0'} end
 local fields = {'tat_r', 'tat_t'}
 for i = 1, 2 do
   if rates[i] then
@@ -216,13 +244,16 @@ for i = 1, 2 do
   end
 end
 redis.call('EXPIRE', KEYS[1], 86400)
-return tostring(wait)
+return {tostring(wait), tostring(costs[2])}
 """
 )
 _SETTLE_LUA = (
     _PRELUDE
     + """
-local tpm, delta = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tpm, delta, output = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if output >= 0 then
+  redis.call('HSET', KEYS[1], 'out_sum', out_sum + output, 'out_n', out_n + 1)
+end
 if tpm > 0 and delta ~= 0 and tat[2] ~= 0 then
   local burst, rate = shape(tpm, recovered())
   redis.call('HSET', KEYS[1], 'tat_t', tat[2] + delta / rate)
@@ -267,12 +298,15 @@ class RedisBucket:
         self._slow = client.register_script(_lua(_SLOW_LUA))
         self._pause = client.register_script(_lua(_PAUSE_LUA))
 
-    def book(self, limits: tuple[int, int], costs: tuple[float, float], horizon: float) -> float:
-        args = [limits[0], costs[0], limits[1], costs[1], horizon]
-        return float(self._book(keys=[self.key], args=args))
+    def book(
+        self, limits: tuple[int, int], need: tuple[float, float], horizon: float, seed: float = 0
+    ) -> tuple[float, float]:
+        args = [limits[0], need[0], limits[1], need[1], horizon, seed]
+        wait, booked = self._book(keys=[self.key], args=args)
+        return float(wait), float(booked)
 
-    def settle(self, tpm: int, delta: float) -> None:
-        self._settle(keys=[self.key], args=[tpm, delta])
+    def settle(self, tpm: int, delta: float, output: int | None = None) -> None:
+        self._settle(keys=[self.key], args=[tpm, delta, -1 if output is None else output])
 
     def slow(self, pause_s: float, limited: bool) -> None:
         self._slow(keys=[self.key], args=[pause_s, int(limited)])
@@ -350,21 +384,11 @@ class Budget:
         self.tpm = tpm
         self.model = model
         self.limited = bool(rpm or tpm)
-        # The answer expected: the user's assumption until answers come, then their mean.
-        self._seed = expect_output
-        self._outputs = 0
-        self._answers = 0
-        self._lock = threading.Lock()
+        # The answer expected: the user's assumption until answers come, then their mean
+        # (kept in the bucket, so that every worker learns from the first answers).
+        self.seed = expect_output
         self._pause_until = 0.0
         self._pause_read = 0.0
-
-    def expected_output(self) -> float:
-        with self._lock:
-            return self._outputs / self._answers if self._answers else float(self._seed)
-
-    def estimate(self, request: Mapping[str, Any]) -> float:
-        """Tokens a request will use: its text counted locally plus the answer expected."""
-        return self._prompt(request) + self.expected_output()
 
     def _prompt(self, request: Mapping[str, Any]) -> int:
         return tokens.prompt_tokens(request_texts(request), self.model)
@@ -376,13 +400,11 @@ class Budget:
             return Booking(0.0)
         prompt = self._prompt(request) if self.tpm else 0
         while True:
-            # The answer expected is looked at again on every try: the first answers of a
-            # job usually bring it down from the user's assumption.
-            cost = prompt + self.expected_output() if self.tpm else 0.0
-            wait = self.bucket.book((self.rpm, self.tpm), (1.0, cost), HORIZON_S)
+            limits = (self.rpm, self.tpm)
+            wait, booked = self.bucket.book(limits, (1.0, prompt), HORIZON_S, self.seed)
             if wait >= 0:
                 _sleep_until(time.monotonic() + wait, deadline)
-                return Booking(cost)
+                return Booking(booked)
             # Not within the horizon: come back when it will be, or sooner when tokens may be
             # given back meanwhile (spread a little, so that threads told the same time do not
             # all ask at once).
@@ -395,16 +417,12 @@ class Budget:
         """Settle the booking with the usage the server reported; heed its headers."""
         usage = getattr(result, "usage", None)
         total = getattr(usage, "total_tokens", None) if usage is not None else None
-        if isinstance(total, int):
+        if isinstance(total, int) and self.tpm and booking.tokens:
             out = getattr(usage, "completion_tokens", None)
             if out is None:
                 out = getattr(usage, "output_tokens", None)
-            if isinstance(out, int):
-                with self._lock:
-                    self._outputs += out
-                    self._answers += 1
-            if self.tpm and booking.tokens:
-                self.bucket.settle(self.tpm, total - booking.tokens)
+            output = out if isinstance(out, int) else None
+            self.bucket.settle(self.tpm, total - booking.tokens, output)
         self._heed(_last_headers())
 
     def failed(self, booking: Booking, exc: BaseException) -> None:

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.retry import Retry
 
 from worker.errors import AskbatchError
@@ -38,7 +39,7 @@ class _RideOut(Retry):
 
     def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
         def retryable(error: Exception) -> bool:
-            if isinstance(error, redis.AuthenticationError | redis.AuthorizationError):
+            if isinstance(error, AuthenticationError | AuthorizationError):
                 return False
             return is_retryable is None or is_retryable(error)
 
