@@ -318,12 +318,14 @@ def stop_all() -> None:
 
 def _chain_signal(sig: signal.Signals) -> None:
     previous = signal.getsignal(sig)
+    if previous == signal.SIG_IGN:  # e.g. SIGHUP under nohup: askbatch goes on, so does its server
+        return
 
     def handler(signum: int, frame: object) -> None:
         stop_all()
         if callable(previous):
             previous(signum, frame)
-        elif previous != signal.SIG_IGN:
+        else:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
