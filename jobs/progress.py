@@ -42,14 +42,3 @@ class ProgressLine:
     def close(self) -> None:
         if self.tty and self._last_text and not self.quiet:
             self.stream.write("\n")
-
-
-def summary(p: Progress, elapsed_s: float) -> str:
-    statuses = ", ".join(f"{n} {s}" for s, n in sorted(p.by_status.items(), key=lambda kv: -kv[1]))
-    rate = p.done / elapsed_s if elapsed_s > 0 else 0.0
-    return (
-        f"{p.done} of {p.total} rows: {statuses or 'none'}\n"
-        f"tokens: {p.prompt_tokens:,} prompt + {p.completion_tokens:,} completion "
-        f"= {p.total_tokens:,}\n"
-        f"time: {elapsed_s:.1f}s ({rate:.1f} rows/s)"
-    )

@@ -80,7 +80,6 @@ class Store(Protocol):
     def mark_started(self, job_id: str) -> None: ...
     def claim(self, job_id: str, index: int, ttl_s: float) -> bool: ...
     def release(self, job_id: str, index: int) -> None: ...
-    def has_result(self, job_id: str, index: int) -> bool: ...
     def save(self, job_id: str, result: Result) -> bool: ...
     def get(self, job_id: str, indices: Iterable[int]) -> dict[int, Result]: ...
     def progress(self, job_id: str) -> Progress: ...
@@ -220,9 +219,6 @@ class RedisStore:
 
     def release(self, job_id: str, index: int) -> None:
         self._leases.drop(self._key(job_id, f"claim:{index}"))
-
-    def has_result(self, job_id: str, index: int) -> bool:
-        return bool(self.redis.hexists(self._key(job_id, "results"), str(index)))
 
     def save(self, job_id: str, result: Result) -> bool:
         results = self._key(job_id, "results")
@@ -417,11 +413,6 @@ class LocalStore:
     def release(self, job_id: str, index: int) -> None:
         with self._lock:
             self._claims.pop((job_id, index), None)
-
-    def has_result(self, job_id: str, index: int) -> bool:
-        with self._lock:
-            db = self._db(job_id)
-            return db.execute("SELECT 1 FROM results WHERE idx=?", (index,)).fetchone() is not None
 
     def save(self, job_id: str, result: Result) -> bool:
         u = result.usage
