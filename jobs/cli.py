@@ -19,7 +19,9 @@ from typing import Any
 
 import openai
 
-from jobs import control, estimate, report, report_html
+# estimate, report and report_html are imported where used: they bring in pandas, which
+# costs a `run` about half a second of start-up (python -m bench).
+from jobs import control
 from jobs.csvout import check_output_path, default_output_path, write_answers
 from jobs.intake import Worksheet, open_worksheet
 from jobs.progress import ProgressLine
@@ -339,7 +341,10 @@ def _execute(
     )
     if (stop := store.stopped(spec.job_id)) and stop[0] == CANCELLED:
         say(f"job {spec.job_id} was cancelled: rows not started are `cancelled`")
-    say(report.text(report.summarize(report.load(out)), time.monotonic() - t0))
+    if not args.quiet:
+        from jobs import report
+
+        say(report.text(report.summarize(report.load(out)), time.monotonic() - t0))
     say(f"answers: {out}")
     if spending.is_cap_stop(store.stopped(spec.job_id)):
         say(f"the spending cap of ${spec.max_cost} stopped the job: rows not started are skipped")
@@ -429,6 +434,8 @@ def _resume(job: control.Job, args: argparse.Namespace, retry_failed: bool) -> i
 
 def _estimate(settings: Settings, sheet) -> int:
     """Print what the worksheet would cost; nothing is sent, no job is made."""
+    from jobs import estimate
+
     profile = load_job_profile(settings)
     prices = pricing.load_prices(settings.prices) if settings.prices else pricing.NO_PRICES
     est = estimate.estimate(
@@ -451,6 +458,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from jobs import report, report_html
+
     prices = pricing.load_prices(args.prices) if args.prices else pricing.NO_PRICES
     if args.html is not None:
         check_output_path(args.html, args.inputs[0], args.overwrite)
