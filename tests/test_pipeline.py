@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.conftest import API_KEY, askbatch, base_env, start_workers, write_csv
+from tests.conftest import API_KEY, askbatch, base_env, write_csv
 from tests.double.expect import answer_for, partial_answer, usage_for
 
 PROVIDERS = ["responses", "chat", "assistants"]
@@ -123,17 +123,6 @@ def test_embedded(provider, sheet, tmp_path, api):
     )
     check_output(run, provider)
     assert "job " in run.stderr and "10 of 10 rows" in run.stderr
-
-
-@pytest.fixture(scope="module")
-def workers(redis_server, double, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("workers")
-    env = base_env(tmp, double)
-    env["ASKBATCH_BROKER_URL"] = redis_server.url
-    w = start_workers(env, 2, tmp, concurrency=8)
-    yield w
-    w.stop()
-    assert API_KEY not in w.log_text()
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import API_KEY, askbatch, base_env, start_workers, write_csv
+from tests.conftest import API_KEY, askbatch, base_env, write_csv
 from tests.double.expect import answer_for, count_tokens, usage_for
 from worker import tokens
 from worker.models import JobSpec
@@ -96,17 +96,6 @@ def test_cap_stops_an_embedded_job_at_the_right_row(tmp_path, api):
     args = ["run", str(sheet), "-o", str(out), "--model", "capped", "--prices", str(prices)]
     args += ["--max-cost", "0.05", "--answer-tokens", "8", "--concurrency", "4"]
     check_cap_run(askbatch(args, base_env(tmp_path, api), out), api, n)
-
-
-@pytest.fixture(scope="module")
-def workers(redis_server, double, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cost-workers")
-    env = base_env(tmp, double)
-    env["ASKBATCH_BROKER_URL"] = redis_server.url
-    w = start_workers(env, 2, tmp, concurrency=8)
-    yield w
-    w.stop()
-    assert API_KEY not in w.log_text()
 
 
 def test_cap_stops_a_distributed_job_across_workers(tmp_path, api, workers, redis_server):

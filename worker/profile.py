@@ -41,6 +41,14 @@ class Tool:
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
 
+    def definition(self) -> dict[str, Any]:
+        """The function definition the model sees (Responses API shape)."""
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+    def chat_definition(self) -> dict[str, Any]:
+        """The same, nested as Chat Completions and Assistants expect it."""
+        return {"type": "function", "function": self.definition()}
+
 
 @dataclass(frozen=True)
 class Profile:

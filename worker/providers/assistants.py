@@ -46,17 +46,7 @@ def ensure_assistant(client: openai.OpenAI, spec: JobSpec) -> str:
     if spec.instructions:
         params["instructions"] = spec.instructions
     if job.profile.tools:
-        params["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                },
-            }
-            for t in job.profile.tools
-        ]
+        params["tools"] = [t.chat_definition() for t in job.profile.tools]
     if fmt := job.profile.response_format:
         params["response_format"] = {"type": "json_schema", "json_schema": fmt}
     return client.beta.assistants.create(**params).id

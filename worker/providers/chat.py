@@ -39,17 +39,7 @@ class ChatProvider:
             # max_tokens, not max_completion_tokens: what compatible servers understand.
             params["max_tokens"] = profile.max_output_tokens
         if profile.tools:
-            params["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                }
-                for t in profile.tools
-            ]
+            params["tools"] = [t.chat_definition() for t in profile.tools]
         if fmt := profile.response_format:
             params["response_format"] = {"type": "json_schema", "json_schema": fmt}
         return params

@@ -29,15 +29,7 @@ class ResponsesProvider:
         if profile.max_output_tokens:
             params["max_output_tokens"] = profile.max_output_tokens
         if profile.tools:
-            params["tools"] = [
-                {
-                    "type": "function",
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                }
-                for t in profile.tools
-            ]
+            params["tools"] = [{"type": "function", **t.definition()} for t in profile.tools]
         if fmt := profile.response_format:
             params["text"] = {"format": {"type": "json_schema", **fmt}}
         return params
