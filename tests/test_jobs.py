@@ -39,6 +39,13 @@ def _check_all_completed(out, rows):
         assert (row["status"], row["answer"]) == ("completed", answer_for(question, 1)), row
 
 
+def _start_embedded_chat(sheet, out, concurrency, env, tmp_path):
+    """`askbatch run` on the chat provider in the background, logging to run.log."""
+    args = ["run", str(sheet), "-o", str(out), "--provider", "chat", "--model", MODEL]
+    args += ["--concurrency", str(concurrency)]
+    return Background.start(args, env, tmp_path / "run.log")
+
+
 def _no_temp_files(folder):
     return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
@@ -55,22 +62,7 @@ def test_embedded_job_stopped_mid_way_is_resumed_without_asking_twice(sig, tmp_p
     cli = quick(env)
     sheet, rows = _sheet(tmp_path, 30)
     out = tmp_path / "out.csv"
-    run = Background.start(
-        [
-            "run",
-            str(sheet),
-            "-o",
-            str(out),
-            "--provider",
-            "chat",
-            "--model",
-            MODEL,
-            "--concurrency",
-            "3",
-        ],
-        env,
-        tmp_path / "run.log",
-    )
+    run = _start_embedded_chat(sheet, out, 3, env, tmp_path)
     job = run.job_id()
     state = tmp_path / "state"
     wait_for("a few answered rows", lambda: len(sqlite_statuses(state, job)) >= 6)
@@ -137,22 +129,7 @@ def test_cancel_stops_a_running_embedded_job_and_resume_finishes_it(tmp_path, ap
     cli = quick(env)
     sheet, rows = _sheet(tmp_path, 40, marker="[[sleep:0.4]]")
     out = tmp_path / "out.csv"
-    run = Background.start(
-        [
-            "run",
-            str(sheet),
-            "-o",
-            str(out),
-            "--provider",
-            "chat",
-            "--model",
-            MODEL,
-            "--concurrency",
-            "2",
-        ],
-        env,
-        tmp_path / "run.log",
-    )
+    run = _start_embedded_chat(sheet, out, 2, env, tmp_path)
     job = run.job_id()
     state = tmp_path / "state"
     wait_for("some answered rows", lambda: len(sqlite_statuses(state, job)) >= 4)

@@ -27,6 +27,7 @@ _settings: Settings | None = None
 _store: Store | None = None
 _clients: dict[str, openai.OpenAI] = {}
 _providers: dict[str, Provider] = {}
+_specs: dict[str, JobSpec] = {}
 
 PROVIDER_CLASSES = {
     "responses": ResponsesProvider,
@@ -45,6 +46,7 @@ def configure(settings: Settings) -> None:
         _store = None
         _clients.clear()
         _providers.clear()
+        _specs.clear()
 
 
 def settings() -> Settings:
@@ -89,6 +91,20 @@ def client(base_url: str) -> openai.OpenAI:
             pool = max(s.concurrency, s.worker_concurrency) + 8
             _clients[base_url] = make_client(s, base_url, pool)
         return _clients[base_url]
+
+
+def spec_for(job_id: str) -> JobSpec:
+    """The job's spec, read from the store once per process: it never changes after the job
+    is created, and re-reading it for every task cost a store round trip and a JSON parse."""
+    with _lock:
+        spec = _specs.get(job_id)
+    if spec is None:
+        spec = store().job(job_id)
+        with _lock:
+            if len(_specs) > 64:  # a long-lived worker sees many jobs
+                _specs.clear()
+            _specs[job_id] = spec
+    return spec
 
 
 def provider_for(spec: JobSpec) -> Provider:

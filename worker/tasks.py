@@ -17,7 +17,7 @@ def answer(self: Any, job_id: str, rows: list[dict[str, Any]]) -> int:
     """Answer the rows of one thread (one row, or an ordered group) of job `job_id`."""
     store = runtime.store()
     try:
-        spec = store.job(job_id)
+        spec = runtime.spec_for(job_id)
         provider = runtime.provider_for(spec)
         return answer_rows(store, spec, provider, [Row.from_json(r) for r in rows])
     except RowBusy as busy:
