@@ -1,7 +1,8 @@
 """A job as a whole after intake: create it, send its tasks, wait for every row.
 
-Embedded mode runs the Celery task in-process on a thread pool; distributed mode publishes the
-same task to Redis for `askbatch worker` processes. Both then wait on the same store.
+Embedded mode answers on threads of this process with the function the Celery task wraps;
+distributed mode publishes the task to Redis for `askbatch worker` processes. Both then wait on
+the same store.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 
@@ -101,7 +101,10 @@ def _payload(rows: list[Row]) -> list[dict]:
 
 
 class EmbeddedRun:
-    """The job's tasks on an in-process thread pool, fed from the worksheet as slots free up."""
+    """The job's tasks on `concurrency` threads of this process. Each thread takes the next
+    thread of rows from the worksheet when it is free and answers it with the same function
+    the Celery task calls: no queue, no hand-off thread, no futures. At 64 threads that
+    hand-off and Celery's eager `apply` cost more CPU than the store (bench/, `cpu` group)."""
 
     def __init__(
         self,
@@ -111,55 +114,49 @@ class EmbeddedRun:
         stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.spec = spec
-        self.stopped = stopped  # the job was cancelled: feed no more tasks
-        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="askbatch")
-        # Bounded hand-off: a 100,000-row job never has more than a few hundred futures alive.
-        self.slots = threading.BoundedSemaphore(concurrency * 4)
-        self.lock = threading.Lock()
-        self.in_flight = 0
+        self.groups = groups
+        self.stopped = stopped  # the job was cancelled: take no more rows
+        self.lock = threading.Lock()  # guards the worksheet, the stop look and the fields below
+        self.looked = 0.0
+        self.halted = False
         self.failures: list[BaseException] = []
-        self.fed = threading.Event()
-        threading.Thread(
-            target=self._feed, args=(groups,), name="askbatch-feed", daemon=True
-        ).start()
+        self.threads = [
+            threading.Thread(target=self._work, name=f"askbatch-{i}", daemon=True)
+            for i in range(max(1, concurrency))
+        ]
+        for thread in self.threads:
+            thread.start()
 
-    def _feed(self, groups: Iterator[list[Row]]) -> None:
-        looked = 0.0
-        try:
-            for rows in groups:
-                self.slots.acquire()
-                if time.monotonic() - looked > STOP_POLL_S:
-                    looked = time.monotonic()
-                    if self.stopped():
-                        self.slots.release()
-                        break  # the rows not fed are marked by the caller, in one go
-                with self.lock:
-                    self.in_flight += 1
-                future = self.pool.submit(
-                    tasks.answer.apply, args=(self.spec.job_id, _payload(rows)), throw=True
-                )
-                future.add_done_callback(self._done)
-        except BaseException as exc:  # a worksheet that changed under us, for one
-            self.failures.append(exc)
-        finally:
-            self.fed.set()
-
-    def _done(self, future: Future) -> None:
+    def _next(self) -> list[Row] | None:
         with self.lock:
-            self.in_flight -= 1
-        self.slots.release()
-        if (exc := future.exception()) is not None:
-            self.failures.append(exc)
+            if self.halted or self.failures:
+                return None
+            now = time.monotonic()
+            if now - self.looked > STOP_POLL_S:
+                self.looked = now
+                if self.stopped():
+                    self.halted = True  # the rows not taken are marked by the caller, in one go
+                    return None
+            try:
+                return next(self.groups, None)
+            except BaseException as exc:  # a worksheet that changed under us, for one
+                self.failures.append(exc)
+                return None
+
+    def _work(self) -> None:
+        while (rows := self._next()) is not None:
+            try:
+                runtime.answer(self.spec.job_id, rows)
+            except BaseException as exc:
+                with self.lock:
+                    self.failures.append(exc)
+                return
 
     def finished(self) -> bool:
-        """True once every task has ended; re-raises the first task that crashed."""
+        """True once every thread has ended; re-raises the first task that crashed."""
         if self.failures:
             raise self.failures[0]
-        with self.lock:
-            idle = self.fed.is_set() and self.in_flight == 0
-        if idle:
-            self.pool.shutdown(wait=False)
-        return idle
+        return not any(thread.is_alive() for thread in self.threads)
 
 
 def run_distributed(spec: JobSpec, groups: Iterator[list[Row]]) -> int:

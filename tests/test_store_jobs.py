@@ -76,6 +76,36 @@ def test_mark_unstarted_passes_over_claimed_and_answered_rows(store):
     assert p.done == 4 and p.by_status == {COMPLETED: 2, CANCELLED: 2}
 
 
+def test_begin_finds_the_result_then_the_stop_then_claims(store):
+    spec = _job(store)
+    job = spec.job_id
+    store.save(job, _result(0, COMPLETED, 7))
+
+    start = store.begin(job, 0, 60, first=True)
+    assert start.done is not None and start.done.usage.prompt_tokens == 7
+    assert not start.claimed and start.stop is None
+    assert store.progress(job).started == 1, "the first row of a task counts the task"
+
+    start = store.begin(job, 1, 60, first=False)
+    assert start.claimed and start.done is None
+    assert store.progress(job).started == 1
+    assert not store.begin(job, 1, 60, first=False).claimed, "a claimed row is busy"
+    assert store.mark_unstarted(job, [1], CANCELLED, "stop") == 0, "claimed: not marked"
+
+    # finish saves the row, counts it, and lets the claim go in the same step.
+    assert store.finish(job, _result(1, COMPLETED))
+    assert not store.finish(job, _result(1, FAILED)), "first writer wins"
+    assert store.claim(job, 1, 60), "the claim was released"
+    store.release(job, 1)
+    p = store.progress(job)
+    assert p.done == 2 and p.by_status == {COMPLETED: 2} and p.total_tokens == 34
+
+    store.stop(job, CANCELLED, "stopped by test")
+    start = store.begin(job, 2, 60, first=True)
+    assert start.stop == (CANCELLED, "stopped by test") and not start.claimed
+    assert store.mark_unstarted(job, [2], CANCELLED, "stopped by test") == 1, "not claimed"
+
+
 def test_stop_and_clear(store):
     spec = _job(store)
     store.stop(spec.job_id, CANCELLED, "why")

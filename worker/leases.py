@@ -52,10 +52,19 @@ class Leases:
         self._held: dict[str, tuple[str, float]] = {}  # key -> (token, renew until)
         self._thread: threading.Thread | None = None
 
+    @staticmethod
+    def token() -> str:
+        return uuid.uuid4().hex
+
     def take(self, key: str, hold_s: float) -> bool:
-        token = uuid.uuid4().hex
+        token = self.token()
         if not self.redis.set(key, token, nx=True, px=int(self.lease_s * 1000)):
             return False
+        self.adopt(key, token, hold_s)
+        return True
+
+    def adopt(self, key: str, token: str, hold_s: float) -> None:
+        """Keep renewing a claim this process has just set (by `take`, or a store script)."""
         with self._lock:
             self._held[key] = (token, time.monotonic() + hold_s)
             if self._thread is None:
@@ -63,13 +72,16 @@ class Leases:
                     target=self._renew_forever, name="askbatch-leases", daemon=True
                 )
                 self._thread.start()
-        return True
 
-    def drop(self, key: str) -> None:
+    def forget(self, key: str) -> str | None:
+        """Stop renewing a claim; returns its token, for the caller to delete it with."""
         with self._lock:
             held = self._held.pop(key, None)
-        if held is not None:
-            self._release(keys=[key], args=[held[0]])
+        return held[0] if held is not None else None
+
+    def drop(self, key: str) -> None:
+        if (token := self.forget(key)) is not None:
+            self._release(keys=[key], args=[token])
 
     def _renew_forever(self) -> None:
         while True:

@@ -41,49 +41,50 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
     After a turn that did not complete, the rest of the thread is `skipped` unless the job
     says continue_on_error: later turns would be asked without the answer they build on.
     """
-    store.mark_started(spec.job_id)
     schema = Profile.from_json(spec.profile).schema
     thread: Thread | None = None
     broken: Result | None = None  # the turn that ended the thread
     prior: Usage | None = None  # the thread's last turn: a later turn resends it
     answered = 0
-    for row in rows:
-        if done := store.get(spec.job_id, [row.index]).get(row.index):
+    for n, row in enumerate(rows):
+        # One store call looks at the row and claims it: a result stored by an earlier
+        # delivery, the job's stop (cancelled, or its spending cap), or a claim held elsewhere.
+        start = store.begin(spec.job_id, row.index, claim_ttl(spec), first=n == 0)
+        if done := start.done:
             thread = _resume_thread(thread, row, done)
             prior = done.usage
             if done.status != COMPLETED and not spec.continue_on_error:
                 broken = broken or done
             continue
-        if stop := store.stopped(spec.job_id):
-            # The job was cancelled or hit its spending cap: rows not started are not sent.
-            status, reason = stop
-            store.save(spec.job_id, Result(index=row.index, status=status, error=reason))
+        if stop := start.stop:
+            # Rows not started are not sent; `askbatch cancel` marks only unclaimed rows, and
+            # the claim is taken in the same step as this look, so each row gets one result.
+            store.save(spec.job_id, Result(index=row.index, status=stop[0], error=stop[1]))
             continue
-        if broken is not None:
-            store.save(spec.job_id, _skipped(row, broken, thread))
-            continue
-        if not store.claim(spec.job_id, row.index, claim_ttl(spec)):
+        if not start.claimed:
             raise RowBusy(row.index, store.lease_s)
+        result: Result | None = None
+        held: int | None = None  # what the spending cap holds for a row that is asked
         try:
-            if stop := store.stopped(spec.job_id):
-                # Looked at again now that the row is claimed: `askbatch cancel` marks only
-                # rows nobody has claimed, so between the two every row gets one result.
-                store.save(spec.job_id, Result(row.index, stop[0], error=stop[1]))
-                continue
-            held = spending.reserve(store, spec, row, prior)
-            if held is None:  # over the spending cap: this row and all not started are skipped
+            if broken is not None:
+                result = _skipped(row, broken, thread)
+            elif (held := spending.reserve(store, spec, row, prior)) is None:
+                # Over the spending cap: this row and all not started are skipped.
                 store.stop(spec.job_id, SKIPPED, spending.reason(spec))
-                store.save(spec.job_id, Result(row.index, SKIPPED, error=spending.reason(spec)))
-                continue
-            with watch_for(store).row(spec.job_id) as on_run:
-                budget = budget_for(store, spec, row.model or spec.model)
-                result, thread = answer_row(spec, provider, thread, row, schema, on_run, budget)
-            store.save(spec.job_id, result)
-            spending.settle(store, spec, held, result)
-            prior = result.usage
-            answered += 1
+                result = Result(row.index, SKIPPED, error=spending.reason(spec))
+            else:
+                with watch_for(store).row(spec.job_id) as on_run:
+                    budget = budget_for(store, spec, row.model or spec.model)
+                    result, thread = answer_row(spec, provider, thread, row, schema, on_run, budget)
+                answered += 1
         finally:
-            store.release(spec.job_id, row.index)
+            if result is None:  # the store failed under us: let another delivery take the row
+                store.release(spec.job_id, row.index)
+        store.finish(spec.job_id, result)
+        if held is None:  # skipped, not asked
+            continue
+        spending.settle(store, spec, held, result)
+        prior = result.usage
         if result.status != COMPLETED and not spec.continue_on_error:
             broken = result
     return answered

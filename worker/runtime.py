@@ -14,11 +14,12 @@ import openai
 from worker.budget import remember_headers
 from worker.leases import lease_for
 from worker.local import NoLocalServer
-from worker.models import JobSpec
+from worker.models import JobSpec, Row
 from worker.providers.assistants import AssistantsProvider
 from worker.providers.base import Provider
 from worker.providers.chat import ChatProvider
 from worker.providers.responses import ResponsesProvider
+from worker.runner import answer_rows
 from worker.settings import OPENAI_URL, Settings
 from worker.store import LocalStore, RedisStore, Store
 
@@ -129,3 +130,10 @@ def _make_provider(spec: JobSpec) -> Provider:
             return NoLocalServer(spec)
         base_url = own.base_url
     return PROVIDER_CLASSES[spec.provider](client(base_url), spec)
+
+
+def answer(job_id: str, rows: list[Row]) -> int:
+    """Answer the rows of one thread of a job with this process's store, spec and provider:
+    the body of the Celery task, and what an embedded job's threads call directly."""
+    spec = spec_for(job_id)
+    return answer_rows(store(), spec, provider_for(spec), rows)

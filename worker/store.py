@@ -74,6 +74,16 @@ class Progress:
         return self.done - self.by_status.get("completed", 0)
 
 
+@dataclass(slots=True)
+class RowStart:
+    """What a worker finds when it comes to a row, read and acted on in one step: the row's
+    stored result, else the job's stop, else the claim it took (or could not take)."""
+
+    done: Result | None = None
+    stop: tuple[str, str] | None = None
+    claimed: bool = False
+
+
 class Store(Protocol):
     def create_job(self, spec: JobSpec) -> None: ...
     def job(self, job_id: str) -> JobSpec: ...
@@ -81,6 +91,11 @@ class Store(Protocol):
     def claim(self, job_id: str, index: int, ttl_s: float) -> bool: ...
     def release(self, job_id: str, index: int) -> None: ...
     def save(self, job_id: str, result: Result) -> bool: ...
+    # The two calls a worker makes per row (one round trip each): look at the row and claim
+    # it (`first`: the first row of a task, which also counts the task as started), then
+    # save its result and let go of the claim.
+    def begin(self, job_id: str, index: int, ttl_s: float, first: bool) -> RowStart: ...
+    def finish(self, job_id: str, result: Result) -> bool: ...
     def get(self, job_id: str, indices: Iterable[int]) -> dict[int, Result]: ...
     def progress(self, job_id: str) -> Progress: ...
     def stop(self, job_id: str, status: str, reason: str) -> None: ...
@@ -108,14 +123,32 @@ class Store(Protocol):
 
 
 # Save a result only if the row has none, and count it once: atomic on the Redis server.
+# Then drop the row's claim KEYS[3] if it is still ours (token ARGV[7]; '' when none is held).
 _SAVE_LUA = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[2], 'done', 1)
-redis.call('HINCRBY', KEYS[2], 'status:' .. ARGV[3], 1)
-redis.call('HINCRBY', KEYS[2], 'prompt_tokens', ARGV[4])
-redis.call('HINCRBY', KEYS[2], 'completion_tokens', ARGV[5])
-redis.call('HINCRBY', KEYS[2], 'total_tokens', ARGV[6])
-return 1
+local saved = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+if saved == 1 then
+  redis.call('HINCRBY', KEYS[2], 'done', 1)
+  redis.call('HINCRBY', KEYS[2], 'status:' .. ARGV[3], 1)
+  redis.call('HINCRBY', KEYS[2], 'prompt_tokens', ARGV[4])
+  redis.call('HINCRBY', KEYS[2], 'completion_tokens', ARGV[5])
+  redis.call('HINCRBY', KEYS[2], 'total_tokens', ARGV[6])
+  redis.call('EXPIRE', KEYS[1], ARGV[8], 'NX')
+end
+if ARGV[7] ~= '' and redis.call('GET', KEYS[3]) == ARGV[7] then redis.call('DEL', KEYS[3]) end
+return saved
+"""
+
+# A worker coming to a row: its result if it has one, else the job's stop, else claim it as
+# a lease (KEYS[3], token ARGV[2] for ARGV[3] ms). All in one step, so a cancel, which marks
+# only unclaimed rows, and a worker can never both give the row a result.
+_BEGIN_LUA = """
+if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[4], 'started', 1) end
+local done = redis.call('HGET', KEYS[1], ARGV[1])
+if done then return {'done', done} end
+local stop = redis.call('GET', KEYS[2])
+if stop then return {'stop', stop} end
+if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'claimed', ''} end
+return {'busy', ''}
 """
 
 
@@ -183,6 +216,7 @@ class RedisStore:
         self._drop = self.redis.register_script(_DROP_LUA)
         self._mark = self.redis.register_script(_MARK_LUA)
         self._save = self.redis.register_script(_SAVE_LUA)
+        self._begin = self.redis.register_script(_BEGIN_LUA)
         self._reserve = self.redis.register_script(_RESERVE_LUA)
 
     def __repr__(self) -> str:
@@ -221,10 +255,41 @@ class RedisStore:
         self._leases.drop(self._key(job_id, f"claim:{index}"))
 
     def save(self, job_id: str, result: Result) -> bool:
-        results = self._key(job_id, "results")
+        return self._store(job_id, result, token="")
+
+    def begin(self, job_id: str, index: int, ttl_s: float, first: bool) -> RowStart:
+        claim = self._key(job_id, f"claim:{index}")
+        token = self._leases.token()
+        found, raw = self._begin(
+            keys=[
+                self._key(job_id, "results"),
+                self._key(job_id, "stop"),
+                claim,
+                self._key(job_id, "stats"),
+            ],
+            args=[index, token, int(self.lease_s * 1000), "1" if first else "0"],
+        )
+        if found == "done":
+            return RowStart(done=Result.from_json(json.loads(raw)))
+        if found == "stop":
+            return RowStart(stop=tuple(json.loads(raw)))
+        if found == "claimed":
+            self._leases.adopt(claim, token, ttl_s)
+            return RowStart(claimed=True)
+        return RowStart()
+
+    def finish(self, job_id: str, result: Result) -> bool:
+        token = self._leases.forget(self._key(job_id, f"claim:{result.index}"))
+        return self._store(job_id, result, token=token or "")
+
+    def _store(self, job_id: str, result: Result, token: str) -> bool:
         u = result.usage
         saved = self._save(
-            keys=[results, self._key(job_id, "stats")],
+            keys=[
+                self._key(job_id, "results"),
+                self._key(job_id, "stats"),
+                self._key(job_id, f"claim:{result.index}"),
+            ],
             args=[
                 result.index,
                 json.dumps(result.to_json(), ensure_ascii=False),
@@ -232,10 +297,10 @@ class RedisStore:
                 u.prompt_tokens,
                 u.completion_tokens,
                 u.total_tokens,
+                token,
+                JOB_TTL_S,
             ],
         )
-        if saved:
-            self.redis.expire(results, JOB_TTL_S, nx=True)
         return bool(saved)
 
     def get(self, job_id: str, indices: Iterable[int]) -> dict[int, Result]:
@@ -414,8 +479,29 @@ class LocalStore:
         with self._lock:
             self._claims.pop((job_id, index), None)
 
-    def save(self, job_id: str, result: Result) -> bool:
+    def begin(self, job_id: str, index: int, ttl_s: float, first: bool) -> RowStart:
+        now = time.monotonic()
+        with self._lock:
+            if first:
+                self._started[job_id] = self._started.get(job_id, 0) + 1
+            db = self._db(job_id)
+            done = db.execute("SELECT json FROM results WHERE idx = ?", (index,)).fetchone()
+            if done is not None:
+                return RowStart(done=Result.from_json(json.loads(done[0])))
+            stop = db.execute("SELECT status, reason FROM stop").fetchone()
+            if stop is not None:
+                return RowStart(stop=(stop[0], stop[1]))
+            if self._claims.get((job_id, index), 0) > now:
+                return RowStart()
+            self._claims[(job_id, index)] = now + ttl_s
+            return RowStart(claimed=True)
+
+    def finish(self, job_id: str, result: Result) -> bool:
+        return self.save(job_id, result, release=True)
+
+    def save(self, job_id: str, result: Result, release: bool = False) -> bool:
         u = result.usage
+        raw = json.dumps(result.to_json(), ensure_ascii=False)
         with self._lock:
             cur = self._db(job_id).execute(
                 "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)",
@@ -425,9 +511,11 @@ class LocalStore:
                     u.prompt_tokens,
                     u.completion_tokens,
                     u.total_tokens,
-                    json.dumps(result.to_json(), ensure_ascii=False),
+                    raw,
                 ),
             )
+            if release:
+                self._claims.pop((job_id, result.index), None)
             return cur.rowcount == 1
 
     def get(self, job_id: str, indices: Iterable[int]) -> dict[int, Result]:

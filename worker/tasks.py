@@ -9,17 +9,14 @@ import redis
 from worker import runtime
 from worker.app import app
 from worker.models import Row
-from worker.runner import RowBusy, answer_rows
+from worker.runner import RowBusy
 
 
 @app.task(bind=True, name="askbatch.answer", max_retries=None)
 def answer(self: Any, job_id: str, rows: list[dict[str, Any]]) -> int:
     """Answer the rows of one thread (one row, or an ordered group) of job `job_id`."""
-    store = runtime.store()
     try:
-        spec = runtime.spec_for(job_id)
-        provider = runtime.provider_for(spec)
-        return answer_rows(store, spec, provider, [Row.from_json(r) for r in rows])
+        return runtime.answer(job_id, [Row.from_json(r) for r in rows])
     except RowBusy as busy:
         # Another delivery holds the row; look again when its claim would have lapsed.
         raise self.retry(countdown=busy.wait_s) from None

@@ -43,7 +43,10 @@ class ResponsesProvider:
             **self.static,
             "model": self.job.model(row),
             "conversation": thread.id,
-            "input": [{"role": "user", "content": row.question}],
+            # A plain string is the API's shorthand for one user message. The SDK walks a
+            # list of message dicts through its type transform, which cost about 1 ms of CPU
+            # per question in the benchmark; the string goes through untouched.
+            "input": row.question,
         }
         if instructions := self.job.instructions(row):
             # Instructions are not carried over between responses: send them every turn.
