@@ -34,7 +34,6 @@ from jobs.submit import (
     task_groups,
     wait,
 )
-from worker import app as celery_app
 from worker import local, pricing, runtime, spending
 from worker.errors import AskbatchError, ConfigError
 from worker.models import CANCELLED, COMPLETED, JobSpec, Row
@@ -251,7 +250,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = local.prepare_run(settings, quiet=args.quiet)
         profile = local.cap_answers(profile, settings)
     runtime.configure(settings)
-    celery_app.configure(settings)
+    if settings.broker_url:
+        # Celery is imported only to publish: an embedded job never needs it.
+        from worker import app as celery_app
+
+        celery_app.configure(settings)
     say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
 
     if sheet.encoding.replace("-sig", "") != "utf-8":
@@ -315,7 +318,7 @@ def _execute(
                 settings.concurrency,
                 stopped=lambda: store.stopped(spec.job_id) is not None,
             )
-            progress = wait(store, spec, show, finished=embedded.finished)
+            progress = wait(store, spec, show, finished=embedded.finished, wake=embedded.ended)
             control.finish_stopped(store, spec)
             progress = store.progress(spec.job_id)
     except KeyboardInterrupt:
@@ -490,6 +493,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if settings.provider == "local":
         settings = local.prepare_worker(settings)
     runtime.configure(settings)
+    from worker import app as celery_app
+
     app = celery_app.configure(settings)
     _open_store(settings)
     name = args.hostname or f"askbatch-{os.getpid()}@%h"

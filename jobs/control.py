@@ -19,7 +19,6 @@ import redis
 from jobs.intake import Worksheet
 from jobs.record import DISTRIBUTED, EMBEDDED, JobRecord, input_key
 from jobs.submit import task_groups
-from worker import app as celery_app
 from worker import runtime
 from worker.errors import ConfigError
 from worker.models import CANCELLED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row
@@ -66,7 +65,10 @@ def connect_store(settings: Settings) -> Store:
 
 def _use(settings: Settings) -> Store:
     runtime.configure(settings)
-    celery_app.configure(settings)
+    if settings.broker_url:
+        from worker import app as celery_app
+
+        celery_app.configure(settings)
     return connect_store(settings)
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from jobs.intake import Worksheet
-from worker import runtime, spending, tasks
+from worker import runtime, spending
 from worker.models import SKIPPED, JobSpec, Result, Row
 from worker.profile import Profile, load_profile
 from worker.providers.assistants import ensure_assistant
@@ -120,6 +120,8 @@ class EmbeddedRun:
         self.looked = 0.0
         self.halted = False
         self.failures: list[BaseException] = []
+        self.ended = threading.Event()  # set by the last thread to leave: wakes `wait`
+        self.alive = max(1, concurrency)
         self.threads = [
             threading.Thread(target=self._work, name=f"askbatch-{i}", daemon=True)
             for i in range(max(1, concurrency))
@@ -144,23 +146,29 @@ class EmbeddedRun:
                 return None
 
     def _work(self) -> None:
-        while (rows := self._next()) is not None:
-            try:
+        try:
+            while (rows := self._next()) is not None:
                 runtime.answer(self.spec.job_id, rows)
-            except BaseException as exc:
-                with self.lock:
-                    self.failures.append(exc)
-                return
+        except BaseException as exc:
+            with self.lock:
+                self.failures.append(exc)
+        finally:
+            with self.lock:
+                self.alive -= 1
+                if self.alive == 0:
+                    self.ended.set()
 
     def finished(self) -> bool:
         """True once every thread has ended; re-raises the first task that crashed."""
         if self.failures:
             raise self.failures[0]
-        return not any(thread.is_alive() for thread in self.threads)
+        return self.ended.is_set()
 
 
 def run_distributed(spec: JobSpec, groups: Iterator[list[Row]]) -> int:
     """Publish one task per thread to the broker; returns how many were sent."""
+    from worker import tasks  # Celery: only a distributed job needs it
+
     app = tasks.app
     sent = 0
     with app.producer_or_acquire() as producer:
@@ -177,8 +185,10 @@ def wait(
     finished: Callable[[], bool] = lambda: False,
     on_idle: Callable[[], None] | None = None,
     idle_after_s: float = 20.0,
+    wake: threading.Event | None = None,
 ) -> Progress:
-    """Poll the store until every row has a result (or the local pool has ended)."""
+    """Poll the store until every row has a result (or the local pool has ended, which
+    sets `wake`: then at once rather than at the next poll)."""
     t0 = time.monotonic()
     warned = False
     while True:
@@ -196,4 +206,7 @@ def wait(
         ):
             on_idle()
             warned = True
-        time.sleep(POLL_S)
+        if wake is not None:
+            wake.wait(POLL_S)
+        else:
+            time.sleep(POLL_S)

@@ -415,12 +415,12 @@ class Budget:
 
     def done(self, booking: Booking, result: Any) -> None:
         """Settle the booking with the usage the server reported; heed its headers."""
-        usage = getattr(result, "usage", None)
-        total = getattr(usage, "total_tokens", None) if usage is not None else None
+        usage = _field(result, "usage")
+        total = _field(usage, "total_tokens")
         if isinstance(total, int) and self.tpm and booking.tokens:
-            out = getattr(usage, "completion_tokens", None)
+            out = _field(usage, "completion_tokens")
             if out is None:
-                out = getattr(usage, "output_tokens", None)
+                out = _field(usage, "output_tokens")
             output = out if isinstance(out, int) else None
             self.bucket.settle(self.tpm, total - booking.tokens, output)
         self._heed(_last_headers())
@@ -463,6 +463,13 @@ def _sleep_until(at: float, deadline: float) -> None:
     delay = min(at, deadline) - time.monotonic()
     if delay > 0:
         time.sleep(delay)
+
+
+def _field(value: Any, name: str) -> Any:
+    """A field of an SDK object or of the plain JSON a provider read (responses)."""
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
 
 
 def request_texts(request: Mapping[str, Any]) -> list[str]:

@@ -1,7 +1,7 @@
 """Chat Completions on any OpenAI-compatible server; askbatch keeps the thread's history.
 
 One HTTP call per question (plus one per round of function tools): the whole history travels
-with each turn.
+with each turn. Completions are read as plain JSON (see base.read_json).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import openai
 
 from worker.models import COMPLETED, FAILED, INCOMPLETE, JobSpec, Row, Usage
-from worker.providers.base import JobContext, Thread, Turn, too_many_rounds
+from worker.providers.base import JobContext, Thread, Turn, read_json, too_many_rounds
 from worker.retry import Retrier
 from worker.tools import ToolLog
 
@@ -56,15 +56,16 @@ class ChatProvider:
         rounds = 0
         while True:
             completion = retrier.call(
-                self.client.chat.completions.create,
+                read_json,
+                self.client.chat.completions.with_raw_response.create,
                 **self.static,
                 model=self.job.model(row),
                 messages=[*system, *thread.history, *turn_messages],
             )
-            usage.add(_usage(completion.usage))
-            choice = completion.choices[0] if completion.choices else None
-            message = choice.message if choice else None
-            calls = (message.tool_calls or []) if message else []
+            usage.add(_usage(completion.get("usage")))
+            choice = (completion.get("choices") or [None])[0]
+            message = (choice.get("message") if choice else None) or {}
+            calls = message.get("tool_calls") or []
             if not calls or not self.job.toolbox:
                 break
             if rounds == self.job.spec.max_tool_rounds:
@@ -72,25 +73,26 @@ class ChatProvider:
                     FAILED,
                     error=too_many_rounds(rounds),
                     usage=usage,
-                    model=completion.model or "",
-                    run_id=completion.id or "",
+                    model=completion.get("model") or "",
+                    run_id=completion.get("id") or "",
                 )
             rounds += 1
+            # The assistant's turn as sent back: what the server said, less its extras.
             turn_messages.append(
-                message.model_dump(exclude_none=True, include={"role", "content", "tool_calls"})
+                {k: message[k] for k in ("role", "content", "tool_calls") if message.get(k)}
             )
             turn_messages += [
                 {
                     "role": "tool",
-                    "tool_call_id": call.id,
+                    "tool_call_id": call["id"],
                     "content": self.job.toolbox.call(
-                        call.function.name, call.function.arguments, tools
+                        call["function"]["name"], call["function"]["arguments"], tools
                     ),
                 }
                 for call in calls
             ]
-        answer = (message.content or "") if message else ""
-        reason = (choice.finish_reason if choice else None) or "stop"
+        answer = message.get("content") or ""
+        reason = (choice.get("finish_reason") if choice else None) or "stop"
         status, error = FINISH.get(reason, (FAILED, f"unexpected finish_reason {reason!r}"))
         if status == COMPLETED:
             thread.history += [*turn_messages, {"role": "assistant", "content": answer}]
@@ -99,21 +101,21 @@ class ChatProvider:
             answer=answer,
             error=error,
             usage=usage,
-            model=completion.model or self.job.model(row),
-            run_id=completion.id or "",
+            model=completion.get("model") or self.job.model(row),
+            run_id=completion.get("id") or "",
         )
 
 
-def _usage(u: Any) -> Usage:
+def _usage(u: dict[str, Any] | None) -> Usage:
     # Some compatible servers omit usage; zero is then the honest "not reported".
-    if u is None:
+    if not u:
         return Usage()
-    prompt = u.prompt_tokens or 0
-    completion = u.completion_tokens or 0
+    prompt = u.get("prompt_tokens") or 0
+    completion = u.get("completion_tokens") or 0
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        total_tokens=u.total_tokens or prompt + completion,
-        cached_tokens=getattr(u.prompt_tokens_details, "cached_tokens", 0) or 0,
-        reasoning_tokens=getattr(u.completion_tokens_details, "reasoning_tokens", 0) or 0,
+        total_tokens=u.get("total_tokens") or prompt + completion,
+        cached_tokens=(u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
+        reasoning_tokens=(u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0,
     )

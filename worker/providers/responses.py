@@ -2,16 +2,18 @@
 
 Two HTTP calls for a one-question thread (conversations.create, responses.create); one more
 per follow-up turn, and one more per round of function tools.
+Responses are read as plain JSON (see base.read_json).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import openai
 
 from worker.models import COMPLETED, FAILED, INCOMPLETE, JobSpec, Row, Usage
-from worker.providers.base import JobContext, Thread, Turn, too_many_rounds
+from worker.providers.base import JobContext, Thread, Turn, read_json, too_many_rounds
 from worker.retry import Retrier
 from worker.tools import ToolLog
 
@@ -35,8 +37,8 @@ class ResponsesProvider:
         return params
 
     def open_thread(self, retrier: Retrier) -> Thread:
-        conversation = retrier.call(self.client.conversations.create)
-        return Thread(id=conversation.id)
+        conversation = retrier.call(read_json, self.client.conversations.with_raw_response.create)
+        return Thread(id=conversation["id"])
 
     def ask(self, thread: Thread, row: Row, retrier: Retrier, tools: ToolLog) -> Turn:
         params: dict[str, Any] = {
@@ -55,10 +57,12 @@ class ResponsesProvider:
         rounds = 0
         limited = False
         while True:
-            response = retrier.call(self.client.responses.create, **params)
+            response = retrier.call(
+                read_json, self.client.responses.with_raw_response.create, **params
+            )
             turn = turn_from_response(response)
             usage.add(turn.usage)
-            calls = [item for item in response.output or () if item.type == "function_call"]
+            calls = [i for i in response.get("output") or () if i.get("type") == "function_call"]
             if not calls or turn.status != COMPLETED or limited:
                 break
             # The conversation holds the calls; the next request only carries their outputs.
@@ -66,14 +70,14 @@ class ResponsesProvider:
             if limited:
                 # Calls left unanswered would break the conversation's next turn: answer them
                 # with an error and ask once more, without tools.
-                outputs = [_refused(call.call_id, rounds) for call in calls]
+                outputs = [_refused(call["call_id"], rounds) for call in calls]
                 params.pop("tools", None)
             else:
                 outputs = [
                     {
                         "type": "function_call_output",
-                        "call_id": call.call_id,
-                        "output": self.job.toolbox.call(call.name, call.arguments, tools),
+                        "call_id": call["call_id"],
+                        "output": self.job.toolbox.call(call["name"], call["arguments"], tools),
                     }
                     for call in calls
                 ]
@@ -94,29 +98,40 @@ def _refused(call_id: str, rounds: int) -> dict[str, Any]:
     }
 
 
-def turn_from_response(response: Any) -> Turn:
+def output_text(response: Mapping[str, Any]) -> str:
+    """The answer: every output_text part of the message items, in order (what the SDK's
+    `Response.output_text` joins)."""
+    return "".join(
+        part.get("text") or ""
+        for item in response.get("output") or ()
+        if item.get("type") == "message"
+        for part in item.get("content") or ()
+        if part.get("type") == "output_text"
+    )
+
+
+def turn_from_response(response: Mapping[str, Any]) -> Turn:
     usage = Usage()
-    if response.usage is not None:
-        u = response.usage
+    if u := response.get("usage"):
         usage = Usage(
-            prompt_tokens=u.input_tokens,
-            completion_tokens=u.output_tokens,
-            total_tokens=u.total_tokens,
-            cached_tokens=getattr(u.input_tokens_details, "cached_tokens", 0) or 0,
-            reasoning_tokens=getattr(u.output_tokens_details, "reasoning_tokens", 0) or 0,
+            prompt_tokens=u.get("input_tokens") or 0,
+            completion_tokens=u.get("output_tokens") or 0,
+            total_tokens=u.get("total_tokens") or 0,
+            cached_tokens=(u.get("input_tokens_details") or {}).get("cached_tokens") or 0,
+            reasoning_tokens=(u.get("output_tokens_details") or {}).get("reasoning_tokens") or 0,
         )
     turn = Turn(
-        status=response.status or FAILED,
-        answer=response.output_text or "",
+        status=response.get("status") or FAILED,
+        answer=output_text(response),
         usage=usage,
-        model=response.model or "",
-        run_id=response.id,
+        model=response.get("model") or "",
+        run_id=response.get("id") or "",
     )
     if turn.status == FAILED:
-        error = response.error
-        turn.error = f"{error.code}: {error.message}" if error else "response failed"
+        error = response.get("error")
+        turn.error = f"{error.get('code')}: {error.get('message')}" if error else "response failed"
     elif turn.status == INCOMPLETE:
-        reason = getattr(response.incomplete_details, "reason", None) or "unknown reason"
+        reason = (response.get("incomplete_details") or {}).get("reason") or "unknown reason"
         turn.error = f"incomplete: {reason}"
     elif turn.status != COMPLETED:
         turn.error = f"response ended with status {turn.status}"
