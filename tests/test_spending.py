@@ -170,22 +170,29 @@ def test_ledger_never_lets_the_budget_be_overspent(kind, tmp_path, request):
     wins: list[bool] = []
     barrier = threading.Barrier(64)
 
-    def grab() -> None:
+    def grab(row: int) -> None:
         barrier.wait()
-        wins.append(store.reserve(spec.job_id, hold, cap))
+        if store.reserve(spec.job_id, row, hold, cap):
+            wins.append(row)
 
-    threads = [threading.Thread(target=grab) for _ in range(64)]
+    threads = [threading.Thread(target=grab, args=(row,)) for row in range(64)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert wins.count(True) == 33  # 33 x 3,000,000 = 99,000,000 <= 100,000,000 < 34 x
+    assert len(wins) == 33  # 33 x 3,000,000 = 99,000,000 <= 100,000,000 < 34 x
     assert store.spending(spec.job_id) == (0, 99_000_000)
-    for _ in range(33):
-        store.settle(spec.job_id, hold, 1_000_000)  # each really cost a third of its hold
+    for row in wins:
+        store.settle(spec.job_id, row, 1_000_000)  # each really cost a third of its hold
     assert store.spending(spec.job_id) == (33_000_000, 0)
-    assert store.reserve(spec.job_id, 67_000_000, cap)
-    assert not store.reserve(spec.job_id, 1, cap)
+    assert store.reserve(spec.job_id, 100, 67_000_000, cap)
+    assert not store.reserve(spec.job_id, 101, 1, cap)
+
+    # A row asked again (its first worker died holding it) replaces its hold, not adds to it:
+    # the dead worker's hold does not eat into the cap for the rest of the job.
+    assert store.reserve(spec.job_id, 100, 60_000_000, cap)
+    assert store.spending(spec.job_id) == (33_000_000, 60_000_000)
+    assert store.reserve(spec.job_id, 101, 7_000_000, cap)
 
 
 def test_report_matches_the_run_summary(tmp_path, api):

@@ -83,7 +83,7 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
         store.finish(spec.job_id, result)
         if held is None:  # skipped, not asked
             continue
-        spending.settle(store, spec, held, result)
+        spending.settle(store, spec, result)
         prior = result.usage
         if result.status != COMPLETED and not spec.continue_on_error:
             broken = result

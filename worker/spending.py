@@ -86,14 +86,14 @@ def reserve(store: Store, spec: JobSpec, row: Row, prior: Usage | None) -> int |
         return 0
     held = pricing.nano(hold_for(spec, row, prior))
     cap = int(Decimal(spec.max_cost) * pricing.NANO)
-    return held if store.reserve(spec.job_id, held, cap) else None
+    return held if store.reserve(spec.job_id, row.index, held, cap) else None
 
 
-def settle(store: Store, spec: JobSpec, held: int, result: Result) -> None:
+def settle(store: Store, spec: JobSpec, result: Result) -> None:
     """Swap the row's hold for what it really cost."""
     if spec.max_cost:
         spent = pricing.nano(result.cost_usd) if result.cost_usd is not None else 0
-        store.settle(spec.job_id, held, spent)
+        store.settle(spec.job_id, result.index, spent)
 
 
 def _quote(spec: JobSpec, model: str, requested: str = "") -> pricing.Quote:

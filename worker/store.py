@@ -87,7 +87,6 @@ class RowStart:
 class Store(Protocol):
     def create_job(self, spec: JobSpec) -> None: ...
     def job(self, job_id: str) -> JobSpec: ...
-    def mark_started(self, job_id: str) -> None: ...
     def claim(self, job_id: str, index: int, ttl_s: float) -> bool: ...
     def release(self, job_id: str, index: int) -> None: ...
     def save(self, job_id: str, result: Result) -> bool: ...
@@ -101,8 +100,10 @@ class Store(Protocol):
     def stop(self, job_id: str, status: str, reason: str) -> None: ...
     def stopped(self, job_id: str) -> tuple[str, str] | None: ...
     # The spending ledger, in whole nano-dollars (worker.spending): hold, then settle.
-    def reserve(self, job_id: str, amount: int, cap: int) -> bool: ...
-    def settle(self, job_id: str, held: int, spent: int) -> None: ...
+    # Holds are kept per row: a row asked again after its worker died replaces the dead
+    # worker's hold instead of adding to it.
+    def reserve(self, job_id: str, index: int, amount: int, cap: int) -> bool: ...
+    def settle(self, job_id: str, index: int, spent: int) -> None: ...
     def spending(self, job_id: str) -> tuple[int, int]: ...
 
     # Coming back to a job (jobs.control): its record, which rows lack a result, dropping
@@ -154,12 +155,30 @@ return {'busy', ''}
 
 # Hold `amount` only if spent + held + amount stays within the cap: one atomic step, so two
 # workers can never both take the last of the budget.
+# KEYS[2] holds each row's hold (ARGV[3] the row): a hold left by a worker that died with the
+# row is given back first, since the row is being asked again now.
 _RESERVE_LUA = """
+local old = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+if old > 0 then
+  redis.call('HDEL', KEYS[2], ARGV[3])
+  redis.call('HINCRBY', KEYS[1], 'held_nusd', -old)
+end
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent_nusd') or '0')
 local held = tonumber(redis.call('HGET', KEYS[1], 'held_nusd') or '0')
 if spent + held + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
 redis.call('HINCRBY', KEYS[1], 'held_nusd', ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
+"""
+
+# Swap row ARGV[1]'s hold for what it cost (ARGV[2]).
+_SETTLE_LUA = """
+local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'held_nusd', -held)
+redis.call('HINCRBY', KEYS[1], 'spent_nusd', ARGV[2])
+return held
 """
 
 # Forget the results of rows whose status is one of ARGV[1] (",failed,expired,"), taking back
@@ -218,6 +237,7 @@ class RedisStore:
         self._save = self.redis.register_script(_SAVE_LUA)
         self._begin = self.redis.register_script(_BEGIN_LUA)
         self._reserve = self.redis.register_script(_RESERVE_LUA)
+        self._settle = self.redis.register_script(_SETTLE_LUA)
 
     def __repr__(self) -> str:
         return f"RedisStore({mask_url(self.url)!r})"
@@ -243,9 +263,6 @@ class RedisStore:
         if raw is None:
             raise KeyError(f"no job {job_id!r} in {mask_url(self.url)}")
         return JobSpec.from_json(json.loads(raw))
-
-    def mark_started(self, job_id: str) -> None:
-        self.redis.hincrby(self._key(job_id, "stats"), "started", 1)
 
     def claim(self, job_id: str, index: int, ttl_s: float) -> bool:
         """Claim a row for up to `ttl_s`; the claim lapses `lease_s` after this process dies."""
@@ -322,14 +339,13 @@ class RedisStore:
         raw = self.redis.get(self._key(job_id, "stop"))
         return tuple(json.loads(raw)) if raw else None
 
-    def reserve(self, job_id: str, amount: int, cap: int) -> bool:
-        return bool(self._reserve(keys=[self._key(job_id, "stats")], args=[amount, cap]))
+    def reserve(self, job_id: str, index: int, amount: int, cap: int) -> bool:
+        keys = [self._key(job_id, "stats"), self._key(job_id, "holds")]
+        return bool(self._reserve(keys=keys, args=[amount, cap, index, JOB_TTL_S]))
 
-    def settle(self, job_id: str, held: int, spent: int) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hincrby(self._key(job_id, "stats"), "held_nusd", -held)
-        pipe.hincrby(self._key(job_id, "stats"), "spent_nusd", spent)
-        pipe.execute()
+    def settle(self, job_id: str, index: int, spent: int) -> None:
+        keys = [self._key(job_id, "stats"), self._key(job_id, "holds")]
+        self._settle(keys=keys, args=[index, spent])
 
     def spending(self, job_id: str) -> tuple[int, int]:
         """(spent, held) in nano-dollars, as far as the cap has counted."""
@@ -418,7 +434,8 @@ class LocalStore:
         self._dbs: dict[str, sqlite3.Connection] = {}
         self._claims: dict[tuple[str, int], float] = {}
         self._started: dict[str, int] = {}
-        self._held: dict[str, int] = {}  # in flight in this process; gone with it
+        # (job, row) -> nano-dollars held by a row in flight in this process; gone with it.
+        self._held: dict[tuple[str, int], int] = {}
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -462,10 +479,6 @@ class LocalStore:
         if row is None:
             raise KeyError(f"job {job_id!r} has no spec in {self.path(job_id)}")
         return JobSpec.from_json(json.loads(row[0]))
-
-    def mark_started(self, job_id: str) -> None:
-        with self._lock:
-            self._started[job_id] = self._started.get(job_id, 0) + 1
 
     def claim(self, job_id: str, index: int, ttl_s: float) -> bool:
         now = time.monotonic()
@@ -548,24 +561,27 @@ class LocalStore:
         row = db.execute("SELECT spent FROM spend").fetchone()
         return row[0] if row else 0
 
-    def reserve(self, job_id: str, amount: int, cap: int) -> bool:
+    def _held_total(self, job_id: str) -> int:
+        return sum(amount for (job, _), amount in self._held.items() if job == job_id)
+
+    def reserve(self, job_id: str, index: int, amount: int, cap: int) -> bool:
         with self._lock:
-            held = self._held.get(job_id, 0)
-            if self._spent(self._db(job_id)) + held + amount > cap:
+            self._held.pop((job_id, index), None)  # a duplicate delivery's hold of the row
+            if self._spent(self._db(job_id)) + self._held_total(job_id) + amount > cap:
                 return False
-            self._held[job_id] = held + amount
+            self._held[(job_id, index)] = amount
             return True
 
-    def settle(self, job_id: str, held: int, spent: int) -> None:
+    def settle(self, job_id: str, index: int, spent: int) -> None:
         with self._lock:
             db = self._db(job_id)
-            self._held[job_id] = self._held.get(job_id, 0) - held
+            self._held.pop((job_id, index), None)
             if db.execute("UPDATE spend SET spent = spent + ?", (spent,)).rowcount == 0:
                 db.execute("INSERT INTO spend VALUES (?)", (spent,))
 
     def spending(self, job_id: str) -> tuple[int, int]:
         with self._lock:
-            return self._spent(self._db(job_id)), self._held.get(job_id, 0)
+            return self._spent(self._db(job_id)), self._held_total(job_id)
 
     def progress(self, job_id: str) -> Progress:
         with self._lock:
