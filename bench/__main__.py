@@ -1,6 +1,6 @@
 """The throughput benchmark: askbatch against the project's HTTP double, and a baseline.
 
-    python -m bench                  # every group below, about 40 minutes on 2 cores
+    python -m bench                  # every group below, about 30 minutes on 2 cores
     python -m bench latency cpu      # some groups; --scale 0.2 for a quick look
 
 Groups:
