@@ -35,6 +35,10 @@ def _job(store, total=6) -> JobSpec:
     return spec
 
 
+def _claim(store, job_id, index) -> bool:
+    return store.begin(job_id, index, 60, first=False).claimed
+
+
 def _result(i, status, tokens=10) -> Result:
     return Result(index=i, status=status, usage=Usage(tokens, tokens, 2 * tokens))
 
@@ -63,7 +67,7 @@ def test_missing_drop_and_counters(store):
 def test_mark_unstarted_passes_over_claimed_and_answered_rows(store):
     spec = _job(store)
     store.save(spec.job_id, _result(0, COMPLETED))
-    assert store.claim(spec.job_id, 1, 60)
+    assert store.begin(spec.job_id, 1, 60, first=False).claimed
     marked = store.mark_unstarted(spec.job_id, [0, 1, 2, 3], CANCELLED, "stop")
     assert marked == 2
     got = store.get(spec.job_id, range(6))
@@ -95,10 +99,11 @@ def test_begin_finds_the_result_then_the_stop_then_claims(store):
     # finish saves the row, counts it, and lets the claim go in the same step.
     assert store.finish(job, _result(1, COMPLETED))
     assert not store.finish(job, _result(1, FAILED)), "first writer wins"
-    assert store.claim(job, 1, 60), "the claim was released"
-    store.release(job, 1)
     p = store.progress(job)
     assert p.done == 2 and p.by_status == {COMPLETED: 2} and p.total_tokens == 34
+    assert store.drop(job, [COMPLETED], [1]) == 1
+    assert store.begin(job, 1, 60, first=False).claimed, "the claim was released"
+    store.release(job, 1)
 
     store.stop(job, CANCELLED, "stopped by test")
     start = store.begin(job, 2, 60, first=True)
@@ -127,24 +132,24 @@ def test_redis_claim_outlives_its_lease_while_held_and_lapses_after(redis_server
     url = fresh_db(redis_server.url, 11)
     holder, other = RedisStore(url, lease_s=1.0), RedisStore(url, lease_s=1.0)
     spec = _job(holder)
-    assert holder.claim(spec.job_id, 0, 60)
+    assert _claim(holder, spec.job_id, 0)
     time.sleep(2.5)  # more than two leases: renewed in the background meanwhile
-    assert not other.claim(spec.job_id, 0, 60), "a live holder keeps its claim"
+    assert not _claim(other, spec.job_id, 0), "a live holder keeps its claim"
     holder.release(spec.job_id, 0)
-    assert other.claim(spec.job_id, 0, 60), "released: free at once"
+    assert _claim(other, spec.job_id, 0), "released: free at once"
 
     # A holder that dies (here: a process killed with SIGKILL) stops renewing.
     script = (
         "import os, signal, sys\n"
         "from worker.store import RedisStore\n"
         f"s = RedisStore({url!r}, lease_s=1.0)\n"
-        f"assert s.claim({spec.job_id!r}, 1, 60)\n"
+        f"assert s.begin({spec.job_id!r}, 1, 60, first=False).claimed\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=False)
-    assert not other.claim(spec.job_id, 1, 60), "the dead holder's lease has not lapsed yet"
+    assert not _claim(other, spec.job_id, 1), "the dead holder's lease has not lapsed yet"
     time.sleep(1.5)
-    assert other.claim(spec.job_id, 1, 60), "lapsed one lease after its holder died"
+    assert _claim(other, spec.job_id, 1), "lapsed one lease after its holder died"
 
 
 def test_lease_follows_the_visibility_timeout():

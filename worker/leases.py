@@ -56,15 +56,9 @@ class Leases:
     def token() -> str:
         return uuid.uuid4().hex
 
-    def take(self, key: str, hold_s: float) -> bool:
-        token = self.token()
-        if not self.redis.set(key, token, nx=True, px=int(self.lease_s * 1000)):
-            return False
-        self.adopt(key, token, hold_s)
-        return True
-
     def adopt(self, key: str, token: str, hold_s: float) -> None:
-        """Keep renewing a claim this process has just set (by `take`, or a store script)."""
+        """Keep renewing, for up to `hold_s`, a claim this process has just set with `token`
+        (the store's begin script sets it with a lease of `lease_s`)."""
         with self._lock:
             self._held[key] = (token, time.monotonic() + hold_s)
             if self._thread is None:

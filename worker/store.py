@@ -87,7 +87,6 @@ class RowStart:
 class Store(Protocol):
     def create_job(self, spec: JobSpec) -> None: ...
     def job(self, job_id: str) -> JobSpec: ...
-    def claim(self, job_id: str, index: int, ttl_s: float) -> bool: ...
     def release(self, job_id: str, index: int) -> None: ...
     def save(self, job_id: str, result: Result) -> bool: ...
     # The two calls a worker makes per row (one round trip each): look at the row and claim
@@ -263,10 +262,6 @@ class RedisStore:
         if raw is None:
             raise KeyError(f"no job {job_id!r} in {mask_url(self.url)}")
         return JobSpec.from_json(json.loads(raw))
-
-    def claim(self, job_id: str, index: int, ttl_s: float) -> bool:
-        """Claim a row for up to `ttl_s`; the claim lapses `lease_s` after this process dies."""
-        return self._leases.take(self._key(job_id, f"claim:{index}"), ttl_s)
 
     def release(self, job_id: str, index: int) -> None:
         self._leases.drop(self._key(job_id, f"claim:{index}"))
@@ -479,14 +474,6 @@ class LocalStore:
         if row is None:
             raise KeyError(f"job {job_id!r} has no spec in {self.path(job_id)}")
         return JobSpec.from_json(json.loads(row[0]))
-
-    def claim(self, job_id: str, index: int, ttl_s: float) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if self._claims.get((job_id, index), 0) > now:
-                return False
-            self._claims[(job_id, index)] = now + ttl_s
-            return True
 
     def release(self, job_id: str, index: int) -> None:
         with self._lock:

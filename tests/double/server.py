@@ -30,6 +30,24 @@ from .state import (
 )
 
 
+def answer_round(question, turn, messages, markers, plan, schema):
+    """What a Responses or Chat request gets this round: the tool calls the plan asks for
+    (text None), or the final answer, cut short for an incomplete marker; with its usage.
+
+    Returns (markers, text, prompt tokens, completion tokens); a tool round drops the outcome
+    markers, which end the answering round only.
+    """
+    if plan.calls:
+        markers = replace(markers, outcome=None)
+        arguments = [call.text for call in plan.calls]
+        prompt, completion = expect.tool_round_usage(messages, arguments, markers.reasoning)
+        return markers, None, prompt, completion
+    answer = expect.final_answer(question, turn, schema=schema, outputs=plan.outputs)
+    text = expect.partial_answer(answer) if markers.outcome == "incomplete" else answer
+    prompt, completion = expect.usage_for(messages, text, markers.reasoning)
+    return markers, text, prompt, completion
+
+
 def input_items(value: object) -> list[Item]:
     """Responses/Conversations input: a string, or a list of message, function_call and
     function_call_output items (other item types are ignored)."""
@@ -106,16 +124,10 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
     question, turn, messages = dialogue(body.get("instructions"), context)
     markers = parse_markers(question)
     plan = tools.plan(question, markers, body.get("tools"), context)
-    text = ""
-    if plan.calls:
-        markers = replace(markers, outcome=None)  # outcome markers end the answering round
-        arguments = [call.text for call in plan.calls]
-        prompt, completion = expect.tool_round_usage(messages, arguments, markers.reasoning)
-    else:
-        schema = tools.responses_schema(body.get("text"))
-        answer = expect.final_answer(question, turn, schema=schema, outputs=plan.outputs)
-        text = expect.partial_answer(answer) if markers.outcome == "incomplete" else answer
-        prompt, completion = expect.usage_for(messages, text, markers.reasoning)
+    schema = tools.responses_schema(body.get("text"))
+    markers, text, prompt, completion = answer_round(
+        question, turn, messages, markers, plan, schema
+    )
     headers = double.admit("response", question, markers, prompt + completion)
     await double.delay(markers)
 
@@ -201,16 +213,10 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
     question, turn, prompt_messages = dialogue(None, items)
     markers = parse_markers(question)
     plan = tools.plan(question, markers, body.get("tools"), items)
-    text = None
-    if plan.calls:
-        markers = replace(markers, outcome=None)  # outcome markers end the answering round
-        arguments = [call.text for call in plan.calls]
-        prompt, completion = expect.tool_round_usage(prompt_messages, arguments, markers.reasoning)
-    else:
-        schema = tools.chat_schema(body.get("response_format"))
-        answer = expect.final_answer(question, turn, schema=schema, outputs=plan.outputs)
-        text = expect.partial_answer(answer) if markers.outcome == "incomplete" else answer
-        prompt, completion = expect.usage_for(prompt_messages, text, markers.reasoning)
+    schema = tools.chat_schema(body.get("response_format"))
+    markers, text, prompt, completion = answer_round(
+        question, turn, prompt_messages, markers, plan, schema
+    )
     headers = double.admit("chat", question, markers, prompt + completion)
     await double.delay(markers)
     if plan.continuing:
