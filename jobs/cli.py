@@ -1,8 +1,10 @@
 """The `askbatch` command. `main(argv)` returns the exit code, so tests call it directly.
 
 Exit codes: 0 every row completed; 1 the CSV was written but some rows did not complete;
-2 bad input, usage or configuration (nothing was sent); 3 the CSV was written but the spending
-cap (--max-cost) stopped the job, rows not started are `skipped`; 130 interrupted.
+2 bad input, usage or configuration, or the API refused the key, the model or a setting every
+row sends (worker/fatal: the rows not asked stay `pending`, for `askbatch resume`); 3 a
+spending limit stopped the job: the spending cap (--max-cost; rows not started are `skipped`)
+or the account's own credit or quota (rows not asked are `pending`); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from jobs.submit import (
 )
 from worker import local, pricing, runtime, spending
 from worker.errors import AskbatchError, ConfigError
+from worker.fatal import Halt, classify, is_halt
 from worker.models import CANCELLED, COMPLETED, JobSpec, Row
 from worker.profile import Profile
 from worker.retry import short_error
@@ -263,10 +266,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = record_for(sheet, out, control.mode_of(settings))
     try:
         spec = create_job(settings, sheet, store, profile)
-    except openai.AuthenticationError as exc:
-        msg = f"the API refused the key ({short_error(exc)}); check OPENAI_API_KEY"
-        raise ConfigError(msg) from None
     except openai.OpenAIError as exc:
+        model = settings.model or profile.model or DEFAULT_MODEL
+        if halt := classify(
+            exc, provider=settings.provider, base_url=settings.base_url, model=model
+        ):
+            error = AskbatchError(halt.message)
+            error.exit_code = halt.exit_code
+            raise error from None
         raise ConfigError(f"could not set up the job: {short_error(exc)}") from None
 
     mode = (
@@ -335,13 +342,9 @@ def _execute(
         local.stop_all()
         os._exit(130)  # in-flight HTTP requests are abandoned, not waited for
     show.close()
-    write_answers(
-        sheet,
-        lambda idx: store.get(spec.job_id, idx),
-        out,
-        sanitize=not args.no_sanitize,
-        extra_columns=Profile.from_json(spec.profile).answer_columns(),
-    )
+    if is_halt(halt := store.stopped(spec.job_id)):
+        return _halted(Halt(*halt), store, spec, sheet, out, args, say)
+    _write(store, spec, sheet, out, args)
     if (stop := store.stopped(spec.job_id)) and stop[0] == CANCELLED:
         say(f"job {spec.job_id} was cancelled: rows not started are `cancelled`")
     if not args.quiet:
@@ -353,6 +356,46 @@ def _execute(
         say(f"the spending cap of ${spec.max_cost} stopped the job: rows not started are skipped")
         return 3
     return 0 if progress.by_status.get(COMPLETED, 0) == spec.total else 1
+
+
+def _write(
+    store: Store, spec: JobSpec, sheet: Worksheet, out: Path, args: argparse.Namespace, **kw: Any
+) -> None:
+    write_answers(
+        sheet,
+        lambda idx: store.get(spec.job_id, idx),
+        out,
+        sanitize=not args.no_sanitize,
+        extra_columns=Profile.from_json(spec.profile).answer_columns(),
+        **kw,
+    )
+
+
+def _halted(
+    halt: Halt,
+    store: Store,
+    spec: JobSpec,
+    sheet: Worksheet,
+    out: Path,
+    args: argparse.Namespace,
+    say: Callable[[str], None],
+) -> int:
+    """An error no retry can mend stopped the job (worker/fatal): say the cause and the fix,
+    and how to go on. The rows not asked stay `pending`; the CSV holds what was answered,
+    and is not written when nothing could be (exit 2)."""
+    progress = store.progress(spec.job_id)
+    answered = progress.by_status.get(COMPLETED, 0)
+    left = spec.total - progress.done
+    print(f"askbatch: error: {halt.message}", file=sys.stderr)
+    if halt.exit_code == 3 or answered:
+        _write(store, spec, sheet, out, args, pending_reason=f"not asked: {halt.message}")
+        say(f"answers so far: {out} ({answered} completed, {left} pending)")
+    print(
+        f"job {spec.job_id} stopped with {left} of {spec.total} rows not asked; once that is "
+        f"fixed, `askbatch resume {spec.job_id}` asks them",
+        file=sys.stderr,
+    )
+    return halt.exit_code
 
 
 def _say(args: argparse.Namespace) -> Callable[[str], None]:
@@ -372,13 +415,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     sheet = check_worksheet(job.record, job.id)
     out = args.output or Path(job.record.output)
     check_output_path(out, sheet.path, args.overwrite)
-    write_answers(
-        sheet,
-        lambda idx: job.store.get(job.id, idx),
-        out,
-        sanitize=not args.no_sanitize,
-        extra_columns=Profile.from_json(job.spec.profile).answer_columns(),
-    )
+    stop = job.store.stopped(job.id)
+    reason = f"not asked: {stop[1]}" if is_halt(stop) else ""
+    _write(job.store, job.spec, sheet, out, args, pending_reason=reason)
     progress = job.store.progress(job.id)
     left = job.spec.total - progress.done
     print(

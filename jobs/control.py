@@ -21,6 +21,7 @@ from jobs.record import DISTRIBUTED, EMBEDDED, JobRecord, input_key
 from jobs.submit import task_groups
 from worker import runtime
 from worker.errors import ConfigError
+from worker.fatal import is_halt
 from worker.models import CANCELLED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row
 from worker.settings import Settings, mask_url
 from worker.store import LocalStore, Progress, Store
@@ -159,6 +160,8 @@ def _state(job: Job, progress: Progress) -> str:
     left = job.spec.total - progress.done
     if left <= 0:
         return "finished" + (f" ({stop[1]})" if stop else "")
+    if is_halt(stop):
+        return f"halted: {stop[1]}; {left} rows not asked yet (then: askbatch resume {job.id})"
     if stop:
         return f"stopping: {stop[1]}; {left} rows without a result yet"
     if job.record.mode == EMBEDDED:
@@ -199,7 +202,8 @@ def cancel(job: Job) -> str:
 def finish_stopped(store: Store, spec: JobSpec) -> None:
     """After a stopped job's local pool has drained, the rows it never fed get the stop's
     status: `cancelled` after a cancel, `skipped` at the spending cap."""
-    if stop := store.stopped(spec.job_id):
+    stop = store.stopped(spec.job_id)
+    if stop and not is_halt(stop):  # a halted job's rows stay pending, to be resumed
         store.mark_unstarted(spec.job_id, store.missing(spec.job_id, spec.total), *stop)
 
 

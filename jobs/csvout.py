@@ -42,6 +42,7 @@ def write_answers(
     sanitize: bool = True,
     chunk: int = 1000,
     extra_columns: Sequence[str] = (),
+    pending_reason: str = "",
 ) -> Path:
     """Write the answers CSV for `sheet` to `out_path` atomically and return `out_path`.
 
@@ -50,8 +51,9 @@ def write_answers(
     is written as "askbatch_<name>"; the input column keeps its name.
 
     `fetch(indices)` returns the results of a chunk of row indices; a row without a result
-    is written with status "pending" and empty result cells. With `sanitize`, cells askbatch
-    writes (never the input's own cells) that Excel would run as a formula get a leading "'".
+    is written with status "pending", `pending_reason` as its error, and empty result cells.
+    With `sanitize`, cells askbatch writes (never the input's own cells) that Excel would run
+    as a formula get a leading "'".
     """
     out_path = Path(out_path)
     if _same_file(out_path, sheet.path):
@@ -63,7 +65,7 @@ def write_answers(
         writer = csv.writer(f, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
         writer.writerow(header)
         for cells, result in _joined(sheet, fetch, chunk):
-            ours = _result_cells(result, extra_columns)
+            ours = _result_cells(result, extra_columns, pending_reason)
             writer.writerow(cells + ([_neutralise(c) for c in ours] if sanitize else ours))
     return out_path
 
@@ -91,9 +93,13 @@ def _joined(
             yield cells, results.get(index)
 
 
-def _result_cells(result: Result | None, extra_columns: Sequence[str]) -> list[str]:
+def _result_cells(
+    result: Result | None, extra_columns: Sequence[str], pending_reason: str = ""
+) -> list[str]:
     if result is None:
-        return [PENDING] + [""] * (len(RESULT_COLUMNS) - 1 + len(extra_columns))
+        cells = [PENDING] + [""] * (len(RESULT_COLUMNS) - 1 + len(extra_columns))
+        cells[RESULT_COLUMNS.index("error")] = pending_reason
+        return cells
     columns = result.columns()
     extra = getattr(result, "extra", None) or {}
     return [columns[name] for name in RESULT_COLUMNS] + [

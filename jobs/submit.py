@@ -16,6 +16,7 @@ from datetime import datetime
 
 from jobs.intake import Worksheet
 from worker import runtime, spending
+from worker.fatal import is_halt
 from worker.models import SKIPPED, JobSpec, Result, Row
 from worker.profile import Profile, load_profile
 from worker.providers.assistants import ensure_assistant
@@ -187,8 +188,9 @@ def wait(
     idle_after_s: float = 20.0,
     wake: threading.Event | None = None,
 ) -> Progress:
-    """Poll the store until every row has a result (or the local pool has ended, which
-    sets `wake`: then at once rather than at the next poll)."""
+    """Poll the store until every row has a result, the job is halted with no row left in
+    flight (worker/fatal), or the local pool has ended, which sets `wake`: then at once
+    rather than at the next poll."""
     t0 = time.monotonic()
     warned = False
     while True:
@@ -197,6 +199,8 @@ def wait(
         if progress.done >= spec.total:
             return progress
         if finished():
+            return store.progress(spec.job_id)
+        if is_halt(store.stopped(spec.job_id)) and store.in_flight(spec.job_id) == 0:
             return store.progress(spec.job_id)
         if (
             on_idle

@@ -23,6 +23,32 @@ from tests.double.fixture import start_double
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk-test-0123456789abcdef"  # planted: must never show up in outputs or logs
 
+# The virtual environment that holds only what `pip install .` puts there (scripts/test builds
+# it): every `askbatch` process the tests start comes from it, so a dependency that only the
+# test packages bring along cannot hide. Without it (a bare `pytest`), this interpreter is used.
+RUNTIME = os.environ.get("ASKBATCH_TEST_RUNTIME", "")
+# The function tools the tests' profiles name live in `tests/`: worker processes of the runtime
+# environment see that one package through PYTHONPATH, and not the source tree's worker/ and
+# jobs/, so that they run the installed askbatch.
+_TOOLS_PATH = ROOT / ".pytest-path"
+
+
+def askbatch_command() -> list[str]:
+    """The `askbatch` command as a user runs it."""
+    if RUNTIME:
+        return [str(Path(RUNTIME) / "bin" / "askbatch")]
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the tests through scripts/test (ASKBATCH_TEST_RUNTIME)")
+    return [sys.executable, "-m", "jobs"]
+
+
+def _tools_path() -> str:
+    _TOOLS_PATH.mkdir(exist_ok=True)
+    link = _TOOLS_PATH / "tests"
+    if not link.exists():
+        link.symlink_to(ROOT / "tests", target_is_directory=True)
+    return str(_TOOLS_PATH)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -124,6 +150,8 @@ def base_env(tmp_path: Path, double) -> dict[str, str]:
         ASKBATCH_BACKOFF_CAP="0.5",
         PYTHONUNBUFFERED="1",
     )
+    if RUNTIME:
+        env["PYTHONPATH"] = _tools_path()
     return env
 
 
@@ -157,9 +185,7 @@ def start_workers(
         procs.append(
             subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "jobs",
+                    *askbatch_command(),
                     "worker",
                     "--concurrency",
                     str(concurrency),
@@ -204,7 +230,7 @@ class Run:
 
 def askbatch(args: list[str], env: dict[str, str], output: Path, timeout: float = 240) -> Run:
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs", *args],
+        [*askbatch_command(), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -8,7 +8,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, askbatch_command
 
 JOB_ID = re.compile(r"job (\d{8}-\d{6}-[0-9a-f]{6})")
 
@@ -51,7 +50,7 @@ class Background:
     @classmethod
     def start(cls, args: list[str], env: dict[str, str], log: Path) -> Background:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jobs", *args],
+            [*askbatch_command(), *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

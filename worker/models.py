@@ -68,8 +68,11 @@ class Usage:
     total_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # False when the server sent no usage at all: the cells are then empty, not a made-up 0.
+    reported: bool = True
 
     def add(self, other: Usage) -> None:
+        self.reported = self.reported and other.reported
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.total_tokens += other.total_tokens
@@ -113,15 +116,16 @@ class Result:
     def columns(self) -> dict[str, str]:
         """The result as output-CSV cells, keyed by RESULT_COLUMNS."""
         u = self.usage
+        count = str if u.reported else (lambda _: "")
         return {
             "status": self.status,
             "answer": self.answer,
             "error": self.error,
-            "prompt_tokens": str(u.prompt_tokens),
-            "completion_tokens": str(u.completion_tokens),
-            "total_tokens": str(u.total_tokens),
-            "cached_tokens": str(u.cached_tokens),
-            "reasoning_tokens": str(u.reasoning_tokens),
+            "prompt_tokens": count(u.prompt_tokens),
+            "completion_tokens": count(u.completion_tokens),
+            "total_tokens": count(u.total_tokens),
+            "cached_tokens": count(u.cached_tokens),
+            "reasoning_tokens": count(u.reasoning_tokens),
             "cost_usd": money(self.cost_usd),
             "model": self.model,
             "thread_id": self.thread_id,

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx2
 import openai
 
+from worker.fatal import is_quota, one_line
+
 if TYPE_CHECKING:
     from worker.budget import Budget
 
@@ -25,11 +27,26 @@ class RowTimeout(Exception):
     """Raised when a row's deadline passes before its API calls could finish."""
 
 
+class TooLate(Exception):
+    """Raised when the server asks to wait longer than the row has left: the row fails now
+    instead of sleeping into its deadline."""
+
+
+class Halted(Exception):
+    """Raised before a request when the job has been halted meanwhile (worker/fatal)."""
+
+
 def is_retryable(exc: BaseException) -> bool:
     # Errors raised while reading a stream come from the HTTP library, not the SDK.
     if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
         return True
     if isinstance(exc, openai.APIStatusError):
+        # The server's own word wins, as in the SDK's retry loop (which askbatch switches off).
+        should = exc.response.headers.get("x-should-retry")
+        if should in ("true", "false"):
+            return should == "true"
+        if is_quota(exc):  # an empty account stays empty however long we wait
+            return False
         return exc.status_code in (408, 429) or exc.status_code >= 500
     return False
 
@@ -57,18 +74,24 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 def short_error(exc: BaseException) -> str:
-    """One line for the `error` column: the status and the server's message, no request dump."""
+    """One line for the `error` column: the status and the server's message, no request dump
+    (a server's multi-line message, a traceback say, is folded into one shortened line)."""
     if isinstance(exc, openai.APIStatusError):
         message = exc.message
         body = exc.body
         if isinstance(body, dict):
-            message = body.get("message") or (body.get("error") or {}).get("message") or message
-        return f"HTTP {exc.status_code}: {message}"[:500]
+            inner = body.get("error")
+            message = (
+                body.get("message")
+                or (inner.get("message") if isinstance(inner, dict) else inner)
+                or message
+            )
+        return one_line(f"HTTP {exc.status_code}: {message}")
     if isinstance(exc, openai.APITimeoutError):
         return "request timed out"
     if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-        return f"connection error: {exc.__cause__ or exc}"[:500]
-    return f"{type(exc).__name__}: {exc}"[:500]
+        return one_line(f"connection error: {exc.__cause__ or exc}")
+    return one_line(f"{type(exc).__name__}: {exc}")
 
 
 class Retrier:
@@ -87,8 +110,11 @@ class Retrier:
         cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         budget: Budget | None = None,
+        halted: Callable[[], bool] = lambda: False,
     ) -> None:
         self.max_attempts = max_attempts
+        # True once the job is halted (worker/fatal): no further request of the row is sent.
+        self.halted = halted
         # The job's shared rate budget (worker/budget): every attempt books its place in it.
         self.budget = budget
         self.deadline = deadline
@@ -121,6 +147,8 @@ class Retrier:
         attempt = 1
         budget = self.budget
         while True:
+            if self.halted():
+                raise Halted
             booking = budget.acquire(kwargs, self.deadline) if budget is not None else None
             try:
                 result = fn(*args, timeout=self.timeout(), **kwargs)
@@ -133,6 +161,11 @@ class Retrier:
                 if wait >= self.remaining():
                     if isinstance(exc, openai.APITimeoutError):
                         raise RowTimeout from exc
+                    if (asked := retry_after(exc)) is not None:
+                        raise TooLate(
+                            f"{short_error(exc)} (the server asked to wait {asked:g}s, more "
+                            f"than the {max(self.remaining(), 0):.0f}s the row has left)"
+                        ) from exc
                     raise
                 self._sleep(wait)
                 self.retries += 1

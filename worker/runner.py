@@ -9,15 +9,39 @@ from collections.abc import Callable
 from worker import spending
 from worker.budget import Budget, budget_for
 from worker.cancel import watch_for
+from worker.fatal import Halt, classify, is_halt, one_line
 from worker.models import COMPLETED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row, Usage
 from worker.profile import Profile
 from worker.providers.base import Provider, Thread, Turn
-from worker.retry import Retrier, RowTimeout, short_error
+from worker.retry import Halted, Retrier, RowTimeout, TooLate, short_error
 from worker.store import Store
 from worker.structured import split_answer
 from worker.tools import ToolLog
 
 log = logging.getLogger(__name__)
+
+
+class JobHalt(Exception):
+    """Raised out of a row whose API error no retry can mend (worker/fatal): the job stops."""
+
+    def __init__(self, halt: Halt) -> None:
+        super().__init__(halt.message)
+        self.halt = halt
+
+
+# Jobs this process has seen halted: its rows in flight send no further request (the other
+# processes learn it from the store when they come to their next row).
+_halted: set[str] = set()
+
+
+def _still_halted(store: Store, job_id: str) -> bool:
+    """Seen halted here, and not resumed since (a resume lifts the store's stop)."""
+    if job_id not in _halted:
+        return False
+    if is_halt(store.stopped(job_id)):
+        return True
+    _halted.discard(job_id)
+    return False
 
 
 class RowBusy(Exception):
@@ -56,7 +80,12 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
             if done.status != COMPLETED and not spec.continue_on_error:
                 broken = broken or done
             continue
-        if stop := start.stop:
+        if (stop := start.stop) and is_halt(stop):
+            # Halted (a refused key, an empty account...): the rest stays unasked, without a
+            # result, so that `askbatch resume` asks it once the cause is fixed.
+            _halted.add(spec.job_id)
+            break
+        if stop:
             # Rows not started are not sent; `askbatch cancel` marks only unclaimed rows, and
             # the claim is taken in the same step as this look, so each row gets one result.
             store.save(spec.job_id, Result(index=row.index, status=stop[0], error=stop[1]))
@@ -75,8 +104,20 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
             else:
                 with watch_for(store).row(spec.job_id) as on_run:
                     budget = budget_for(store, spec, row.model or spec.model)
-                    result, thread = answer_row(spec, provider, thread, row, schema, on_run, budget)
+                    halted = lambda: _still_halted(store, spec.job_id)  # noqa: E731
+                    result, thread = answer_row(
+                        spec, provider, thread, row, schema, on_run, budget, halted
+                    )
                 answered += 1
+        except (JobHalt, Halted) as exc:
+            # The row stays without a result (its claim is let go below) and so does the rest.
+            if isinstance(exc, JobHalt):
+                _halted.add(spec.job_id)
+                store.stop(spec.job_id, exc.halt.status, exc.halt.message)
+                log.warning("job %s halted: %s", spec.job_id, exc.halt.message)
+            if held:
+                spending.settle(store, spec, Result(row.index, FAILED))  # gives the hold back
+            return answered
         finally:
             if result is None:  # the store failed under us: let another delivery take the row
                 store.release(spec.job_id, row.index)
@@ -98,6 +139,7 @@ def answer_row(
     schema: dict | None = None,
     on_run: Callable[[Callable[[], None]], None] | None = None,
     budget: Budget | None = None,
+    halted: Callable[[], bool] = lambda: False,
 ) -> tuple[Result, Thread | None]:
     """Run one question; every failure becomes the row's result, never an exception.
 
@@ -111,6 +153,7 @@ def answer_row(
         base=spec.backoff_s,
         cap=spec.backoff_cap_s,
         budget=budget,
+        halted=halted,
     )
     if on_run is not None:
         retrier.on_run = on_run
@@ -121,10 +164,20 @@ def answer_row(
         turn = provider.ask(thread, row, retrier, tools)
     except RowTimeout:
         turn = Turn(EXPIRED, error=f"no answer within the row timeout of {spec.timeout_s:g}s")
-    except Exception as exc:  # one failing row never stops the job
+    except (Halted, TooLate) as exc:
+        if isinstance(exc, Halted):
+            raise
+        turn = Turn(status=FAILED, error=str(exc))
+    except Exception as exc:  # one failing row never stops the job, unless every row would fail
+        model = row.model or spec.model
+        if halt := classify(exc, provider=spec.provider, base_url=spec.base_url, model=model):
+            raise JobHalt(halt) from exc
         if not _expected(exc):
             log.exception("row %s (id %s) failed unexpectedly", row.index + 1, row.id)
         turn = Turn(status=FAILED, error=short_error(exc))
+    if turn.status == COMPLETED and not turn.answer.strip():
+        # A server that cut the answer off (or sent none) must not pass for an answer.
+        turn.status, turn.error = FAILED, "the server sent an empty answer"
     extra: dict[str, str] = {}
     if schema is not None and turn.status == COMPLETED:
         extra, problem = split_answer(turn.answer, schema)
@@ -135,7 +188,7 @@ def answer_row(
         index=row.index,
         status=turn.status,
         answer=turn.answer,
-        error="; ".join(e for e in errors if e),
+        error=one_line("; ".join(e for e in errors if e), 1000),
         usage=turn.usage,
         model=turn.model,
         thread_id=thread.id if thread else "",

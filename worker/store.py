@@ -120,6 +120,8 @@ class Store(Protocol):
     def clear_stop(self, job_id: str) -> None: ...
     def hold(self, job_id: str) -> contextlib.AbstractContextManager: ...
     def busy(self, job_id: str) -> bool: ...
+    # Rows being answered right now (live claims): a halted job is over once none is left.
+    def in_flight(self, job_id: str) -> int: ...
 
 
 # Save a result only if the row has none, and count it once: atomic on the Redis server.
@@ -409,6 +411,11 @@ class RedisStore:
     def busy(self, job_id: str) -> bool:
         return False
 
+    def in_flight(self, job_id: str) -> int:
+        # Claims expire with their lease, so a dead worker's rows stop counting on their own.
+        pattern = self._key(job_id, "claim:*")
+        return sum(1 for _ in self.redis.scan_iter(match=pattern, count=1000))
+
 
 def _chunks(items: list, size: int = 500) -> Iterator[list]:
     for start in range(0, len(items), size):
@@ -672,6 +679,12 @@ class LocalStore:
             yield
         finally:
             os.close(fd)
+
+    def in_flight(self, job_id: str) -> int:
+        now = time.monotonic()
+        with self._lock:
+            claims = self._claims.items()
+            return sum(1 for (job, _), until in claims if job == job_id and until > now)
 
     def busy(self, job_id: str) -> bool:
         try:

@@ -221,7 +221,7 @@ def _tool_names(run: Any) -> str:
 
 def _usage(u: Any) -> Usage:
     if u is None:
-        return Usage()
+        return Usage(reported=False)
     return Usage(
         prompt_tokens=u.prompt_tokens or 0,
         completion_tokens=u.completion_tokens or 0,

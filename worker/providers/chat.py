@@ -107,9 +107,9 @@ class ChatProvider:
 
 
 def _usage(u: dict[str, Any] | None) -> Usage:
-    # Some compatible servers omit usage; zero is then the honest "not reported".
+    # Some compatible servers omit usage: the row's token cells are then left empty.
     if not u:
-        return Usage()
+        return Usage(reported=False)
     prompt = u.get("prompt_tokens") or 0
     completion = u.get("completion_tokens") or 0
     return Usage(

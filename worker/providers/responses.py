@@ -111,7 +111,7 @@ def output_text(response: Mapping[str, Any]) -> str:
 
 
 def turn_from_response(response: Mapping[str, Any]) -> Turn:
-    usage = Usage()
+    usage = Usage(reported=False)  # some compatible servers send none
     if u := response.get("usage"):
         usage = Usage(
             prompt_tokens=u.get("input_tokens") or 0,
