@@ -68,6 +68,8 @@ def load(path: Path, prices: pricing.PriceBook = pricing.NO_PRICES, base_url: st
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read as CSV: {str(e).splitlines()[0]}") from None
     notes: list[str] = []
+    # Empty token cells on a row that was sent: the server reported no usage (not 0 tokens).
+    unreported = frame["prompt_tokens"] == "" if "prompt_tokens" in frame else False
     for name in NUMBERS:
         if name not in frame:
             frame[name] = "0"
@@ -90,6 +92,7 @@ def load(path: Path, prices: pricing.PriceBook = pricing.NO_PRICES, base_url: st
     # A row that reached the API made at least one attempt; skipped, cancelled before it
     # started and pending rows made none.
     frame["sent"] = frame["attempts"] > 0
+    frame["no_usage"] = frame["sent"] & unreported
     used = (frame["prompt_tokens"] + frame["completion_tokens"]) > 0
     frame["unpriced"] = frame["cost"].isna() & used
     # Decimal for sums; float only to sort by.
@@ -211,6 +214,11 @@ def summarize(answers: Answers, name: str | None = None) -> Summary:
         }
     costliest = f[f["cost_order"] > 0].nlargest(COSTLIEST, "cost_order")
     notes = list(answers.notes)
+    if (n := int(f["no_usage"].sum())) > 0:
+        notes.append(
+            f"{rows(n)} had no usage reported by the server: their token cells are empty, "
+            "and the token totals leave them out"
+        )
     if (n := int(f["unpriced"].sum())) > 0:
         names = ", ".join(sorted(set(f.loc[f["unpriced"], "model"]) - {""})) or "unknown model"
         notes.append(

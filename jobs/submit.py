@@ -7,6 +7,7 @@ the same store.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -26,6 +27,11 @@ from worker.tools import ToolBox
 
 POLL_S = 0.25
 STOP_POLL_S = 0.2
+
+
+def safety_hash(value: str) -> str:
+    """The safety identifier as sent: a hash, so that the raw id never leaves this machine."""
+    return hashlib.sha256(value.encode()).hexdigest() if value else ""
 
 
 def new_job_id() -> str:
@@ -68,6 +74,7 @@ def create_job(
         max_tool_rounds=settings.max_tool_rounds,
         rpm=settings.rpm,
         tpm=settings.tpm,
+        safety_identifier=safety_hash(settings.safety_id),
         **spending.job_terms(settings, profile.max_output_tokens),
     )
     spending.check(spec)

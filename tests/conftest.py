@@ -127,7 +127,15 @@ def double() -> Iterator:
 
 
 # The double's global options as it starts; a test that changes them must not leak them.
-DOUBLE_OPTIONS = {"latency": 0.0, "rate_429": 0.0, "rate_500": 0.0, "seed": 0, "rpm": 0, "tpm": 0}
+DOUBLE_OPTIONS = {
+    "latency": 0.0,
+    "rate_429": 0.0,
+    "rate_500": 0.0,
+    "seed": 0,
+    "rpm": 0,
+    "tpm": 0,
+    "quota": 0,
+}
 
 
 @pytest.fixture

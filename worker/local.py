@@ -174,6 +174,10 @@ class LocalServer:
             str(self.ctx),
             # Threads beyond the idle cores slow llama.cpp down a lot (it spins on them).
             *(["--n_threads", str(self.threads)] if self.threads else []),
+            # By default the server cuts a running answer short when another request arrives,
+            # which would end rows `completed` with an empty answer.
+            "--interrupt_requests",
+            "False",
         ]
 
     def start(self, timeout_s: float = 300.0, say: Say = lambda msg: None) -> None:

@@ -167,6 +167,8 @@ class JobSpec:
     # The rate budget (worker.budget): requests and tokens per minute, "600,gpt-4o=100".
     rpm: str = ""
     tpm: str = ""
+    # sha256 of ASKBATCH_SAFETY_ID, sent as `safety_identifier`; never the raw value.
+    safety_identifier: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

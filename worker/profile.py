@@ -26,6 +26,8 @@ from typing import Any
 
 from worker.errors import ConfigError
 
+MIN_OUTPUT_TOKENS = 16  # the least the Responses API takes for max_output_tokens
+
 KEYS = {
     "name", "model", "instructions", "temperature", "top_p", "max_output_tokens", "tools",
     "response_format",
@@ -108,6 +110,12 @@ def load_profile(path: str | Path) -> Profile:
         values["max_output_tokens"] = _typed(
             raw["max_output_tokens"], int, f"{where}: max_output_tokens"
         )
+        if values["max_output_tokens"] < MIN_OUTPUT_TOKENS:
+            # OpenAI refuses less for every row (400 integer_below_min_value): say so now.
+            raise ConfigError(
+                f"{where}: max_output_tokens must be at least {MIN_OUTPUT_TOKENS} (the API's "
+                f"minimum), not {values['max_output_tokens']}"
+            )
     values["tools"] = tuple(
         _tool(t, f"{where}: tools[{i}]") for i, t in enumerate(raw.get("tools", []))
     )

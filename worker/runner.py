@@ -112,9 +112,10 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
         except (JobHalt, Halted) as exc:
             # The row stays without a result (its claim is let go below) and so does the rest.
             if isinstance(exc, JobHalt):
+                if spec.job_id not in _halted:  # once per process (the CLI says it too)
+                    log.info("job %s halted: %s", spec.job_id, exc.halt.message)
                 _halted.add(spec.job_id)
                 store.stop(spec.job_id, exc.halt.status, exc.halt.message)
-                log.warning("job %s halted: %s", spec.job_id, exc.halt.message)
             if held:
                 spending.settle(store, spec, Result(row.index, FAILED))  # gives the hold back
             return answered

@@ -76,6 +76,7 @@ ENV_VARS: dict[str, str] = {
     "answer_tokens": "ASKBATCH_ANSWER_TOKENS",
     "rpm": "ASKBATCH_RPM",
     "tpm": "ASKBATCH_TPM",
+    "safety_id": "ASKBATCH_SAFETY_ID",
 }
 DEFAULT_MODEL = "gpt-5-mini"  # when neither a flag, the environment nor the profile names one
 
@@ -119,6 +120,8 @@ class Settings:
     # minute, "600" or per model "600,gpt-4o=100"; "" = no limit of our own.
     rpm: str = ""
     tpm: str = ""
+    # Who the rows are asked for (a user or team id), sent hashed as `safety_identifier`.
+    safety_id: str = field(default="", repr=False)
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, dotenv: bool = True) -> Settings:

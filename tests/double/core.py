@@ -98,6 +98,13 @@ class Double:
         """
         if markers.bad_request:
             raise ApiError(400, "Invalid request (injected).")
+        if markers.no_retry:
+            raise ApiError(
+                503,
+                "The engine is currently overloaded (injected).",
+                type="server_error",
+                headers={"x-should-retry": "false"},
+            )
         fault = self.faults.transport_fault(question, kind, markers)
         if fault == "429":
             raise rate_limited(markers.retry_after)
@@ -157,8 +164,12 @@ def api(kind: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.
                         "You didn't provide an API key.",
                         code="invalid_api_key",
                     )
+                from . import accounts  # it builds on this module
+
+                await accounts.check(double, kind, request)
                 return await handler(double, request)
             except ApiError as error:
+                double.stats.errors[error.status] += 1
                 if error.status == 429:
                     double.stats.status_429 += 1
                 elif error.status == 500:

@@ -2,7 +2,8 @@
 
 A marker is ``[[name]]`` or ``[[name:arg:arg]]`` anywhere in the latest user message:
 ``[[429:N]]``/``[[429:N:S]]``, ``[[500:N]]``, ``[[reset:N]]`` fail the first N requests per
-(question, endpoint kind); ``[[400]]`` always fails; ``[[fail]]``, ``[[incomplete]]``,
+(question, endpoint kind); ``[[400]]`` always fails; ``[[noretry]]`` always gets a 503 with
+``x-should-retry: false``; ``[[fail]]``, ``[[incomplete]]``,
 ``[[expired]]``, ``[[cancelled]]``, ``[[requires_action]]``, ``[[never]]`` choose the outcome;
 ``[[sleep:S]]`` adds latency; ``[[cached:N]]``, ``[[reasoning:N]]`` fill usage details;
 ``[[callagain]]`` repeats function-tool rounds. ``[[call:NAME[:JSON-ARGS]]]``, ``[[badjson]]``
@@ -25,6 +26,7 @@ class Markers:
     n500: int = 0
     nreset: int = 0
     bad_request: bool = False
+    no_retry: bool = False
     outcome: str | None = None
     sleep: float = 0.0
     cached: int = 0
@@ -61,6 +63,8 @@ def parse_markers(text: str) -> Markers:
             found["nreset"] = int(_num(args, 0, 1))
         elif name == "400":
             found["bad_request"] = True
+        elif name == "noretry":
+            found["no_retry"] = True
         elif name in OUTCOMES:
             found.setdefault("outcome", name)
         elif name == "sleep":

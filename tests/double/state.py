@@ -32,6 +32,7 @@ class Config:
     seed: int = 0
     rpm: int = 0
     tpm: int = 0
+    quota: int = 0  # answering requests let through before 429 insufficient_quota (accounts)
 
     def update(self, options: dict) -> None:
         for name, value in options.items():
@@ -77,6 +78,8 @@ class Stats:
     tool_outputs: Counter = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
+    errors: Counter = field(default_factory=Counter)  # every error answered, by HTTP status
+    quota_used: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -90,6 +93,8 @@ class Stats:
             "tool_outputs": dict(self.tool_outputs),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
+            "errors": {str(status): n for status, n in self.errors.items()},
+            "quota_used": self.quota_used,
             "cpu_s": time.process_time(),
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,9 +51,23 @@ class JobContext:
         self.spec = spec
         self.profile = Profile.from_json(spec.profile)
         self.toolbox = ToolBox(self.profile.tools)
+        self._per_model: dict[str, dict[str, Any]] = {}
 
     def model(self, row: Row) -> str:
         return row.model or self.spec.model
+
+    def per_request(self, model: str) -> dict[str, Any]:
+        """What responses and chat send besides the row: one prompt cache key per job and
+        model, so that rows sharing the instructions reach the same cache, and the hashed
+        safety identifier when the user set one."""
+        params = self._per_model.get(model)
+        if params is None:
+            digest = hashlib.sha256(f"{self.spec.job_id}\0{model}".encode()).hexdigest()
+            params = {"prompt_cache_key": f"askbatch-{digest[:32]}"}
+            if self.spec.safety_identifier:
+                params["safety_identifier"] = self.spec.safety_identifier
+            self._per_model[model] = params
+        return params
 
     def instructions(self, row: Row) -> str:
         return row.instructions or self.spec.instructions

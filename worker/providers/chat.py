@@ -54,12 +54,16 @@ class ChatProvider:
         turn_messages: list[dict[str, Any]] = [{"role": "user", "content": row.question}]
         usage = Usage()
         rounds = 0
+        model = self.job.model(row)
+        # The local model's server keeps its own prompt cache per slot: nothing to key there.
+        per_request = {} if self.job.spec.provider == "local" else self.job.per_request(model)
         while True:
             completion = retrier.call(
                 read_json,
                 self.client.chat.completions.with_raw_response.create,
                 **self.static,
-                model=self.job.model(row),
+                **per_request,
+                model=model,
                 messages=[*system, *thread.history, *turn_messages],
             )
             usage.add(_usage(completion.get("usage")))

@@ -41,9 +41,11 @@ class ResponsesProvider:
         return Thread(id=conversation["id"])
 
     def ask(self, thread: Thread, row: Row, retrier: Retrier, tools: ToolLog) -> Turn:
+        model = self.job.model(row)
         params: dict[str, Any] = {
             **self.static,
-            "model": self.job.model(row),
+            **self.job.per_request(model),
+            "model": model,
             "conversation": thread.id,
             # A plain string is the API's shorthand for one user message. The SDK walks a
             # list of message dicts through its type transform, which cost about 1 ms of CPU
