@@ -1,0 +1,168 @@
+"""askbatch end to end against real servers nobody here wrote, offline, on the bundled model.
+
+The bundled SmolLM2 model is served by llama-cpp-python's server (worker/local.py's
+LocalServer); in front of it run OGX (Responses, Conversations and Chat Completions APIs) and
+the LiteLLM proxy (Chat Completions), each installed at pinned versions by
+scripts/real-servers. The real `askbatch run` answers a small threaded worksheet through each.
+Skipped where those are not installed, except in CI, where scripts/test installs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.conftest import API_KEY, askbatch, base_env, free_port, write_csv
+from tests.real_servers import servers
+from worker import local
+
+# Two threads of two turns and one lone row: short sums, so short answers.
+WORKSHEET = [
+    ["a1", "sums", "What is 2 + 3?"],
+    ["a2", "sums", "Now add 4 to that."],
+    ["b1", "diffs", "What is 10 - 7?"],
+    ["b2", "diffs", "Now double that."],
+    ["c1", "", "What is 6 times 7?"],
+]
+# Every answer is capped, far above what these questions get, so that a model that rambles
+# cannot hold the suite up; temperature 0 keeps the answers the same from run to run.
+PROFILE = """\
+instructions = "Answer in one short sentence."
+temperature = 0
+max_output_tokens = 400
+"""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def need(missing: str, how: str) -> None:
+    """Skip for want of something not installed here; in CI, fail instead."""
+    if in_ci():
+        pytest.fail(f"{missing}: CI must run the real-server tests ({how})")
+    pytest.skip(f"{missing}; {how}")
+
+
+def installed(variable: str, default: Path) -> Path:
+    path = servers.executable(variable, default)
+    if not os.access(path, os.X_OK):
+        need(f"{path} is not installed ({variable})", "install it with scripts/real-servers")
+    return path
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory) -> Iterator[local.LocalServer]:
+    """The bundled model's llama.cpp server on a free loopback port, as --provider local runs it."""
+    missing = local.missing_modules((*local.SERVER_MODULES, local.MODEL_PACKAGE))
+    if missing:
+        need(
+            f"the local extra is not installed (not importable: {', '.join(missing)})",
+            "install it with scripts/setup test,local",
+        )
+    server = local.LocalServer(local.bundled_model(), log_dir=tmp_path_factory.mktemp("llama"))
+    server.start(timeout_s=120)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def ogx(upstream, tmp_path_factory) -> Iterator[servers.Server]:
+    binary = installed(servers.OGX_ENV, servers.OGX_DEFAULT)
+    server = servers.ogx(binary, upstream.base_url, free_port(), tmp_path_factory.mktemp("ogx"))
+    yield from running(server, upstream)
+
+
+@pytest.fixture(scope="module")
+def litellm(upstream, tmp_path_factory) -> Iterator[servers.Server]:
+    binary = installed(servers.LITELLM_ENV, servers.LITELLM_DEFAULT)
+    server = servers.litellm(
+        binary,
+        upstream.base_url,
+        upstream_model=upstream.alias,
+        model_name="smollm2",
+        port=free_port(),
+        workdir=tmp_path_factory.mktemp("litellm"),
+        master_key=API_KEY,  # so askbatch must send its key, and the proxy checks it
+    )
+    yield from running(server, upstream)
+
+
+def running(server: servers.Server, upstream: local.LocalServer) -> Iterator[servers.Server]:
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(f"{e}\nllama.cpp server log:\n{upstream.log_tail(20)}", pytrace=False)
+    yield server
+    server.stop()
+
+
+def run_worksheet(
+    tmp_path: Path, server: servers.Server, provider: str, *extra: str
+) -> list[dict[str, str]]:
+    """`askbatch run` of WORKSHEET through server, embedded; checks every row completed."""
+    sheet = write_csv(tmp_path / "sheet.csv", ["id", "thread", "question"], WORKSHEET)
+    profile = tmp_path / "profile.toml"
+    profile.write_text(PROFILE)
+    out = tmp_path / "sheet.answers.csv"
+    model = server.models[0]
+    env = base_env(tmp_path, SimpleNamespace(base_url=server.base_url))
+    args = ["run", str(sheet), "-o", str(out), "--provider", provider, "--model", model]
+    args += ["--base-url", server.base_url, "--assistant", str(profile), *extra]
+    run = askbatch(args, env, out, timeout=280)
+    logs = f"{run.stderr}\n--- {server.name} log:\n{server.tail()}"
+    assert run.code == 0, logs
+    for text in (run.stdout, run.stderr, out.read_text(encoding="utf-8-sig")):
+        assert API_KEY not in text
+    rows = run.rows()
+    assert [r["id"] for r in rows] == [r[0] for r in WORKSHEET], logs
+    for row in rows:
+        assert row["status"] == "completed", row
+        assert row["answer"].strip(), row
+        assert not row["error"], row
+        assert row["model"] == model, row
+    return rows
+
+
+def check_threads(rows: list[dict[str, str]], thread_id: str, run_id: str) -> None:
+    """One thread_id per thread value, a different one per thread; a distinct run_id per row."""
+    by_thread: dict[str, set[str]] = {}
+    for row in rows:
+        assert re.fullmatch(thread_id, row["thread_id"]), row
+        assert re.fullmatch(run_id, row["run_id"]), row
+        by_thread.setdefault(row["thread"] or f"row {row['id']}", set()).add(row["thread_id"])
+    assert all(len(ids) == 1 for ids in by_thread.values()), by_thread
+    assert len({next(iter(ids)) for ids in by_thread.values()}) == len(by_thread), by_thread
+    assert len({row["run_id"] for row in rows}) == len(rows), [r["run_id"] for r in rows]
+
+
+def test_ogx_lists_the_upstream_model(ogx, upstream):
+    assert ogx.models == [f"llamacpp/{upstream.alias}"], ogx.models
+
+
+def test_responses_through_ogx(tmp_path, ogx):
+    # One run at a time: OGX streams each answer from the upstream server, and
+    # llama-cpp-python's server (interrupt_requests, on by default) cuts a streamed answer
+    # short when another request arrives: OGX then answers 200, status completed, no text.
+    rows = run_worksheet(tmp_path, ogx, "responses", "--concurrency", "1")
+    check_threads(rows, r"conv_[0-9a-f]{48}", r"resp_[0-9a-f-]{36}")
+
+
+def test_chat_through_ogx(tmp_path, ogx):
+    rows = run_worksheet(tmp_path, ogx, "chat")
+    check_threads(rows, r"chat_[0-9a-f]{32}", r"chatcmpl-[0-9a-f-]{36}")
+    for row in rows:
+        assert int(row["prompt_tokens"]) > 0 and int(row["completion_tokens"]) > 0, row
+
+
+def test_chat_through_litellm(tmp_path, litellm):
+    assert litellm.models == ["smollm2"], litellm.models
+    rows = run_worksheet(tmp_path, litellm, "chat")
+    check_threads(rows, r"chat_[0-9a-f]{32}", r"chatcmpl-[0-9a-f-]{36}")
+    for row in rows:
+        assert int(row["prompt_tokens"]) > 0 and int(row["completion_tokens"]) > 0, row
