@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.double.fixture import start_double
+from tests.double.fixture import describe_contract_errors, start_double
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk-test-0123456789abcdef"  # planted: must never show up in outputs or logs
@@ -140,12 +140,37 @@ DOUBLE_OPTIONS = {
 
 @pytest.fixture
 def api(double):
-    """The double, with its options, faults and statistics reset for this test."""
+    """The double, with its options, faults and statistics reset for this test; the test fails
+    if the double saw a request, or sent an answer, off the openai SDK's published types."""
     double.configure(**DOUBLE_OPTIONS)
     double.reset()
     yield double
+    errors = double.contract_errors()
     double.configure(**DOUBLE_OPTIONS)
     double.reset()
+    if errors:
+        pytest.fail(describe_contract_errors(errors), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def contract_kept(request):
+    """The contract check for a test that drives a ``double`` itself, without ``api``: the
+    double's answers must keep to it; the test's own hand-made requests only warn."""
+    if "double" not in request.fixturenames or "api" in request.fixturenames:
+        yield
+        return
+    double = request.getfixturevalue("double")
+    yield
+    errors = double.contract_errors()
+    if not errors:
+        return
+    import warnings
+
+    double.reset()  # the next test starts clean
+    answers = [error for error in errors if error["check"] != "request"]
+    if answers:
+        pytest.fail(describe_contract_errors(answers), pytrace=False)
+    warnings.warn(describe_contract_errors(errors), stacklevel=1)
 
 
 def base_env(tmp_path: Path, double) -> dict[str, str]:

@@ -23,6 +23,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rpm", type=int, default=0, help="requests per minute (0: no limit)")
     parser.add_argument("--tpm", type=int, default=0, help="tokens per minute (0: no limit)")
     parser.add_argument("--port-file", type=Path, help="write the bound port to this file")
+    parser.add_argument(
+        "--check-contract",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="check every /v1 request and answer against the openai SDK's types "
+        "(mismatches in GET /_double/stats as contract_errors)",
+    )
     return parser.parse_args(argv)
 
 
@@ -35,7 +42,7 @@ async def main(args: argparse.Namespace) -> None:
         rpm=args.rpm,
         tpm=args.tpm,
     )
-    runner, port = await serve(args.host, args.port, config)
+    runner, port = await serve(args.host, args.port, config, args.check_contract)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

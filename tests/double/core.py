@@ -10,6 +10,7 @@ from functools import wraps
 
 from aiohttp import web
 
+from . import watch
 from .faults import FaultCounter, Markers
 from .ratelimit import SlidingWindow
 from .state import Config, Stats, Store
@@ -64,8 +65,15 @@ def server_error() -> ApiError:
 class Double:
     """The whole mutable state of one double server."""
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, *, check_contract: bool = False) -> None:
         self.config = config or Config()
+        # Check every /v1 request and answer against the SDK's types (see ``watch``).
+        self.check_contract = check_contract
+        self.contract_errors: list[dict] = []
+        if check_contract:
+            from . import contract
+
+            contract.warm()  # load the SDK's types now, not inside the first request
         self.stats = Stats()
         self.store = Store()
         self.faults = FaultCounter()
@@ -82,6 +90,7 @@ class Double:
     def reset(self) -> None:
         in_flight = self.stats.in_flight  # requests still running will decrement it
         self.stats = Stats(in_flight=in_flight)
+        self.contract_errors = []
         self.store.clear()
         self.faults.clear()
         self.rng.seed(self.config.seed)
@@ -147,7 +156,9 @@ Handler = Callable[[Double, web.Request], Awaitable[web.StreamResponse]]
 
 
 def api(kind: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """Wrap an /v1 handler: count it by kind, track concurrency, check auth, render errors."""
+    """Wrap an /v1 handler: count it by kind, track concurrency, check auth, render errors;
+    with contract checking on, check the request and (through ``json_response``,
+    ``sse_response`` and the error branch) everything answered."""
 
     def decorate(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @wraps(handler)
@@ -157,6 +168,7 @@ def api(kind: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.
             stats.requests[kind] += 1
             stats.in_flight += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+            checking = watch.begin(double, request) if double.check_contract else None
             try:
                 if not request.headers.get("Authorization", "").startswith("Bearer "):
                     raise ApiError(
@@ -167,9 +179,13 @@ def api(kind: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.
                 from . import accounts  # it builds on this module
 
                 await accounts.check(double, kind, request)
+                if checking is not None:
+                    await watch.current().check_request(request)
                 return await handler(double, request)
             except ApiError as error:
                 double.stats.errors[error.status] += 1
+                if checking is not None:
+                    watch.current().check_body(error.status, error.body)
                 if error.status == 429:
                     double.stats.status_429 += 1
                 elif error.status == 500:
@@ -187,6 +203,8 @@ def api(kind: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.
             finally:
                 # Look the stats up again: a reset may have replaced them meanwhile.
                 double.stats.in_flight -= 1
+                if checking is not None:
+                    watch.end(checking)
 
         return wrapped
 
@@ -235,6 +253,9 @@ def dialogue(instructions: object, items: Sequence[tuple[str, ...]]) -> tuple[st
 def json_response(
     obj: dict, headers: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:
+    exchange = watch.current()  # set only for a /v1 request under contract checking
+    if exchange is not None:
+        exchange.check_body(status, obj)
     return web.Response(
         body=json.dumps(obj).encode(),
         status=status,
@@ -244,10 +265,8 @@ def json_response(
 
 
 def sse_response(headers: dict[str, str] | None = None) -> web.StreamResponse:
-    return web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            **(headers or {}),
-        }
-    )
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **(headers or {})}
+    exchange = watch.current()
+    if exchange is not None:  # checks each event as it is written
+        return watch.CheckedStream(exchange, headers=headers)
+    return web.StreamResponse(headers=headers)

@@ -28,7 +28,11 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class DoubleProcess:
-    """A running double: ``base_url`` for the openai client, control calls, ``stop()``."""
+    """A running double: ``base_url`` for the openai client, control calls, ``stop()``.
+
+    Used as a context manager, it stops the double on exit, and when the block ended without
+    an exception it raises AssertionError for any contract mismatch still recorded.
+    """
 
     def __init__(self, process: subprocess.Popen, host: str, port: int) -> None:
         self.process = process
@@ -51,6 +55,10 @@ class DoubleProcess:
     def stats(self) -> dict:
         """Counters since the last reset (see ``GET /_double/stats``)."""
         return self._control("GET", "stats")
+
+    def contract_errors(self) -> list[dict]:
+        """Contract mismatches since the last reset: method, path, check, messages."""
+        return self.stats().get("contract_errors", [])
 
     def configure(self, **options: float) -> dict:
         """Change global options (latency, rate_429, rate_500, seed, rpm, tpm)."""
@@ -80,17 +88,38 @@ class DoubleProcess:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        errors = self.contract_errors() if exc_type is None else []
         self.stop()
+        if errors:
+            raise AssertionError(describe_contract_errors(errors))
+
+
+def describe_contract_errors(errors: list[dict]) -> str:
+    """A readable report of contract mismatches, one request or answer a paragraph."""
+    lines = [f"the double saw {len(errors)} contract mismatch(es) with the openai SDK's types:"]
+    for error in errors:
+        lines.append(f"  {error['method']} {error['path']} ({error['check']}):")
+        lines.extend(f"    {message}" for message in error["messages"])
+    return "\n".join(lines)
 
 
 def start_double(
-    *, host: str = "127.0.0.1", port: int = 0, timeout: float = 20.0, **options: float
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout: float = 20.0,
+    check_contract: bool = True,
+    **options: float,
 ) -> DoubleProcess:
     """Launch ``python -m tests.double`` with the given options and wait until it is READY.
 
     ``options`` are the global options: latency, rate_429, rate_500, seed, rpm, tpm.
+    ``check_contract`` (on for tests; benchmarks turn it off) checks all /v1 traffic
+    against the openai SDK's types.
     """
     command = [sys.executable, "-m", "tests.double", "--host", host, "--port", str(port)]
+    if check_contract:
+        command.append("--check-contract")
     for name, value in options.items():
         if name not in _FLAGS:
             raise TypeError(f"unknown double option {name!r}")

@@ -184,7 +184,6 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
         "parallel_tool_calls": True,
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
-        "store": body.get("store", True),
         "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}},
         "tool_choice": "auto",
@@ -364,7 +363,9 @@ async def stream_chat(
 
 async def control_stats(request: web.Request) -> web.Response:
     double = request.app[DOUBLE]
-    return json_response({**double.stats.as_dict(), "config": double.config.as_dict()})
+    stats = {**double.stats.as_dict(), "config": double.config.as_dict()}
+    stats.update(contract_checking=double.check_contract, contract_errors=double.contract_errors)
+    return json_response(stats)
 
 
 async def control_config(request: web.Request) -> web.Response:
@@ -381,9 +382,9 @@ async def control_reset(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
-def create_app(config: Config | None = None) -> web.Application:
+def create_app(config: Config | None = None, check_contract: bool = False) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[DOUBLE] = Double(config)
+    app[DOUBLE] = Double(config, check_contract=check_contract)
     app.router.add_post("/v1/conversations", create_conversation)
     app.router.add_post("/v1/responses", create_response)
     app.router.add_post("/v1/chat/completions", create_chat_completion)
@@ -395,11 +396,14 @@ def create_app(config: Config | None = None) -> web.Application:
 
 
 async def serve(
-    host: str = "127.0.0.1", port: int = 0, config: Config | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: Config | None = None,
+    check_contract: bool = False,
 ) -> tuple[web.AppRunner, int]:
     """Start the double; return its runner (for ``cleanup()``) and the bound port."""
     runner = web.AppRunner(
-        create_app(config),
+        create_app(config, check_contract),
         access_log=None,  # no per-request logging: the double is also a benchmark target
         handler_cancellation=True,  # a client disconnect cancels [[never]] waits and streams
     )
