@@ -223,3 +223,28 @@ def test_the_double_reports_a_bad_request_and_fails_its_block():
         assert _post(fast, "/chat/completions", {**good, "bogus": 1})[0] == 200
         stats = fast.stats()
         assert (stats["contract_checking"], stats["contract_errors"]) == (False, [])
+
+
+def test_sse_events_are_split_named_and_checked_across_writes():
+    from tests.double.watch import CheckedStream
+
+    class Seen:
+        def __init__(self) -> None:
+            self.events: list = []
+
+        def check_event(self, event, data) -> None:
+            self.events.append((event, data))
+
+        def record(self, check, messages) -> None:
+            self.events.append((check, messages))
+
+    seen = Seen()
+    stream = CheckedStream(seen)
+    stream.feed(b'event: thread.run.queued\ndata: {"id": ')
+    assert seen.events == []  # the event is not complete yet
+    stream.feed(b'"r"}\n\ndata: {"n": 1}\n\nevent: done\ndata: [DONE]\n\ndata: {oops\n\n')
+    assert seen.events == [
+        ("thread.run.queued", {"id": "r"}),
+        (None, {"n": 1}),
+        ("event", ["event None: data is not JSON"]),
+    ]

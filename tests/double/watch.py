@@ -101,11 +101,15 @@ class CheckedStream(web.StreamResponse):
         self._pending = b""
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._pending += bytes(data)
+        self.feed(bytes(data))
+        await super().write(data)
+
+    def feed(self, data: bytes) -> None:
+        """Check every event this chunk of the stream completes."""
+        self._pending += data
         *blocks, self._pending = self._pending.split(b"\n\n")
         for block in blocks:
             self._check_block(block.decode())
-        await super().write(data)
 
     def _check_block(self, block: str) -> None:
         event, lines = None, []
