@@ -1,0 +1,19 @@
+"""Per-row results, stored the moment they are known: the protocol and its two backends.
+
+`base.py` is the interface, `redis.py` the distributed backend, `sqlite.py` the embedded one.
+"""
+
+from worker.store.base import JOB_TTL_S, JobBusy, Progress, RowStart, Store
+from worker.store.redis import REDIS_RETRY, RedisStore
+from worker.store.sqlite import LocalStore
+
+__all__ = [
+    "JOB_TTL_S",
+    "REDIS_RETRY",
+    "JobBusy",
+    "LocalStore",
+    "Progress",
+    "RedisStore",
+    "RowStart",
+    "Store",
+]

@@ -1,0 +1,100 @@
+"""The store's interface: the `Store` protocol every backend keeps, and what it hands back.
+
+Per-row results are stored the moment they are known, keyed by job and row. Saving is
+first-writer-wins: a row that already has a final result is never overwritten, which is what
+makes a redelivered task harmless. The backends: `redis.py` for distributed jobs (shared by
+every worker), `sqlite.py` for embedded ones (a SQLite file per job, so a job stopped by Ctrl-C
+or kill -9 keeps its rows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from worker.errors import AskbatchError
+from worker.models import JobSpec, Result
+
+JOB_TTL_S = 30 * 24 * 3600  # results outlive the job long enough to collect them later
+
+
+class JobBusy(AskbatchError):
+    """Raised when another process is running the embedded job right now."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job {job_id} is running in another askbatch process; wait for it to end, or "
+            f"stop it with `askbatch cancel {job_id}`"
+        )
+
+
+@dataclass(slots=True)
+class Progress:
+    total: int = 0
+    done: int = 0
+    started: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    @property
+    def not_completed(self) -> int:
+        return self.done - self.by_status.get("completed", 0)
+
+
+@dataclass(slots=True)
+class RowStart:
+    """What a worker finds when it comes to a row, read and acted on in one step: the row's
+    stored result, else the job's stop, else the claim it took (or could not take)."""
+
+    done: Result | None = None
+    stop: tuple[str, str] | None = None
+    claimed: bool = False
+
+
+class Store(Protocol):
+    def create_job(self, spec: JobSpec) -> None: ...
+    def job(self, job_id: str) -> JobSpec: ...
+    def release(self, job_id: str, index: int) -> None: ...
+    def save(self, job_id: str, result: Result) -> bool: ...
+    # The two calls a worker makes per row (one round trip each): look at the row and claim
+    # it (`first`: the first row of a task, which also counts the task as started), then
+    # save its result and let go of the claim.
+    def begin(self, job_id: str, index: int, ttl_s: float, first: bool) -> RowStart: ...
+    def finish(self, job_id: str, result: Result) -> bool: ...
+    def get(self, job_id: str, indices: Iterable[int]) -> dict[int, Result]: ...
+    def progress(self, job_id: str) -> Progress: ...
+    def stop(self, job_id: str, status: str, reason: str) -> None: ...
+    def stopped(self, job_id: str) -> tuple[str, str] | None: ...
+    # The spending ledger, in whole nano-dollars (worker.spending): hold, then settle.
+    # Holds are kept per row: a row asked again after its worker died replaces the dead
+    # worker's hold instead of adding to it.
+    def reserve(self, job_id: str, index: int, amount: int, cap: int) -> bool: ...
+    def settle(self, job_id: str, index: int, spent: int) -> None: ...
+    def spending(self, job_id: str) -> tuple[int, int]: ...
+
+    # Coming back to a job (jobs.control): its record, which rows lack a result, dropping
+    # results to ask them again, and cancelling the rows nobody is answering.
+    lease_s: float
+
+    def set_meta(self, job_id: str, meta: dict, input_key: str) -> None: ...
+    def meta(self, job_id: str) -> dict: ...
+    def latest_job(self, input_key: str) -> str | None: ...
+    def missing(self, job_id: str, total: int) -> list[int]: ...
+    def drop(self, job_id: str, statuses: Iterable[str], indices: Iterable[int]) -> int: ...
+    def mark_unstarted(
+        self, job_id: str, indices: Iterable[int], status: str, reason: str
+    ) -> int: ...
+    def clear_stop(self, job_id: str) -> None: ...
+    def hold(self, job_id: str) -> contextlib.AbstractContextManager: ...
+    def busy(self, job_id: str) -> bool: ...
+    # Rows being answered right now (live claims): a halted job is over once none is left.
+    def in_flight(self, job_id: str) -> int: ...
+
+
+def chunks(items: list, size: int = 500) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
