@@ -36,9 +36,10 @@ from jobs.submit import (
     task_groups,
     wait,
 )
-from worker import local, pricing, runtime, spending
+from worker import local, pricing, runtime
 from worker.errors import AskbatchError, ConfigError
 from worker.fatal import Halt, classify, is_halt
+from worker.limits import spending
 from worker.models import CANCELLED, COMPLETED, JobSpec, Row
 from worker.profile import Profile
 from worker.retry import short_error

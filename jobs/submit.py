@@ -16,8 +16,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from jobs.intake import Worksheet
-from worker import runtime, spending
+from worker import runtime
 from worker.fatal import is_halt
+from worker.limits import spending
 from worker.models import SKIPPED, JobSpec, Result, Row
 from worker.profile import Profile, load_profile
 from worker.providers.assistants import ensure_assistant

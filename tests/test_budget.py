@@ -1,4 +1,4 @@
-"""The shared rate budget (worker/budget.py): its arithmetic in memory and in Redis, what the
+"""The shared rate budget (worker/limits/rate/): its arithmetic in memory and in Redis, what the
 server's headers do to it, and one job on two real workers against the double's rpm limit."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import askbatch, base_env, start_workers, write_csv
 from tests.double.fixture import start_double
-from worker.budget import (
+from worker.errors import ConfigError
+from worker.limits.rate import (
     Booking,
     Budget,
     MemoryBucket,
@@ -25,7 +26,6 @@ from worker.budget import (
     shape,
     slow,
 )
-from worker.errors import ConfigError
 
 
 @pytest.fixture(params=["memory", "redis"])

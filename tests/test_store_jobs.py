@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.jobtools import fresh_db
-from worker.leases import lease_for
+from worker.limits.leases import lease_for
 from worker.models import CANCELLED, COMPLETED, FAILED, JobSpec, Result, Usage
 from worker.store import JobBusy, LocalStore, RedisStore
 

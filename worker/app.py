@@ -29,7 +29,8 @@ def configure(settings: Settings) -> Celery:
         broker_transport_options={
             # Redis hands a task that was never acknowledged (its worker died) to another
             # worker this long after it was first handed out. A task still running then is
-            # delivered twice; the row claims (worker/leases) keep its rows from being re-asked.
+            # delivered twice; the row claims (worker/limits/leases) keep its rows from being
+            # re-asked.
             "visibility_timeout": vt,
             # kombu looks for such tasks every interval x throttle seconds (10 x 10 by
             # default); look every few seconds instead, so redelivery follows the timeout.

@@ -159,12 +159,12 @@ class JobSpec:
     profile: dict[str, Any] = field(default_factory=dict)
     continue_on_error: bool = False
     max_tool_rounds: int = 8
-    # Cost (worker.pricing, worker.spending): the user's price table as canonical JSON, the
+    # Cost (worker.pricing, worker.limits.spending): the user's price table as canonical JSON, the
     # spending cap in USD ("" for none) and the answer length each row's hold assumes.
     prices: str = ""
     max_cost: str = ""
     answer_tokens: int = 0
-    # The rate budget (worker.budget): requests and tokens per minute, "600,gpt-4o=100".
+    # The rate budget (worker.limits.rate): requests and tokens per minute, "600,gpt-4o=100".
     rpm: str = ""
     tpm: str = ""
     # sha256 of ASKBATCH_SAFETY_ID, sent as `safety_identifier`; never the raw value.

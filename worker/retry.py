@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx2
 import openai
 
 from worker.fatal import is_quota, one_line
 
-if TYPE_CHECKING:
-    from worker.budget import Budget
-
 T = TypeVar("T")
+
+
+class Pacer(Protocol):
+    """What paces a row's requests, such as the job's rate budget (worker/limits/rate): a
+    place booked before each attempt, and settled with what came of it."""
+
+    def acquire(self, request: Mapping[str, Any], deadline: float) -> Any: ...
+    def done(self, booking: Any, result: Any) -> None: ...
+    def failed(self, booking: Any, exc: BaseException) -> None: ...
 
 
 class RowTimeout(Exception):
@@ -109,13 +115,13 @@ class Retrier:
         base: float = 0.5,
         cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
-        budget: Budget | None = None,
+        budget: Pacer | None = None,
         halted: Callable[[], bool] = lambda: False,
     ) -> None:
         self.max_attempts = max_attempts
         # True once the job is halted (worker/fatal): no further request of the row is sent.
         self.halted = halted
-        # The job's shared rate budget (worker/budget): every attempt books its place in it.
+        # The job's shared rate budget (worker/limits/rate): every attempt books its place in it.
         self.budget = budget
         self.deadline = deadline
         self.request_timeout = request_timeout

@@ -6,10 +6,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from worker import spending
-from worker.budget import Budget, budget_for
 from worker.cancel import watch_for
 from worker.fatal import Halt, classify, is_halt, one_line
+from worker.limits import spending
+from worker.limits.rate.budget import Budget, budget_for
 from worker.models import COMPLETED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row, Usage
 from worker.profile import Profile
 from worker.providers.base import Provider, Thread, Turn

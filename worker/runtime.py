@@ -11,8 +11,8 @@ import threading
 import httpx2
 import openai
 
-from worker.budget import remember_headers
-from worker.leases import lease_for
+from worker.limits.leases import lease_for
+from worker.limits.rate.headers import remember_headers
 from worker.local import NoLocalServer
 from worker.models import JobSpec, Row
 from worker.providers.assistants import AssistantsProvider
@@ -79,7 +79,7 @@ def make_client(settings: Settings, base_url: str, pool: int) -> openai.OpenAI:
         max_retries=0,
         http_client=openai.DefaultHttpxClient(
             limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
-            # The rate budget reads x-ratelimit-* from every response (worker/budget).
+            # The rate budget reads x-ratelimit-* from every response (worker/limits/rate).
             event_hooks={"response": [remember_headers]},
         ),
     )

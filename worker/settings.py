@@ -15,8 +15,8 @@ from typing import Any
 
 from dotenv import load_dotenv
 
-from worker.budget import parse_limits
 from worker.errors import ConfigError
+from worker.limits.rate.budget import parse_limits
 from worker.pricing import parse_usd
 from worker.tokens import parse_range
 
@@ -116,7 +116,7 @@ class Settings:
     prices: str = ""
     max_cost: str = ""
     answer_tokens: str = "200-2000"
-    # The job's rate budget (worker.budget), shared by every worker: requests and tokens per
+    # The job's rate budget (worker.limits.rate), shared by every worker: requests and tokens per
     # minute, "600" or per model "600,gpt-4o=100"; "" = no limit of our own.
     rpm: str = ""
     tpm: str = ""

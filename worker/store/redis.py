@@ -16,7 +16,7 @@ from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.retry import Retry
 
 from worker import lua
-from worker.leases import Leases
+from worker.limits.leases import Leases
 from worker.models import JobSpec, Result
 from worker.settings import mask_url
 from worker.store.base import JOB_TTL_S, Progress, RowStart, chunks

@@ -5,6 +5,7 @@ delivery must not ask it again) and yet lapse soon after its worker dies (the re
 must be able to take the row over within minutes). A fixed TTL cannot do both; a lease of
 `lease_s` renewed by a background thread every `lease_s / 3` can: it lives as long as its
 holder, up to the `hold_s` the caller asked for, and lapses `lease_s` after a SIGKILL.
+Its two scripts are `lua/renew.lua` and `lua/release.lua`.
 """
 
 from __future__ import annotations
@@ -16,19 +17,9 @@ import uuid
 
 import redis
 
-log = logging.getLogger(__name__)
+from worker import lua
 
-# Renew or delete a claim only while it is still ours (it may have lapsed and been retaken).
-_RENEW_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+log = logging.getLogger(__name__)
 
 
 def lease_for(visibility_timeout_s: float) -> float:
@@ -46,8 +37,8 @@ class Leases:
     def __init__(self, client: redis.Redis, lease_s: float) -> None:
         self.redis = client
         self.lease_s = lease_s
-        self._renew = client.register_script(_RENEW_LUA)
-        self._release = client.register_script(_RELEASE_LUA)
+        self._renew = client.register_script(lua.script(__package__, "renew"))
+        self._release = client.register_script(lua.script(__package__, "release"))
         self._lock = threading.Lock()
         self._held: dict[str, tuple[str, float]] = {}  # key -> (token, renew until)
         self._thread: threading.Thread | None = None

@@ -1,0 +1,220 @@
+"""A job's rate budget for one model, as one process sees it: book before a request, settle after.
+
+`budget_for` gives each job and model one `Budget` per process, over the job's bucket: in the
+store's Redis for a distributed job (redis.py), in memory for an embedded one (memory.py).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from worker import tokens
+from worker.errors import ConfigError
+from worker.limits.rate.headers import last_headers, low_remaining_pause
+from worker.limits.rate.memory import MemoryBucket
+from worker.limits.rate.redis import RedisBucket
+from worker.retry import RowTimeout, retry_after
+
+HORIZON_S = 0.5  # bookings are made at most this far ahead
+RETRY_MAX_S = 1.0  # a refused booking asks again within this (settlements free tokens)
+PAUSE_READ_S = 1.0  # without limits of our own, how often the shared pause is looked up
+
+
+# --- "--rpm 600" / "--rpm 600,gpt-4o=100" ------------------------------------------------
+
+
+def parse_limits(text: str, what: str = "--rpm") -> dict[str, int]:
+    """ "600" → {"": 600}; "600,gpt-4o=100" → {"": 600, "gpt-4o": 100}; "" → {}."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        model, _, value = part.rpartition("=")
+        try:
+            number = int(value)
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise ConfigError(
+                f"{what} {text!r}: give a number per minute, optionally per model, such as "
+                "600 or 600,gpt-4o=100"
+            )
+        out[model.strip()] = number
+    return out
+
+
+def limit_for(text: str, model: str) -> int:
+    """The limit that applies to `model` (its own, else the default); 0 for none."""
+    limits = parse_limits(text)
+    return limits.get(model, limits.get("", 0))
+
+
+# --- a job's budget ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Booking:
+    tokens: float  # reserved: the prompt counted locally plus the answer expected
+
+
+class Budget:
+    """The budget of one job and model, as one process sees it."""
+
+    def __init__(self, bucket: Any, rpm: int, tpm: int, model: str, expect_output: int) -> None:
+        self.bucket = bucket
+        self.rpm = rpm
+        self.tpm = tpm
+        self.model = model
+        self.limited = bool(rpm or tpm)
+        # The answer expected: the user's assumption until answers come, then their mean
+        # (kept in the bucket, so that every worker learns from the first answers).
+        self.seed = expect_output
+        self._pause_until = 0.0
+        self._pause_read = 0.0
+
+    def _prompt(self, request: Mapping[str, Any]) -> int:
+        return tokens.prompt_tokens(request_texts(request), self.model)
+
+    def acquire(self, request: Mapping[str, Any], deadline: float) -> Booking:
+        """Wait until the request may be sent; never past `deadline` (monotonic)."""
+        if not self.limited:
+            self._wait_pause(deadline)
+            return Booking(0.0)
+        prompt = self._prompt(request) if self.tpm else 0
+        while True:
+            limits = (self.rpm, self.tpm)
+            wait, booked = self.bucket.book(limits, (1.0, prompt), HORIZON_S, self.seed)
+            if wait >= 0:
+                _sleep_until(time.monotonic() + wait, deadline)
+                return Booking(booked)
+            # Not within the horizon: come back when it will be, or sooner when tokens may be
+            # given back meanwhile (spread a little, so that threads told the same time do not
+            # all ask at once).
+            again = min(-wait, RETRY_MAX_S) + random.uniform(0, HORIZON_S / 4)
+            if time.monotonic() + again >= deadline:
+                raise RowTimeout  # the row's deadline comes before its place in the budget
+            _sleep_until(time.monotonic() + again, deadline)
+
+    def done(self, booking: Booking, result: Any) -> None:
+        """Settle the booking with the usage the server reported; heed its headers."""
+        usage = _field(result, "usage")
+        total = _field(usage, "total_tokens")
+        if isinstance(total, int) and self.tpm and booking.tokens:
+            out = _field(usage, "completion_tokens")
+            if out is None:
+                out = _field(usage, "output_tokens")
+            output = out if isinstance(out, int) else None
+            self.bucket.settle(self.tpm, total - booking.tokens, output)
+        self._heed(last_headers())
+
+    def failed(self, booking: Booking, exc: BaseException) -> None:
+        """The request failed: its tokens were not used; a 429 or 503 slows everyone."""
+        last_headers()
+        if self.tpm and booking.tokens:
+            self.bucket.settle(self.tpm, -booking.tokens)
+        response = getattr(exc, "response", None)
+        status = getattr(exc, "status_code", None)
+        if status in (429, 503) and response is not None:
+            asked = retry_after(exc)
+            self.bucket.slow(asked if asked is not None else 1.0, limited=status == 429)
+            self._pause_until = 0.0
+            self._pause_read = 0.0
+        elif response is not None:
+            self._heed(response.headers)
+
+    def _heed(self, headers: Mapping[str, str] | None) -> None:
+        if headers is None:
+            return
+        pause = low_remaining_pause(headers)
+        if pause > 0:
+            self.bucket.slow(pause, limited=False)
+            self._pause_read = 0.0
+
+    def _wait_pause(self, deadline: float) -> None:
+        """Without limits of our own, only the shared pause (429s, headers) applies; it is
+        looked up once a second, not on every request."""
+        now = time.monotonic()
+        if now - self._pause_read > PAUSE_READ_S:
+            self._pause_read = now
+            self._pause_until = now + self.bucket.pause_left()
+        if self._pause_until > now:
+            _sleep_until(self._pause_until, deadline)
+
+
+def _sleep_until(at: float, deadline: float) -> None:
+    delay = min(at, deadline) - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _field(value: Any, name: str) -> Any:
+    """A field of an SDK object or of the plain JSON a provider read (responses)."""
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def request_texts(request: Mapping[str, Any]) -> list[str]:
+    """The text a request sends (instructions, messages, input items, tool outputs), for a
+    local token count. History a server keeps (a conversation, a thread) is not here; the
+    settlement after the call makes up for it."""
+    texts: list[str] = []
+    for name in ("instructions", "messages", "input", "additional_messages", "tool_outputs"):
+        _collect(request.get(name), texts)
+    thread = request.get("thread")
+    if isinstance(thread, Mapping):
+        _collect(thread.get("messages"), texts)
+    return texts
+
+
+def _collect(value: Any, texts: list[str]) -> None:
+    if isinstance(value, str):
+        texts.append(value)
+    elif isinstance(value, Mapping):
+        for key in ("content", "output", "text", "arguments"):
+            _collect(value.get(key), texts)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect(item, texts)
+
+
+# --- one budget per job and model in each process --------------------------------------------
+
+_budgets: dict[tuple[int, str, str], Budget] = {}
+_budgets_lock = threading.Lock()
+
+
+def budget_for(store: Any, spec: Any, model: str) -> Budget:
+    """The process's budget for a job's model: in the store's Redis for a distributed job,
+    in memory for an embedded one."""
+    key = (id(store), spec.job_id, model)
+    with _budgets_lock:
+        budget = _budgets.get(key)
+        if budget is None:
+            if len(_budgets) > 256:  # a long-lived worker sees many jobs
+                _budgets.clear()
+            client = getattr(store, "redis", None)
+            bucket = (
+                RedisBucket(client, f"askbatch:{spec.job_id}:budget:{model}")
+                if client is not None
+                else MemoryBucket()
+            )
+            budget = _budgets[key] = Budget(
+                bucket,
+                limit_for(getattr(spec, "rpm", ""), model),
+                limit_for(getattr(spec, "tpm", ""), model),
+                model,
+                expected_answer(spec),
+            )
+        return budget
+
+
+def expected_answer(spec: Any) -> int:
+    """Answer tokens to book before any answer is seen: the profile's max_output_tokens,
+    else the high end of --answer-tokens."""
+    cap = (getattr(spec, "profile", None) or {}).get("max_output_tokens")
+    answer = getattr(spec, "answer_tokens", 0) or 2000
+    return min(answer, cap) if isinstance(cap, int) and cap > 0 else answer

@@ -1,0 +1,2 @@
+-- Seconds until the shared pause ends (<= 0: none).
+return tostring(pause - now)
