@@ -23,13 +23,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, askbatch, write_csv
+from tests.conftest import ROOT, Run, write_csv
 from worker import local
 from worker.errors import ConfigError
 from worker.local import LocalServer
 from worker.models import FAILED, JobSpec, Row
 from worker.runner import answer_row
 from worker.settings import Settings
+
+
+def askbatch(args: list[str], env: dict[str, str], output: Path, timeout: float = 240) -> Run:
+    """`askbatch` from the development environment: the `local` extra (llama-cpp-python) is
+    not in the runtime-only one that the other tests use (tests/conftest.py)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs", *args],
+        cwd=ROOT,
+        env={k: v for k, v in env.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr, output)
 
 STANDIN = Path(__file__).resolve().parent / "local_standin.py"
 

@@ -31,7 +31,11 @@ class ResponsesProvider:
         if profile.max_output_tokens:
             params["max_output_tokens"] = profile.max_output_tokens
         if profile.tools:
-            params["tools"] = [{"type": "function", **t.definition()} for t in profile.tools]
+            # `strict` is a required key of the API's function tool; strict mode would refuse
+            # schemas that do not list every property as required, so it is asked for off.
+            params["tools"] = [
+                {"type": "function", "strict": False, **t.definition()} for t in profile.tools
+            ]
         if fmt := profile.response_format:
             params["text"] = {"format": {"type": "json_schema", **fmt}}
         return params
