@@ -1,5 +1,4 @@
-"""The published contract: response bodies checked with the openai SDK's models, request bodies
-with its params TypedDicts, reporting wrong types and extra and missing keys."""
+"""The published contract: answers checked with the SDK's models, requests with its params."""
 
 from __future__ import annotations
 

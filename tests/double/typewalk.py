@@ -1,5 +1,4 @@
-"""A walk of JSON values against the openai SDK's type annotations: wrong types, unknown keys
-and missing required keys, through models, TypedDicts, unions, lists and dicts."""
+"""A walk of JSON values against the openai SDK's type annotations: types, extra, missing keys."""
 
 from __future__ import annotations
 

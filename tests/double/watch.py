@@ -1,5 +1,4 @@
-"""Contract checking of the double's /v1 traffic: the request being served, and every JSON body
-and SSE event it answers, go through ``contract``; mismatches are recorded on the double."""
+"""Contract checking of the double's /v1 traffic: its requests, JSON answers and SSE events."""
 
 from __future__ import annotations
 
