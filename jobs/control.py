@@ -199,14 +199,6 @@ def cancel(job: Job) -> str:
     return message
 
 
-def finish_stopped(store: Store, spec: JobSpec) -> None:
-    """After a stopped job's local pool has drained, the rows it never fed get the stop's
-    status: `cancelled` after a cancel, `skipped` at the spending cap."""
-    stop = store.stopped(spec.job_id)
-    if stop and not is_halt(stop):  # a halted job's rows stay pending, to be resumed
-        store.mark_unstarted(spec.job_id, store.missing(spec.job_id, spec.total), *stop)
-
-
 # --- resume -----------------------------------------------------------------------------
 
 

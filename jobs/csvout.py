@@ -19,7 +19,9 @@ from typing import IO
 
 from jobs.intake import Worksheet
 from worker.errors import InputError
-from worker.models import RESULT_COLUMNS, Result
+from worker.models import RESULT_COLUMNS, JobSpec, Result
+from worker.profile import Profile
+from worker.store.base import Store
 
 PENDING = "pending"
 CLASH_PREFIX = "askbatch_"
@@ -68,6 +70,26 @@ def write_answers(
             ours = _result_cells(result, extra_columns, pending_reason)
             writer.writerow(cells + ([_neutralise(c) for c in ours] if sanitize else ours))
     return out_path
+
+
+def write_job(
+    store: Store,
+    spec: JobSpec,
+    sheet: Worksheet,
+    out_path: Path,
+    *,
+    sanitize: bool = True,
+    pending_reason: str = "",
+) -> Path:
+    """The answers CSV of a job from what its store holds, with its profile's answer columns."""
+    return write_answers(
+        sheet,
+        lambda idx: store.get(spec.job_id, idx),
+        out_path,
+        sanitize=sanitize,
+        extra_columns=Profile.from_json(spec.profile).answer_columns(),
+        pending_reason=pending_reason,
+    )
 
 
 def output_names(input_columns: Sequence[str], ours: Sequence[str]) -> list[str]:

@@ -16,8 +16,11 @@ from itertools import islice
 
 from jobs.intake import Worksheet
 from jobs.report import usd
+from jobs.submit import load_job_profile
 from worker import pricing, tokens
+from worker.limits import spending
 from worker.models import Row, Usage
+from worker.settings import DEFAULT_MODEL, Settings
 
 CHUNK = 2000  # rows counted per tokenizer call
 
@@ -96,6 +99,22 @@ def estimate(
                 history[row.thread] = (before_low + q + answer_low, before_high + q + answer_high)
     est.rows = sum(m.rows for m in est.models.values())
     return est
+
+
+def for_settings(settings: Settings, sheet: Worksheet) -> Estimate:
+    """The estimate of a worksheet as a run with these settings would ask it: their model,
+    instructions and profile, price file and answer length."""
+    profile = load_job_profile(settings)
+    prices = pricing.load_prices(settings.prices) if settings.prices else pricing.NO_PRICES
+    return estimate(
+        sheet,
+        model=settings.model or profile.model or DEFAULT_MODEL,
+        instructions=settings.instructions or profile.instructions,
+        provider=settings.provider,
+        base_url=settings.base_url,
+        prices=prices,
+        answer_tokens=spending.answer_range(settings, profile.max_output_tokens),
+    )
 
 
 def _question_tokens(rows: list[Row], default_model: str) -> list[int]:

@@ -252,6 +252,20 @@ def combine(many: list[Answers]) -> Answers:
     return Answers(Path(f"all {len(many)} files"), frame, [])
 
 
+def summarize_files(
+    paths: list[Path], prices: pricing.PriceBook = pricing.NO_PRICES, base_url: str = ""
+) -> tuple[list[tuple[Answers, Summary]], Summary | None]:
+    """Each answers CSV loaded and summarised, and with more than one, all of them together."""
+    parts = []
+    for path in paths:
+        answers = load(path, prices, base_url)
+        parts.append((answers, summarize(answers)))
+    total = None
+    if len(parts) > 1:
+        total = summarize(combine([a for a, _ in parts]))
+    return parts, total
+
+
 def _sum(values) -> Decimal:
     return sum((v for v in values if v is not None), Decimal(0))
 

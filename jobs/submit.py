@@ -2,7 +2,8 @@
 
 Embedded mode answers on threads of this process with the function the Celery task wraps;
 distributed mode publishes the task to Redis for `askbatch worker` processes. Both then wait on
-the same store.
+the same store. `start_job` and `answer_job` are what a front end calls (the CLI's `run` and
+`resume`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 
+import openai
+
 from jobs.intake import Worksheet
 from worker import runtime
-from worker.fatal import is_halt
+from worker.errors import AskbatchError, ConfigError
+from worker.fatal import classify, is_halt
 from worker.limits import spending
 from worker.models import SKIPPED, JobSpec, Result, Row
 from worker.profile import Profile, load_profile
 from worker.providers.assistants import ensure_assistant
+from worker.retry import short_error
 from worker.settings import DEFAULT_MODEL, Settings
 from worker.store import Progress, Store
 from worker.tools import ToolBox
@@ -87,6 +92,24 @@ def create_job(
             spec.job_id, Result(index=index, status=SKIPPED, error="blank question; not sent")
         )
     return spec
+
+
+def start_job(
+    settings: Settings, sheet: Worksheet, store: Store, profile: Profile | None = None
+) -> JobSpec:
+    """`create_job`, with an API error while setting the job up (making the assistant) told
+    as what it is: the halt's message and exit code (worker/fatal), else a ConfigError."""
+    try:
+        return create_job(settings, sheet, store, profile)
+    except openai.OpenAIError as exc:
+        model = settings.model or (profile or Profile()).model or DEFAULT_MODEL
+        if halt := classify(
+            exc, provider=settings.provider, base_url=settings.base_url, model=model
+        ):
+            error = AskbatchError(halt.message)
+            error.exit_code = halt.exit_code
+            raise error from None
+        raise ConfigError(f"could not set up the job: {short_error(exc)}") from None
 
 
 def task_groups(sheet: Worksheet) -> Iterator[list[Row]]:
@@ -222,3 +245,37 @@ def wait(
             wake.wait(POLL_S)
         else:
             time.sleep(POLL_S)
+
+
+def answer_job(
+    settings: Settings,
+    store: Store,
+    spec: JobSpec,
+    groups: Iterator[list[Row]],
+    show: Callable[[Progress], None],
+    on_idle: Callable[[], None] | None = None,
+) -> Progress:
+    """Answer the rows of `groups` (a new job's, or what a resumed one lacks) and wait until
+    every row of the job has a result, or the job stopped: on workers when the settings name
+    a broker (`on_idle` is called if none has picked up a task after idle_warning_s), else
+    on `settings.concurrency` threads of this process."""
+    if settings.broker_url:
+        run_distributed(spec, groups)
+        return wait(store, spec, show, on_idle=on_idle, idle_after_s=settings.idle_warning_s)
+    embedded = EmbeddedRun(
+        spec,
+        groups,
+        settings.concurrency,
+        stopped=lambda: store.stopped(spec.job_id) is not None,
+    )
+    wait(store, spec, show, finished=embedded.finished, wake=embedded.ended)
+    finish_stopped(store, spec)
+    return store.progress(spec.job_id)
+
+
+def finish_stopped(store: Store, spec: JobSpec) -> None:
+    """After a stopped job's local pool has drained, the rows it never fed get the stop's
+    status: `cancelled` after a cancel, `skipped` at the spending cap."""
+    stop = store.stopped(spec.job_id)
+    if stop and not is_halt(stop):  # a halted job's rows stay pending, to be resumed
+        store.mark_unstarted(spec.job_id, store.missing(spec.job_id, spec.total), *stop)
