@@ -11,7 +11,8 @@ from worker import pricing
 
 def command(args: argparse.Namespace) -> int:
     # pandas comes with the report (half a second): imported only when one is made.
-    from jobs import report, report_html
+    from jobs import report
+    from jobs.report import html
 
     prices = pricing.load_prices(args.prices) if args.prices else pricing.NO_PRICES
     if args.html is not None:
@@ -22,6 +23,6 @@ def command(args: argparse.Namespace) -> int:
         blocks.append(f"== {total.name} ==\n" + report.text(total))
     print("\n\n".join(blocks))
     if args.html is not None:
-        report_html.write(args.html, report_html.page(parts, total))
+        html.write(args.html, html.page(parts, total))
         print(f"HTML report: {args.html}", file=sys.stderr)
     return 0

@@ -11,8 +11,8 @@ from datetime import datetime
 from html import escape
 from pathlib import Path
 
-from jobs import charts
-from jobs.report import Answers, Summary, rows, usd
+from jobs.report import charts
+from jobs.report.summary import Answers, Summary, rows, usd
 from worker.errors import InputError
 
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"]
