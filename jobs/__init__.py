@@ -1,0 +1,1 @@
+"""A job as a whole: its worksheet in, its answers CSV out, its front end (`cli/`)."""

