@@ -72,15 +72,17 @@ def upstream(tmp_path_factory) -> Iterator[local.LocalServer]:
 
 
 @pytest.fixture(scope="module")
-def ogx(upstream, tmp_path_factory) -> Iterator[servers.Server]:
-    binary = installed(servers.OGX_ENV, servers.OGX_DEFAULT)
+def ogx(request, tmp_path_factory) -> Iterator[servers.Server]:
+    binary = installed(servers.OGX_ENV, servers.OGX_DEFAULT)  # before starting the model
+    upstream = request.getfixturevalue("upstream")
     server = servers.ogx(binary, upstream.base_url, free_port(), tmp_path_factory.mktemp("ogx"))
     yield from running(server, upstream)
 
 
 @pytest.fixture(scope="module")
-def litellm(upstream, tmp_path_factory) -> Iterator[servers.Server]:
+def litellm(request, tmp_path_factory) -> Iterator[servers.Server]:
     binary = installed(servers.LITELLM_ENV, servers.LITELLM_DEFAULT)
+    upstream = request.getfixturevalue("upstream")
     server = servers.litellm(
         binary,
         upstream.base_url,
@@ -141,8 +143,8 @@ def check_threads(rows: list[dict[str, str]], thread_id: str, run_id: str) -> No
     assert len({row["run_id"] for row in rows}) == len(rows), [r["run_id"] for r in rows]
 
 
-def test_ogx_lists_the_upstream_model(ogx, upstream):
-    assert ogx.models == [f"llamacpp/{upstream.alias}"], ogx.models
+def test_ogx_lists_the_upstream_model(ogx):
+    assert ogx.models == [f"llamacpp/{local.bundled_model().stem}"], ogx.models
 
 
 def test_responses_through_ogx(tmp_path, ogx):
