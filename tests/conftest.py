@@ -154,23 +154,17 @@ def api(double):
 
 @pytest.fixture(autouse=True)
 def contract_kept(request):
-    """The contract check for a test that drives a ``double`` itself, without ``api``: the
-    double's answers must keep to it; the test's own hand-made requests only warn."""
+    """The contract check for a test that drives a ``double`` itself, without ``api``: its
+    requests and the double's answers must keep to the SDK's types as well."""
     if "double" not in request.fixturenames or "api" in request.fixturenames:
         yield
         return
     double = request.getfixturevalue("double")
     yield
     errors = double.contract_errors()
-    if not errors:
-        return
-    import warnings
-
-    double.reset()  # the next test starts clean
-    answers = [error for error in errors if error["check"] != "request"]
-    if answers:
-        pytest.fail(describe_contract_errors(answers), pytrace=False)
-    warnings.warn(describe_contract_errors(errors), stacklevel=1)
+    if errors:
+        double.reset()  # the next test starts clean
+        pytest.fail(describe_contract_errors(errors), pytrace=False)
 
 
 def base_env(tmp_path: Path, double) -> dict[str, str]:

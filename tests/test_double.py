@@ -498,13 +498,27 @@ def test_never_ends_server_tasks_when_clients_go_away(client, double):
 EVAL_ARGS = '{"expression": "6*7"}'
 # Two offered tools in marker order, and a marker for a tool nobody offers (ignored).
 TOOL_QUESTION = f"Compute [[call:evaluate:{EVAL_ARGS}]] then [[call:lookup]] [[call:nobody]]"
+
+
+def assistant_turn(message) -> dict:
+    """An answer sent back as history: the keys an assistant message param takes."""
+    dumped = message.model_dump(exclude_none=True)
+    return {k: v for k, v in dumped.items() if k in ("role", "content", "tool_calls")}
+
+
 RESPONSES_TOOLS = [
     {
         "type": "function",
         "name": "evaluate",
         "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+        "strict": False,
     },
-    {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}},
+    {
+        "type": "function",
+        "name": "lookup",
+        "parameters": {"type": "object", "properties": {}},
+        "strict": False,
+    },
 ]
 CHAT_TOOLS = [
     {"type": "function", "function": {"name": t["name"], "parameters": t["parameters"]}}
@@ -608,7 +622,8 @@ def test_responses_tool_round_without_conversation_and_call_again(client, double
     question = "[[call:lookup:{}]] please"
     items = [{"type": "message", "role": "user", "content": question}]
     first = client.responses.create(model="m", input=items, tools=RESPONSES_TOOLS)
-    items += [item.model_dump() for item in first.output]
+    # by_alias: the wire names (`async`, not the SDK's `async_`); no nulls the API refuses.
+    items += [item.model_dump(by_alias=True, exclude_none=True) for item in first.output]
     items.append(
         {"type": "function_call_output", "call_id": first.output[0].call_id, "output": "7"}
     )
@@ -670,7 +685,7 @@ def test_chat_tool_round_trip_then_structured_answer(client, double):
         context, [EVAL_ARGS, "{}"]
     )
 
-    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append(assistant_turn(choice.message))
     results = [
         {"role": "tool", "tool_call_id": calls[0].id, "content": "42"},
         {"role": "tool", "tool_call_id": calls[1].id, "content": "1"},
@@ -707,7 +722,7 @@ def test_chat_call_again_and_streamed_tool_calls(client, double):
             .message
         )
         (call,) = message.tool_calls
-        messages.append(message.model_dump(exclude_none=True))
+        messages.append(assistant_turn(message))
         messages.append({"role": "tool", "tool_call_id": call.id, "content": "x"})
     chunks = list(
         client.chat.completions.create(model="m", messages=messages, tools=CHAT_TOOLS, stream=True)
