@@ -115,3 +115,10 @@ def test_the_summary_counts_rows_without_usage(tmp_path):
     summary = report.summarize(report.load(path))
     assert summary.tokens["total_tokens"] == 7
     assert any("1 row had no usage reported" in n for n in summary.notes), summary.notes
+
+
+def test_a_fastapi_detail_body_reaches_the_error_cell():
+    request = httpx2.Request("POST", "http://127.0.0.1:1/v1/responses")
+    response = httpx2.Response(404, request=request)
+    exc = openai.APIStatusError("Error code: 404", response=response, body={"detail": "No m"})
+    assert short_error(exc) == "HTTP 404: No m"

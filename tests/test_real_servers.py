@@ -184,17 +184,7 @@ UNKNOWN_MODEL = {
 }
 
 
-DETAIL_DROPPED = pytest.mark.xfail(
-    strict=True,
-    reason="askbatch bug: worker/retry.short_error reads body['message'] and body['error'], "
-    "not FastAPI's body['detail'], so OGX's reason is lost: 'HTTP 404: Error code: 404'",
-)
-
-
-@pytest.mark.parametrize(
-    "case",
-    [pytest.param(c, marks=DETAIL_DROPPED) if c == "ogx-responses" else c for c in UNKNOWN_MODEL],
-)
+@pytest.mark.parametrize("case", list(UNKNOWN_MODEL))
 def test_an_unknown_model_is_the_servers_reason_in_the_error_cell(request, tmp_path, case):
     fixture, provider, reason = UNKNOWN_MODEL[case]
     server = request.getfixturevalue(fixture)

@@ -90,6 +90,8 @@ def short_error(exc: BaseException) -> str:
             message = (
                 body.get("message")
                 or (inner.get("message") if isinstance(inner, dict) else inner)
+                # FastAPI-built servers (OGX, vLLM) answer {"detail": ...}
+                or (str(body["detail"]) if body.get("detail") else None)
                 or message
             )
         return one_line(f"HTTP {exc.status_code}: {message}")
