@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -43,6 +45,13 @@ def render(template: str, target: Path, **values: object) -> Path:
     return target
 
 
+def _die_with_parent() -> None:
+    # In the child before exec: the kernel sends it SIGTERM should the test process die, even
+    # by SIGKILL, so that no server outlives a killed test run.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def get_json(url: str, key: str = "", timeout: float = 5) -> dict:
     request = urllib.request.Request(url)
     if key:
@@ -77,6 +86,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = t0 + timeout_s
         last = ""
