@@ -29,8 +29,9 @@ WORKSHEET = [
     ["b2", "diffs", "Now double that."],
     ["c1", "", "What is 6 times 7?"],
 ]
-# Every answer is capped, far above what these questions get, so that a model that rambles
-# cannot hold the suite up; temperature 0 keeps the answers the same from run to run.
+# Temperature 0 keeps the answers, and so the time the tests take, the same from run to run.
+# The cap holds through LiteLLM; OGX passes it on as max_completion_tokens, which
+# llama-cpp-python's server ignores, so there an answer ends at the latest with the context.
 PROFILE = """\
 instructions = "Answer in one short sentence."
 temperature = 0
