@@ -122,3 +122,12 @@ def test_a_fastapi_detail_body_reaches_the_error_cell():
     response = httpx2.Response(404, request=request)
     exc = openai.APIStatusError("Error code: 404", response=response, body={"detail": "No m"})
     assert short_error(exc) == "HTTP 404: No m"
+
+
+def test_a_server_without_the_conversations_api_halts_a_responses_job():
+    request = httpx2.Request("POST", "http://127.0.0.1:4000/v1/conversations")
+    response = httpx2.Response(404, request=request)
+    exc = openai.APIStatusError("Not Found", response=response, body={"detail": "Not Found"})
+    found = classify(exc, provider="responses", base_url="http://127.0.0.1:4000/v1", model="m")
+    assert found and found.exit_code == 2 and "--provider chat" in found.message
+    assert classify(exc, provider="chat", base_url="", model="m") is None

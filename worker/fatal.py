@@ -119,6 +119,12 @@ def classify(exc: BaseException, *, provider: str, base_url: str, model: str) ->
         )
     if provider == "assistants" and status in (404, 410) and is_openai(base_url):
         return Halt(HALT_ACCESS, ASSISTANTS_GONE)
+    if provider == "responses" and status in (404, 405) and _path(exc).endswith("/conversations"):
+        return Halt(
+            HALT_ACCESS,
+            f"the server at {base_url or 'the base URL'} has no Conversations API ({detail} on "
+            "POST /conversations), which --provider responses needs; use --provider chat",
+        )
     if status == 404 and (code == "model_not_found" or param == "model"):
         return Halt(HALT_ACCESS, model_missing(model, base_url, detail))
     if status == 403:
@@ -142,6 +148,13 @@ def classify(exc: BaseException, *, provider: str, base_url: str, model: str) ->
             "profile or flags",
         )
     return None
+
+
+def _path(exc: openai.APIStatusError) -> str:
+    try:
+        return exc.request.url.path.rstrip("/")
+    except AttributeError:
+        return ""
 
 
 def model_missing(model: str, base_url: str, detail: str) -> str:
