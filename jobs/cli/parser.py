@@ -69,8 +69,9 @@ def _local_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--local-model",
         dest="local_model",
-        metavar="PATH",
-        help="--provider local: GGUF model to serve (default: the bundled SmolLM2-135M)",
+        metavar="NAME|PATH",
+        help="--provider local: the model to serve: qwen2.5-coder-1.5b (the bundled default), "
+        "smollm2 (small: the local-small extra) or a GGUF file",
     )
     p.add_argument(
         "--local-port",

@@ -1,24 +1,26 @@
-"""`--provider local`: a llama-cpp-python server on loopback that askbatch starts and stops.
+"""`--provider local`: llama.cpp's server (prebuilt, from xllamacpp) on loopback, which askbatch
+starts and stops, on a bundled model or any GGUF file.
 
 The server speaks the OpenAI Chat Completions API, so rows go through the ordinary `chat`
-provider with the server as its base URL; this package only owns the server's lifetime. It
-answers one request at a time, so a job on it runs one row at a time.
+provider with the server as its base URL; this package only owns the server's lifetime and
+its model. It answers several requests at once (one per slot).
 
-`install.py` checks what the server needs and finds the model, `server.py` runs the server
-process, `prepare.py` sets up a run or a worker on it.
+`model.py` assembles the bundled model from its packages, `install.py` checks what the server
+needs and picks the model, `serve.py` is the server process, `server.py` runs and stops it,
+`prepare.py` sets up a run or a worker on it.
 """
 
 from worker.local.install import (
-    INSTALL,
-    MODEL_PACKAGE,
+    MODEL_MODULES,
     SERVER_MODULES,
     bundled_model,
     check_installed,
     missing_modules,
+    model_cache,
     model_path,
 )
+from worker.local.model import DEFAULT, INSTALL, INSTALL_SMALL, QWEN, SMALL, SMALL_PACKAGE, Chunked
 from worker.local.prepare import (
-    ONE_AT_A_TIME,
     NoLocalServer,
     cap_answers,
     prepare_run,
@@ -38,11 +40,16 @@ from worker.local.server import (
 )
 
 __all__ = [
+    "DEFAULT",
     "HOST",
     "INSTALL",
-    "MODEL_PACKAGE",
-    "ONE_AT_A_TIME",
+    "INSTALL_SMALL",
+    "MODEL_MODULES",
+    "QWEN",
     "SERVER_MODULES",
+    "SMALL",
+    "SMALL_PACKAGE",
+    "Chunked",
     "Interrupted",
     "LocalServer",
     "NoLocalServer",
@@ -54,6 +61,7 @@ __all__ = [
     "free_port",
     "lifetime",
     "missing_modules",
+    "model_cache",
     "model_path",
     "port_in_use",
     "prepare_run",

