@@ -16,6 +16,7 @@ from pathlib import Path
 
 import redis
 
+from jobs import pace
 from jobs.intake import Worksheet
 from jobs.record import DISTRIBUTED, EMBEDDED, JobRecord, input_key
 from jobs.submit import task_groups
@@ -149,6 +150,7 @@ def status_report(job: Job) -> str:
         f"  cost so far: ${cost:.6f}"
         + (f" (+ {unpriced} rows of unpriced models)" if unpriced else ""),
         f"  state: {_state(job, progress)}",
+        *[f"  pace: {text}" for text in [pace.line(pace.reports(store, job.id))] if text],
         f"  answers: {record.output}"
         + ("" if Path(record.output).exists() else " (not written yet: askbatch collect)"),
     ]

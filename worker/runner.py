@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from worker.cancel import watch_for
 from worker.fatal import Halt, classify, is_halt, one_line
 from worker.limits import spending
 from worker.limits.rate.budget import Budget, budget_for
+from worker.limits.rate.flight import Flight
 from worker.models import COMPLETED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row, Usage
 from worker.profile import Profile
 from worker.providers.base import Provider, Thread, Turn
@@ -57,8 +59,13 @@ def claim_ttl(spec: JobSpec) -> float:
     return spec.timeout_s + 60
 
 
-def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]) -> int:
+def answer_rows(
+    store: Store, spec: JobSpec, provider: Provider, rows: list[Row], flight: Flight | None = None
+) -> int:
     """Answer the rows of one thread in order; returns how many were answered now.
+
+    `flight`, the job's gate in this process, holds each row asked until it may be in flight
+    (worker/limits/rate/flight.py).
 
     Rows that already have a stored result are passed over (so a redelivered task never asks
     an answered question again), but their turns still count as the thread's history.
@@ -102,8 +109,9 @@ def answer_rows(store: Store, spec: JobSpec, provider: Provider, rows: list[Row]
                 store.stop(spec.job_id, SKIPPED, spending.reason(spec))
                 result = Result(row.index, SKIPPED, error=spending.reason(spec))
             else:
-                with watch_for(store).row(spec.job_id) as on_run:
-                    budget = budget_for(store, spec, row.model or spec.model)
+                budget = budget_for(store, spec, row.model or spec.model)
+                in_flight = flight.row(budget) if flight else contextlib.nullcontext()
+                with in_flight, watch_for(store).row(spec.job_id) as on_run:
                     halted = lambda: _still_halted(store, spec.job_id)  # noqa: E731
                     result, thread = answer_row(
                         spec, provider, thread, row, schema, on_run, budget, halted

@@ -12,6 +12,7 @@ import httpx2
 import openai
 
 from worker.limits.leases import lease_for
+from worker.limits.rate.flight import flight_for
 from worker.limits.rate.headers import remember_headers
 from worker.local import NoLocalServer
 from worker.models import JobSpec, Row
@@ -136,4 +137,8 @@ def answer(job_id: str, rows: list[Row]) -> int:
     """Answer the rows of one thread of a job with this process's store, spec and provider:
     the body of the Celery task, and what an embedded job's threads call directly."""
     spec = spec_for(job_id)
-    return answer_rows(store(), spec, provider_for(spec), rows)
+    s = settings()
+    own = store()
+    # The ceiling of rows in flight: the process's threads (a worker's, or an embedded run's).
+    ceiling = s.worker_concurrency if s.broker_url else s.concurrency
+    return answer_rows(own, spec, provider_for(spec), rows, flight_for(own, job_id, ceiling))

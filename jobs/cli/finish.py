@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from jobs import pace
 from jobs.csvout import write_job
 from jobs.intake import Worksheet
 from jobs.progress import ProgressLine
@@ -43,7 +44,7 @@ def execute(
     """Answer the rows of `groups` (a new job's, or what a resumed one lacks), wait for every
     row of the job, write the answers CSV; the exit code says how the rows ended."""
     t0 = time.monotonic()
-    show = ProgressLine(quiet=args.quiet)
+    show = ProgressLine(quiet=args.quiet, reports=lambda: pace.reports(store, spec.job_id))
     try:
         progress = answer_job(
             settings,
@@ -80,6 +81,8 @@ def execute(
         from jobs import report
 
         say(report.text(report.summarize(report.load(out)), time.monotonic() - t0))
+        if how := pace.bound(pace.reports(store, spec.job_id, within_s=120)):
+            say(how)
     say(f"answers: {out}")
     if spending.is_cap_stop(store.stopped(spec.job_id)):
         say(f"the spending cap of ${spec.max_cost} stopped the job: rows not started are skipped")

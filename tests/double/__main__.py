@@ -22,6 +22,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
     parser.add_argument("--rpm", type=int, default=0, help="requests per minute (0: no limit)")
     parser.add_argument("--tpm", type=int, default=0, help="tokens per minute (0: no limit)")
+    parser.add_argument(
+        "--rate-period",
+        type=float,
+        default=60.0,
+        help="seconds over which --rpm/--tpm are enforced, pro rata (1: 1,200 RPM is 20 a second)",
+    )
     parser.add_argument("--port-file", type=Path, help="write the bound port to this file")
     parser.add_argument(
         "--check-contract",
@@ -41,6 +47,7 @@ async def main(args: argparse.Namespace) -> None:
         seed=args.seed,
         rpm=args.rpm,
         tpm=args.tpm,
+        rate_period=args.rate_period,
     )
     runner, port = await serve(args.host, args.port, config, args.check_contract)
     stop = asyncio.Event()

@@ -78,7 +78,7 @@ class Double:
         self.store = Store()
         self.faults = FaultCounter()
         self.rng = random.Random(self.config.seed)
-        self.limiter = SlidingWindow(self.config.rpm, self.config.tpm)
+        self.limiter = SlidingWindow(self.config.rpm, self.config.tpm, self.config.rate_period)
 
     def configure(self, options: dict) -> None:
         self.config.update(options)
@@ -86,6 +86,7 @@ class Double:
             self.rng.seed(self.config.seed)
         self.limiter.rpm = self.config.rpm
         self.limiter.tpm = self.config.tpm
+        self.limiter.period = self.config.rate_period
 
     def reset(self) -> None:
         in_flight = self.stats.in_flight  # requests still running will decrement it
@@ -181,7 +182,7 @@ def api(kind: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.
                 await accounts.check(double, kind, request)
                 if checking is not None:
                     await watch.current().check_request(request)
-                return await handler(double, request)
+                return _with_limits(double, await handler(double, request))
             except ApiError as error:
                 double.stats.errors[error.status] += 1
                 if checking is not None:
@@ -192,7 +193,7 @@ def api(kind: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.
                     double.stats.status_500 += 1
                 elif error.status == 400:
                     double.stats.status_400 += 1
-                return error.response()
+                return _with_limits(double, error.response())
             except ConnectionReset:
                 double.stats.resets += 1
                 if request.transport is not None:
@@ -209,6 +210,15 @@ def api(kind: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.
         return wrapped
 
     return decorate
+
+
+def _with_limits(double: Double, response: web.StreamResponse) -> web.StreamResponse:
+    """OpenAI sends its x-ratelimit-* headers on every answer: so does the double, with a
+    limit set (a stream already sent has them from its handler)."""
+    if double.limiter.active and not response.prepared:
+        for name, value in double.limiter.headers(time.monotonic()).items():
+            response.headers.setdefault(name, value)
+    return response
 
 
 async def json_body(request: web.Request) -> dict:

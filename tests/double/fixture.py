@@ -22,6 +22,7 @@ _FLAGS = {
     "seed": "--seed",
     "rpm": "--rpm",
     "tpm": "--tpm",
+    "rate_period": "--rate-period",
 }
 # Loopback control calls must not go through any proxy configured in the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -32,6 +32,7 @@ class Config:
     seed: int = 0
     rpm: int = 0
     tpm: int = 0
+    rate_period: float = 60.0  # seconds over which rpm/tpm are enforced, pro rata (ratelimit)
     quota: int = 0  # answering requests let through before 429 insufficient_quota (accounts)
 
     def update(self, options: dict) -> None:

@@ -93,6 +93,10 @@ class Store(Protocol):
     def busy(self, job_id: str) -> bool: ...
     # Rows being answered right now (live claims): a halted job is over once none is left.
     def in_flight(self, job_id: str) -> int: ...
+    # How each process of the job runs it (worker/limits/rate/flight.py): a process writes its
+    # own report (`report`, keyed by `proc`; None: only read) and reads every report written
+    # in the last `within_s` seconds.
+    def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]: ...
 
 
 def chunks(items: list, size: int = 500) -> Iterator[list]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterable, Iterator
 
 import redis
@@ -232,6 +233,17 @@ class RedisStore:
 
     def busy(self, job_id: str) -> bool:
         return False
+
+    def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]:
+        key = self._key(job_id, "pace")
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        if report is not None:
+            pipe.hset(key, proc, json.dumps({**report, "at": now}))
+            pipe.expire(key, JOB_TTL_S)
+        pipe.hgetall(key)
+        reports = [json.loads(v) for v in pipe.execute()[-1].values()]
+        return [r for r in reports if now - r.get("at", 0) <= within_s]
 
     def in_flight(self, job_id: str) -> int:
         # Claims expire with their lease, so a dead worker's rows stop counting on their own.

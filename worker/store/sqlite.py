@@ -60,6 +60,9 @@ class LocalStore:
             "CREATE TABLE IF NOT EXISTS results (idx INTEGER PRIMARY KEY, status TEXT,"
             " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL)"
         )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS pace (proc TEXT PRIMARY KEY, at REAL, json TEXT NOT NULL)"
+        )
         self._dbs[job_id] = db
         return db
 
@@ -273,6 +276,18 @@ class LocalStore:
             yield
         finally:
             os.close(fd)
+
+    def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]:
+        db = self._db(job_id)
+        now = time.time()
+        with self._lock:
+            if report is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO pace VALUES (?, ?, ?)",
+                    (proc, now, json.dumps({**report, "at": now})),
+                )
+            rows = db.execute("SELECT json FROM pace WHERE at >= ?", (now - within_s,))
+            return [json.loads(r[0]) for r in rows.fetchall()]
 
     def in_flight(self, job_id: str) -> int:
         now = time.monotonic()

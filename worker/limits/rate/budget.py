@@ -15,7 +15,9 @@ from typing import Any
 
 from worker import tokens
 from worker.errors import ConfigError
-from worker.limits.rate.headers import last_headers, low_remaining_pause
+from worker.limits.rate import gcra
+from worker.limits.rate.gcra import AUTO, LEARNED, PLAIN, UNSEEN
+from worker.limits.rate.headers import last_headers, low_remaining_pause, server_limits
 from worker.limits.rate.memory import MemoryBucket
 from worker.limits.rate.redis import RedisBucket
 from worker.retry import RowTimeout, retry_after
@@ -46,10 +48,11 @@ def parse_limits(text: str, what: str = "--rpm") -> dict[str, int]:
     return out
 
 
-def limit_for(text: str, model: str) -> int:
-    """The limit that applies to `model` (its own, else the default); 0 for none."""
+def limit_for(text: str, model: str, unset: int = 0) -> int:
+    """The limit that applies to `model` (its own, else the default); `unset` when none is
+    given (0: none; AUTO: the one the server's headers say), 0 when it is given as 0."""
     limits = parse_limits(text)
-    return limits.get(model, limits.get("", 0))
+    return limits.get(model, limits.get("", unset))
 
 
 # --- a job's budget ---------------------------------------------------------------------
@@ -58,38 +61,79 @@ def limit_for(text: str, model: str) -> int:
 @dataclass(slots=True)
 class Booking:
     tokens: float  # reserved: the prompt counted locally plus the answer expected
+    at: float = 0.0  # when the request went (monotonic)
+
+
+class _Row(threading.local):
+    """What the requests of the row on this thread cost: how many, and the seconds spent
+    waiting for the budget (worker/limits/rate/flight.py reads it per row)."""
+
+    requests = 0
+    waited_s = 0.0
+
+
+row_costs = _Row()
 
 
 class Budget:
-    """The budget of one job and model, as one process sees it."""
+    """The budget of one job and model, as one process sees it.
+
+    A limit is a number per minute, 0 for none, or AUTO: the one the server's x-ratelimit-*
+    headers say, learned from the job's first answer (before it, one probe goes alone) and
+    kept in the bucket so that every worker, even one that joins later, paces by it."""
 
     def __init__(self, bucket: Any, rpm: int, tpm: int, model: str, expect_output: int) -> None:
         self.bucket = bucket
         self.rpm = rpm
         self.tpm = tpm
         self.model = model
+        self.learning = AUTO in (rpm, tpm)
         self.limited = bool(rpm or tpm)
         # The answer expected: the user's assumption until answers come, then their mean
         # (kept in the bucket, so that every worker learns from the first answers).
         self.seed = expect_output
         self._pause_until = 0.0
         self._pause_read = 0.0
+        self._told: tuple[int, int] | None = None  # the limits this process last passed on
+        # Measured here: seconds from sending a request to its answer, and tokens per request.
+        self._lock = threading.Lock()
+        self.latency_s = (0.0, 0)  # (sum, count) since the flight gate last took them
+        self.tokens_per_request = 0.0
+
+    @property
+    def view(self) -> gcra.View:
+        return self.bucket.view
+
+    def _counting(self) -> bool:
+        """Whether the prompt's tokens are booked: a token limit given or learned."""
+        return self.tpm > 0 or (self.tpm == AUTO and self.view.learned[1] > 0)
 
     def _prompt(self, request: Mapping[str, Any]) -> int:
         return tokens.prompt_tokens(request_texts(request), self.model)
 
     def acquire(self, request: Mapping[str, Any], deadline: float) -> Booking:
         """Wait until the request may be sent; never past `deadline` (monotonic)."""
-        if not self.limited:
+        row_costs.requests += 1
+        t0 = time.monotonic()
+        booking = self._acquire(request, deadline)
+        booking.at = time.monotonic()
+        row_costs.waited_s += booking.at - t0
+        return booking
+
+    def _acquire(self, request: Mapping[str, Any], deadline: float) -> Booking:
+        if not self.limited or (self.view.seen == PLAIN and self.rpm <= 0 and self.tpm <= 0):
+            # No limit given, and none said by the server (or not to be learned).
             self._wait_pause(deadline)
             return Booking(0.0)
-        prompt = self._prompt(request) if self.tpm else 0
+        prompt = self._prompt(request) if self._counting() else 0
         while True:
             limits = (self.rpm, self.tpm)
             wait, booked = self.bucket.book(limits, (1.0, prompt), HORIZON_S, self.seed)
             if wait >= 0:
                 _sleep_until(time.monotonic() + wait, deadline)
                 return Booking(booked)
+            if not prompt and self._counting():  # a token limit was learned meanwhile
+                prompt = self._prompt(request)
             # Not within the horizon: come back when it will be, or sooner when tokens may be
             # given back meanwhile (spread a little, so that threads told the same time do not
             # all ask at once).
@@ -102,20 +146,51 @@ class Budget:
         """Settle the booking with the usage the server reported; heed its headers."""
         usage = _field(result, "usage")
         total = _field(usage, "total_tokens")
+        self._measured(booking, total)
         if isinstance(total, int) and self.tpm and booking.tokens:
             out = _field(usage, "completion_tokens")
             if out is None:
                 out = _field(usage, "output_tokens")
             output = out if isinstance(out, int) else None
             self.bucket.settle(self.tpm, total - booking.tokens, output)
-        self._heed(last_headers())
+        headers = last_headers()
+        if self.learning:
+            self._learn(headers, answered=True)
+        self._heed(headers)
+
+    def _measured(self, booking: Booking, total: Any) -> None:
+        if not booking.at:
+            return
+        with self._lock:
+            spent, n = self.latency_s
+            self.latency_s = (spent + time.monotonic() - booking.at, n + 1)
+            if isinstance(total, int) and total > 0:
+                mean = self.tokens_per_request
+                self.tokens_per_request = total if not mean else 0.9 * mean + 0.1 * total
+
+    def _learn(self, headers: Mapping[str, str] | None, answered: bool) -> None:
+        """Pass on what an answer's headers say of the limits, when it is news here; an
+        answer with no such header tells the bucket the server has none."""
+        limits = server_limits(headers)
+        if limits is not None:
+            if limits != self._told or self.view.seen != LEARNED:
+                self.bucket.learn(*limits)
+                self._told = limits
+        elif self.view.seen == UNSEEN:
+            if answered:
+                self.bucket.learn(0, 0)
+            else:
+                self.bucket.probe_failed()
 
     def failed(self, booking: Booking, exc: BaseException) -> None:
         """The request failed: its tokens were not used; a 429 or 503 slows everyone."""
         last_headers()
+        self._measured(booking, None)
         if self.tpm and booking.tokens:
             self.bucket.settle(self.tpm, -booking.tokens)
         response = getattr(exc, "response", None)
+        if self.learning:
+            self._learn(getattr(response, "headers", None), answered=False)
         status = getattr(exc, "status_code", None)
         if status in (429, 503) and response is not None:
             asked = retry_after(exc)
@@ -132,6 +207,33 @@ class Budget:
         if pause > 0:
             self.bucket.slow(pause, limited=False)
             self._pause_read = 0.0
+
+    def limits(self) -> tuple[int, int]:
+        """The requests and tokens per minute in effect: given, else learned (0: none)."""
+        learned = self.view.learned
+        return (
+            learned[0] if self.rpm == AUTO else self.rpm,
+            learned[1] if self.tpm == AUTO else self.tpm,
+        )
+
+    def allowed_rps(self) -> float | None:
+        """Requests per second the limits in effect allow now (after 429s): None without
+        any limit, 0.0 while the first answer, which says what it is, is awaited."""
+        view = self.view
+        rates = []
+        pairs = zip((self.rpm, self.tpm), self.limits(), strict=True)
+        for kind, (given, limit) in enumerate(pairs):
+            if limit <= 0:
+                continue
+            rate = gcra.shape(limit, view.factor, learned=given == AUTO)[1]
+            if kind == gcra.TOKENS:
+                rate /= max(1.0, self.tokens_per_request or self.seed)
+            rates.append(rate)
+        if rates:
+            return min(rates)
+        if self.learning and view.seen == UNSEEN and self.rpm <= 0 and self.tpm <= 0:
+            return 0.0
+        return None
 
     def _wait_pause(self, deadline: float) -> None:
         """Without limits of our own, only the shared pause (429s, headers) applies; it is
@@ -202,10 +304,11 @@ def budget_for(store: Any, spec: Any, model: str) -> Budget:
                 if client is not None
                 else MemoryBucket()
             )
+            # Limits not given are learned from the server's headers.
             budget = _budgets[key] = Budget(
                 bucket,
-                limit_for(getattr(spec, "rpm", ""), model),
-                limit_for(getattr(spec, "tpm", ""), model),
+                limit_for(getattr(spec, "rpm", ""), model, AUTO),
+                limit_for(getattr(spec, "tpm", ""), model, AUTO),
                 model,
                 expected_answer(spec),
             )

@@ -14,12 +14,24 @@ class MemoryBucket:
     def __init__(self) -> None:
         self.state = gcra.State()
         self.lock = threading.Lock()
+        self.view = gcra.View()
 
     def book(
         self, limits: tuple[int, int], need: tuple[float, float], horizon: float, seed: float = 0
     ) -> tuple[float, float]:
         with self.lock:
-            return gcra.book(self.state, time.monotonic(), limits, need, horizon, seed)
+            got = gcra.book(self.state, time.monotonic(), limits, need, horizon, seed)
+            self.view = gcra.View.of(self.state, time.monotonic())
+            return got
+
+    def learn(self, rpm: int, tpm: int) -> None:
+        with self.lock:
+            gcra.learn(self.state, rpm, tpm)
+            self.view = gcra.View.of(self.state, time.monotonic())
+
+    def probe_failed(self) -> None:
+        with self.lock:
+            gcra.probe_failed(self.state)
 
     def settle(self, tpm: int, delta: float, output: int | None = None) -> None:
         with self.lock:

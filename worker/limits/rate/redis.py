@@ -14,8 +14,12 @@ _CONSTANTS = {
     "BURST": gcra.BURST_SHARE,
     "MIN_FACTOR": gcra.MIN_FACTOR,
     "SLOWDOWN": gcra.SLOWDOWN,
+    "LEARNED_SHARE": gcra.LEARNED_SHARE,
+    "LEARNED_BURST_S": gcra.LEARNED_BURST_S,
+    "PROBE_TTL_S": gcra.PROBE_TTL_S,
+    "PROBE_WAIT_S": gcra.PROBE_WAIT_S,
 }
-_NAMES = re.compile(r"\b(RECOVER|BURST|MIN_FACTOR|SLOWDOWN)\b")
+_NAMES = re.compile(r"\b(" + "|".join(_CONSTANTS) + r")\b")
 
 
 def _source(name: str) -> str:
@@ -33,13 +37,25 @@ class RedisBucket:
         self._settle = client.register_script(_source("settle"))
         self._slow = client.register_script(_source("slow"))
         self._pause = client.register_script(_source("pause"))
+        self._learn = client.register_script(_source("learn"))
+        self.view = gcra.View()
+
+    def _seen(self, got: list) -> tuple[float, float]:
+        wait, booked, rpm, tpm, seen, factor, sent = (float(x) for x in got)
+        self.view = gcra.View((int(rpm), int(tpm)), int(seen), factor, int(sent))
+        return wait, booked
 
     def book(
         self, limits: tuple[int, int], need: tuple[float, float], horizon: float, seed: float = 0
     ) -> tuple[float, float]:
         args = [limits[0], need[0], limits[1], need[1], horizon, seed]
-        wait, booked = self._book(keys=[self.key], args=args)
-        return float(wait), float(booked)
+        return self._seen(self._book(keys=[self.key], args=args))
+
+    def learn(self, rpm: int, tpm: int) -> None:
+        self._seen(self._learn(keys=[self.key], args=[rpm, tpm, 0]))
+
+    def probe_failed(self) -> None:
+        self._learn(keys=[self.key], args=[0, 0, 1])
 
     def settle(self, tpm: int, delta: float, output: int | None = None) -> None:
         self._settle(keys=[self.key], args=[tpm, delta, -1 if output is None else output])
