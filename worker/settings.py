@@ -91,7 +91,8 @@ class Settings:
     api_key: Secret = field(default=Secret(""), repr=False)
     assistant_id: str = ""
     broker_url: str = ""
-    concurrency: int = 8
+    # Ceilings of rows in flight: the job's share follows its rate limit (limits/rate/flight).
+    concurrency: int = 256
     worker_concurrency: int = 64
     timeout_s: float = 600.0
     request_timeout_s: float = 120.0

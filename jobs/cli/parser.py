@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("input", type=Path, help="CSV with a `question` column")
     run.add_argument("-o", "--output", type=Path, help="answers CSV (default: <input>.answers.csv)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    run.add_argument("--concurrency", type=int, help="runs in flight in embedded mode (default 8)")
+    run.add_argument("--concurrency", type=int, help="most runs in flight, embedded (default 256)")
     run.add_argument("--encoding", help="input encoding (default: UTF-8, else CP949 if it fits)")
     run.add_argument(
         "--no-sanitize",
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         dest="worker_concurrency",
         type=int,
-        help="threads, i.e. runs in flight (default 64)",
+        help="threads, i.e. the most runs in flight (default 64)",
     )
     worker.add_argument(
         "--provider",
