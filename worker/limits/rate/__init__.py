@@ -19,12 +19,18 @@ lowers its rate by 30 % (at most once a second), which then recovers by 2 % of t
 second while no 429 comes; `x-ratelimit-remaining-*` headers running low pace the next
 requests so that what remains lasts until `x-ratelimit-reset-*`.
 
+Limits not given are learned: the first answer's x-ratelimit-limit-* headers set them (paced
+at 94 %, 50 ms worth at once, for servers that enforce them per second); until that answer
+one probe goes alone, and a server that sends none is not paced. flight.py sets how many rows
+are in flight from the limit and the latency, for every process of the job.
+
 Why not `limits` or `pyrate-limiter`: settling needs tokens given back and the rate lowered on
 a live shared budget; their strategies can only add hits, and their moving windows keep one
 Redis list entry per token (600,000 entries for a 600k TPM budget).
 
 The modules: `gcra.py` the arithmetic, `memory.py` and `redis.py` where its state lives (one
-backend each), `headers.py` what the server's headers say, `budget.py` a job's budget.
+backend each), `headers.py` what the server's headers say, `budget.py` a job's budget,
+`flight.py` the rows in flight.
 """
 
 from worker.limits.rate.budget import (
