@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--questions", type=int, default=1500, help="per rpm/tpm case")
     parser.add_argument("--rows", type=int, default=1_000_000, help="for the large case")
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM: still stop the double, Redis and the workers (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"{os.cpu_count()} cores; load before: {load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="askbatch-bench-") as tmp:
         bench = Bench(Path(tmp))

@@ -99,6 +99,10 @@ class Budget:
         self._lock = threading.Lock()
         self.latency_s = (0.0, 0)  # (sum, count) since the flight gate last took them
         self.tokens_per_request = 0.0
+        # What the server counts beyond our local count of a request (its own tokenizer, the
+        # chat format's tokens): booked on top, so that a limit enforced per second is not
+        # overrun before the settlements come back.
+        self.undercount = 0.0
 
     @property
     def view(self) -> gcra.View:
@@ -108,8 +112,9 @@ class Budget:
         """Whether the prompt's tokens are booked: a token limit given or learned."""
         return self.tpm > 0 or (self.tpm == AUTO and self.view.learned[1] > 0)
 
-    def _prompt(self, request: Mapping[str, Any]) -> int:
-        return tokens.prompt_tokens(request_texts(request), self.model)
+    def _prompt(self, request: Mapping[str, Any]) -> float:
+        local = tokens.prompt_tokens(request_texts(request), self.model)
+        return local + max(0.0, self.undercount)
 
     def acquire(self, request: Mapping[str, Any], deadline: float) -> Booking:
         """Wait until the request may be sent; never past `deadline` (monotonic)."""
@@ -153,6 +158,9 @@ class Budget:
                 out = _field(usage, "output_tokens")
             output = out if isinstance(out, int) else None
             self.bucket.settle(self.tpm, total - booking.tokens, output)
+            if output is not None:  # the answer's part of the booking was a guess; not this
+                # booked already holds the undercount so far: step by a fifth of what is left
+                self.undercount = max(0.0, self.undercount + 0.2 * (total - booking.tokens))
         headers = last_headers()
         if self.learning:
             self._learn(headers, answered=True)
