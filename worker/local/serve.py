@@ -1,6 +1,6 @@
 """The local model server process: llama.cpp's HTTP server from the prebuilt xllamacpp wheel.
 
-    python -m worker.local.serve --model FILE.gguf [--host H] [--port P] [--parallel N] ...
+    python -m worker.local.serve --model FILE.gguf|NAME [--host H] [--port P] [--parallel N] ...
 
 It serves /v1/models and /v1/chat/completions (with `response_format` JSON schemas) with
 --parallel slots answering at once, --ctx tokens of context each, on --threads CPU threads;
@@ -15,36 +15,13 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
-
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def free_cores() -> int:
-    """Cores that other work leaves idle (the last minute's load average), at least one:
-    llama.cpp slows down sharply, not up, when its threads outnumber them."""
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(cores(), round(cores() - busy)))
-
-
-def default_slots() -> int:
-    """Requests answered at once: two per core (continuous batching makes the second one on
-    a core nearly free), at most 8."""
-    return max(1, min(8, 2 * cores()))
+from worker.local.cpus import cores, default_slots, free_cores
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m worker.local.serve")
-    p.add_argument("--model", required=True, type=Path, help="GGUF file")
+    p.add_argument("--model", required=True, help="GGUF file, or qwen2.5-coder-1.5b or smollm2")
     p.add_argument("--alias", default="", help="model name it answers with (default: file stem)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -74,8 +51,15 @@ def params(args: argparse.Namespace):  # -> xllamacpp.CommonParams
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
-    if not args.model.is_file():
-        sys.exit(f"no model file {args.model}")
+    from worker.errors import AskbatchError
+    from worker.local.install import model_path
+    from worker.settings import Settings
+
+    try:  # a name is assembled or found as for --provider local (ASKBATCH_STATE_DIR/models)
+        args.model = model_path(Settings.load({"local_model": args.model}, dotenv=False), print)
+    except AskbatchError as e:
+        print(f"error: {e}", flush=True)
+        sys.exit(2)
     p = params(args)
     print(
         f"serving {args.model} on {args.host}:{args.port}: {p.n_parallel} slots of "

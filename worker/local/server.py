@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from worker.errors import AskbatchError, ConfigError
-from worker.local.serve import default_slots, free_cores
+from worker.local.cpus import default_slots, free_cores
 
 HOST = "127.0.0.1"
 
