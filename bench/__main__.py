@@ -11,6 +11,7 @@ Groups:
   tpm      the double allows 12,000 tokens/min; 4 workers with --tpm 12000
   large    100,000 rows, one worker, no latency: peak memory of each process
   local    (alone) the local model: tokens and rows/s on 1 and N slots, cold start
+  autolimit  (alone) no tuning flags: the limit learned from headers (bench/autolimit.py)
 
 Columns: q/s over the whole command (start to CSV written); steady = q/s between the first
 and the last request the double saw (start-up and the final report left out); ideal =
@@ -361,6 +362,10 @@ def table(outcomes: list[Outcome]) -> str:
 def main() -> None:
     if sys.argv[1:2] == ["local"]:  # the local model's numbers: bench/local_model.py
         return local_model.main(sys.argv[2:])
+    if sys.argv[1:2] == ["autolimit"]:  # the limit learned from headers: bench/autolimit.py
+        from bench import autolimit
+
+        return autolimit.main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("groups", nargs="*", default=["latency", "cpu", "rpm", "tpm", "large"])
     parser.add_argument("--scale", type=float, default=1.0, help="scale every question count")

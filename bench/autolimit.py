@@ -1,10 +1,10 @@
 """Benchmark group `autolimit`: no --rpm, --tpm or --concurrency; the limit learned from headers.
 
-    python -m bench.autolimit                 # rpm, tpm and large (about 75 minutes)
-    python -m bench.autolimit rpm tpm         # some of them; --rows N for the large one
+    python -m bench autolimit                 # rpm, tpm and large (about 75 minutes)
+    python -m bench autolimit rpm tpm         # some of them; --rows N for the large one
 
-The double allows 1,200 requests or 15,000 tokens a minute, enforced per second (20 requests
-or 250 tokens in any second) and sends OpenAI's x-ratelimit-* headers on every response;
+The double allows 1,200 requests or 60,000 tokens a minute, enforced per second (20 requests
+or 1,000 tokens in any second) and sends OpenAI's x-ratelimit-* headers on every response;
 latency 1 s, `chat`. Each case runs `askbatch run` embedded, then on 2 and 4 workers, with no
 tuning flag. reached = the steady rate (between the double's first and last request) / the
 limit; whole = questions over the whole command / the limit; 429s as a share of requests.
@@ -28,7 +28,7 @@ import psutil
 
 from bench.__main__ import Bench, Sampler, load, peak_mb, wait_child, write_questions
 
-RPM, TPM, PERIOD_S, LATENCY_S = 1200, 15000, 1.0, 1.0
+RPM, TPM, PERIOD_S, LATENCY_S = 1200, 60000, 1.0, 1.0
 
 
 def _tokens(path: Path) -> tuple[int, float]:
