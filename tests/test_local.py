@@ -71,6 +71,10 @@ def gguf(tmp_path) -> Path:
 @pytest.fixture
 def llama() -> None:
     """The local extra must be installed: skipped without it, except in CI."""
+    require_local_extra()
+
+
+def require_local_extra() -> None:
     missing = local.missing_modules((*local.SERVER_MODULES, *local.MODEL_MODULES))
     if missing:
         reason = (
@@ -316,96 +320,7 @@ def test_run_settings_for_local(tmp_path):
     assert Settings(provider="local").require_credentials() is None
 
 
-# --- the real model --------------------------------------------------------------------------
-
-# Questions with one right answer, in English and Korean; the answer must contain the value.
-QUESTIONS = [
-    ["q1", "What is 17 * 23? Answer with the number.", "arithmetic", "391"],
-    ["q2", "What is the capital of France? Answer in one word.", "geography", "Paris"],
-    ["q3", "3x + 11 = 14일 때 x의 값은 얼마인가요? 숫자로만 답하세요.", "일차방정식", "1"],
-]
-SHORT = """\
-instructions = "You are a concise maths tutor. Answer briefly."
-temperature = 0
-max_output_tokens = 120
-"""
-
-
-def test_a_worksheet_end_to_end_on_the_bundled_local_model(tmp_path, llama, bundled):
-    sheet = write_csv(
-        tmp_path / "sheet.csv", ["id", "question", "topic"], [q[:3] for q in QUESTIONS]
-    )
-    profile = tmp_path / "short.toml"
-    profile.write_text(SHORT)
-    out = tmp_path / "sheet.answers.csv"
-    args = ["run", str(sheet), "--provider", "local", "--assistant", str(profile)]
-    run = askbatch([*args, "--concurrency", "16"], local_env(tmp_path, bundled), out, timeout=600)
-    assert run.code == 0, run.stderr
-    slots = local.LocalServer(bundled).slots
-    assert "ready in" in run.stderr and f"{slots} slots" in run.stderr, run.stderr
-    assert f"concurrency 16 → {slots}" in run.stderr, run.stderr
-    assert f"embedded, {slots} at a time" in run.stderr and f"answers: {out}" in run.stderr
-    rows = run.rows()
-    assert [r["id"] for r in rows] == ["q1", "q2", "q3"]
-    for row, (*_, right) in zip(rows, QUESTIONS, strict=True):
-        assert row["status"] == "completed", row
-        assert right in row["answer"], row
-        assert int(row["prompt_tokens"]) > 0 and int(row["completion_tokens"]) > 0, row
-        assert int(row["total_tokens"]) >= int(row["prompt_tokens"]) + 1, row
-        assert row["model"] == local.QWEN.name, row
-        assert re.fullmatch(r"chat_[0-9a-f]{32}", row["thread_id"]), row
-    port = int(re.search(r"on 127\.0\.0\.1:(\d+)", run.stderr)[1])
-    assert not listening(port), "the server was stopped when the run ended"
-
-
-SCHEMA = """\
-instructions = "You are a maths tutor."
-temperature = 0
-max_output_tokens = 200
-
-[response_format]
-name = "worked"
-strict = true
-
-[response_format.schema]
-type = "object"
-required = ["problem", "answer", "difficulty"]
-additionalProperties = false
-properties.problem = { type = "string" }
-properties.answer = { type = "integer" }
-properties.difficulty = { type = "string", enum = ["easy", "medium", "hard"] }
-"""
-
-
-def test_a_schema_constrains_the_local_answer_into_columns(tmp_path, llama, bundled):
-    sheet = write_csv(tmp_path / "s.csv", ["id", "question"], [["s1", "What is 17 * 23?"]])
-    profile = tmp_path / "schema.toml"
-    profile.write_text(SCHEMA)
-    out = tmp_path / "s.answers.csv"
-    args = ["run", str(sheet), "--provider", "local", "--assistant", str(profile)]
-    run = askbatch(args, local_env(tmp_path, bundled), out, timeout=600)
-    assert run.code == 0, run.stderr
-    [row] = run.rows()
-    assert row["status"] == "completed", row
-    assert row["answer.answer"] == "391" and row["answer.difficulty"] in ("easy", "medium", "hard")
-    assert "17" in row["answer.problem"], row
-
-
-def test_the_practice_generator_writes_a_problem_offline(tmp_path, llama, bundled):
-    """data/practice.toml (a schema and the calculator tool) on the local model: a problem,
-    its solution and its answer in columns."""
-    request = "Write a quadratic equation problem that factors over the integers."
-    sheet = write_csv(tmp_path / "p.csv", ["id", "question"], [["p1", request]])
-    out = tmp_path / "p.answers.csv"
-    practice = str(ROOT / "data" / "practice.toml")
-    args = ["run", str(sheet), "--provider", "local", "--assistant", practice]
-    run = askbatch(args, local_env(tmp_path, bundled), out, timeout=600)
-    assert run.code == 0, run.stderr
-    [row] = run.rows()
-    assert row["status"] == "completed", row
-    for column in ("answer.problem", "answer.solution", "answer.answer"):
-        assert row[column].strip(), row
-    assert row["answer.difficulty"] in ("easy", "medium", "hard"), row
+# --- the real model (its answers: tests/test_local_answers.py) ---------------------------
 
 
 def test_a_missing_model_part_is_a_clear_error_before_anything_starts(tmp_path):
@@ -464,50 +379,3 @@ def test_ctrl_c_stops_the_local_server(tmp_path, llama, bundled):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-def test_distributed_worker_runs_its_own_local_server(tmp_path, llama, bundled, redis_server):
-    env = local_env(tmp_path, bundled)
-    env["ASKBATCH_BROKER_URL"] = redis_server.url
-    log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jobs",
-            "worker",
-            "--provider",
-            "local",
-            "-n",
-            f"local-{os.getpid()}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not re.search(r"\bready\.", log.read_text()) and time.monotonic() < deadline:
-            assert worker.poll() is None, log.read_text()
-            time.sleep(0.2)
-        text = log.read_text()
-        slots = local.LocalServer(bundled).slots
-        assert f"worker concurrency 64 → {slots}" in text, text
-        pid = int(re.search(r"local model server ready in .* \(pid (\d+)\)", text)[1])
-        sheet = write_csv(tmp_path / "d.csv", ["id", "question", "topic"], [QUESTIONS[1][:3]])
-        profile = tmp_path / "short.toml"
-        profile.write_text(SHORT)
-        out = tmp_path / "d.answers.csv"
-        args = ["run", str(sheet), "--provider", "local", "--assistant", str(profile)]
-        run = askbatch(args, env, out, timeout=600)
-        assert run.code == 0, run.stderr + log.read_text()
-        [row] = run.rows()
-        assert row["status"] == "completed" and "Paris" in row["answer"], row
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-        assert gone(pid), "the worker's local server outlived the worker"
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
