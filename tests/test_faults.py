@@ -97,7 +97,10 @@ def test_worker_killed_mid_job_is_replaced_and_the_job_completes(tmp_path, api, 
         assert (row["status"], row["answer"]) == ("completed", answer_for(question, turn)), row
     for t in range(10):
         assert len({r["thread_id"] for r in got if r["thread"] == f"t{t}"}) == 1
-    assert sorted(asked(api).values()) == [1] * 40, "no question answered twice"
+    # A row in flight when the worker died may have been answered, unsaved, and asked again.
+    twice = {q for q, n in asked(api).items() if n > 1}
+    assert len(asked(api)) == 40 and max(asked(api).values()) <= 2, asked(api)
+    assert twice <= {rows[i][2] for i in in_flight}, "only rows in flight at the kill again"
     resent = api.stats()["requests"]["chat"] - 40
     assert 0 <= resent <= len(in_flight) <= 4, "only the requests cut off by the kill again"
     assert elapsed < 180, "redelivered within minutes, not after an hour"

@@ -73,7 +73,10 @@ def test_embedded_job_stopped_mid_way_is_resumed_without_asking_twice(sig, tmp_p
     assert not out.exists() and _no_temp_files(tmp_path), "no half-written answers file"
     done = sqlite_statuses(state, job)
     assert 6 <= len(done) < 30 and set(done.values()) == {"completed"}
-    assert sum(asked(api).values()) == len(done), "the rows cut off were not answered"
+    # An answer the double sent as the process died was never stored: at most one per row in
+    # flight (3), and only those may be asked again (README: what may be asked twice).
+    cut_off = sum(asked(api).values()) - len(done)
+    assert 0 <= cut_off <= 3, "only the rows in flight were cut off"
 
     status = cli("status", job)
     assert status.code == 0, status.stderr
@@ -84,7 +87,10 @@ def test_embedded_job_stopped_mid_way_is_resumed_without_asking_twice(sig, tmp_p
     assert resumed.code == 0, resumed.stderr
     assert f"{30 - len(done)} of 30 rows to ask" in resumed.stderr
     _check_all_completed(out, rows)
-    assert sorted(asked(api).values()) == [1] * 30, "no question answered twice"
+    counts = sorted(asked(api).values())
+    assert len(counts) == 30 and counts == [1] * (30 - cut_off) + [2] * cut_off, (
+        "no question answered twice but those cut off in flight"
+    )
     assert API_KEY not in out.read_text(encoding="utf-8-sig") + run.text() + resumed.stderr
 
 
