@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests import test_budget
 from tests.conftest import askbatch, base_env, start_workers, write_csv
 from tests.double.fixture import start_double
 from worker.limits.rate import Booking, Budget, MemoryBucket, RedisBucket, duration_s
@@ -18,16 +19,8 @@ from worker.limits.rate.flight import FLOOR, HEADROOM, Flight
 from worker.limits.rate.gcra import AUTO, LEARNED, LEARNED_SHARE, PLAIN, PROBE_WAIT_S, shape
 from worker.limits.rate.headers import remember_headers, server_limits
 
-
-@pytest.fixture(params=["memory", "redis"])
-def bucket(request, redis_server):
-    if request.param == "memory":
-        yield MemoryBucket()
-        return
-    client = redis_server.client()
-    key = f"askbatch:test-autolimit:{time.monotonic_ns()}"
-    yield RedisBucket(client, key)
-    client.delete(key)
+# The same bucket on both backends, in memory and in Redis, as the budget's own tests use.
+bucket = test_budget.bucket
 
 
 @pytest.mark.parametrize(
