@@ -56,22 +56,25 @@ def prepare_run(settings: Settings, quiet: bool = False) -> Settings:
         say("local provider: rows are answered by workers started with --provider local")
         return settings.with_(model=_model_label(settings, None))
     server = None if settings.base_url else start_server(settings, say)
-    concurrency = settings.concurrency
-    if server is not None and concurrency > server.slots:
-        say(f"{_slots(server)}: concurrency {concurrency} → {server.slots}")
-        concurrency = server.slots
     return settings.with_(
         base_url=server.base_url if server else settings.base_url,
         model=_model_label(settings, server),
-        concurrency=concurrency,
+        concurrency=_within_slots(server, settings.concurrency, "concurrency", say),
         # A request given up on goes on generating in the server, and a retry may wait for a
         # slot behind it: so a request may take as long as its row.
         request_timeout_s=max(settings.request_timeout_s, settings.timeout_s),
     )
 
 
-def _slots(server: LocalServer) -> str:
-    return f"the local model server answers {server.slots} requests at once"
+def _within_slots(server: LocalServer | None, concurrency: int, name: str, say: Say) -> int:
+    """No more rows in flight than the server has slots: more would only wait in its queue."""
+    if server is None or concurrency <= server.slots:
+        return concurrency
+    say(
+        f"the local model server answers {server.slots} requests at once: "
+        f"{name} {concurrency} → {server.slots}"
+    )
+    return server.slots
 
 
 def cap_answers(profile: Profile, settings: Settings) -> Profile:
@@ -87,12 +90,9 @@ def prepare_worker(settings: Settings) -> Settings:
     one given by --base-url), as many tasks at a time as the server has slots."""
     server = None if settings.base_url else start_server(settings, _say_stderr)
     concurrency = settings.worker_concurrency
-    if server is not None and concurrency > server.slots:
-        _say_stderr(f"{_slots(server)}: worker concurrency {concurrency} → {server.slots}")
-        concurrency = server.slots
     return settings.with_(
         base_url=server.base_url if server else settings.base_url,
-        worker_concurrency=concurrency,
+        worker_concurrency=_within_slots(server, concurrency, "worker concurrency", _say_stderr),
     )
 
 
