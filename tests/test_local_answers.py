@@ -179,7 +179,8 @@ def test_distributed_worker_runs_its_own_local_server(tmp_path, llama, bundled, 
 def test_the_server_samples_greedily_unless_asked_otherwise(tmp_path, llama, bundled):
     """llama.cpp's own default is temperature 0.8 with a random seed, under which the sample's
     `3x + 11 = 14` came out right in one run and wrong in the next; askbatch's server is
-    greedy for requests that send no temperature (a profile's temperature still wins)."""
+    greedy for requests that send no temperature (a profile's temperature still wins), with a
+    repeat penalty against the loops greedy decoding fell into."""
     import json
     import urllib.request
 
@@ -192,7 +193,8 @@ def test_the_server_samples_greedily_unless_asked_otherwise(tmp_path, llama, bun
     with local.LocalServer(bundled, parallel=1, log_dir=tmp_path) as server:
         server.start()
         props = get(server.base_url.removesuffix("/v1") + "/props")
-        assert props["default_generation_settings"]["params"]["temperature"] == 0, props
+        defaults = props["default_generation_settings"]["params"]
+        assert defaults["temperature"] == 0 and defaults["repeat_penalty"] > 1, defaults
         ask = {
             "model": server.alias,
             "messages": [{"role": "user", "content": "Name a colour. One word."}],
