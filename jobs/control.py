@@ -144,6 +144,7 @@ def status_report(job: Job) -> str:
         f"completion = {progress.total_tokens:,}",
         f"  cost so far: ${cost:.6f}"
         + (f" (+ {unpriced} rows of unpriced models)" if unpriced else ""),
+        f"  retries: {progress.retries:,}",
         f"  state: {_state(job, progress)}",
         *[f"  pace: {text}" for text in [pace.line(pace.reports(store, job.id))] if text],
         f"  answers: {record.output}"
