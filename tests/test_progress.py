@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from jobs.progress import duration
 from tests.conftest import (
     API_KEY,
     ROOT,
@@ -223,3 +224,13 @@ def test_watch_an_embedded_job_from_another_process_and_stop_with_ctrl_c(tmp_pat
     assert watch.returncode == 0, err
     assert "Traceback" not in err and err == "", err
     assert f"stopped watching; the job goes on: `askbatch status {job} --watch`" in rest
+
+
+def test_durations_for_people():
+    assert [duration(s) for s in (0, 44.6, 186, 7500, 3 * 86400 + 4 * 3600 + 59)] == [
+        "0s",
+        "45s",
+        "3m 06s",
+        "2h 05m",
+        "3d 4h",
+    ]

@@ -11,10 +11,10 @@ from decimal import Decimal
 import pytest
 
 from jobs import snapshot
-from tests.jobtools import backend_store, new_job
+from tests.jobtools import backend_store, fresh_db, new_job
 from worker.models import COMPLETED, FAILED, SKIPPED, JobSpec, Result, Usage
 from worker.pricing import nano
-from worker.store import LocalStore
+from worker.store import LocalStore, RedisStore
 
 
 @pytest.fixture(params=["redis", "sqlite"])
@@ -145,3 +145,15 @@ def test_snapshot_of_a_job(store):
     assert done.state == snapshot.FINISHED and done.over and done.eta_s == 0.0
     with pytest.raises(KeyError):
         snapshot.snapshot(store, "20990101-000000-000000")
+
+
+def test_an_older_redis_job_gets_its_tallies_from_the_rows(redis_server):
+    """A Redis job created before save.lua counted cost and retries is added up from its rows."""
+    store = RedisStore(fresh_db(redis_server.url, 12))
+    spec = _job(store, total=3)
+    store.save(spec.job_id, _row(0, attempts=4))
+    store.save(spec.job_id, _row(1, cost=None))
+    stats = f"askbatch:{spec.job_id}:stats"
+    store.redis.hdel(stats, "tallied", "cost_nusd", "unpriced", "retries")
+    p = store.progress(spec.job_id)
+    assert (p.done, p.cost_nusd, p.unpriced, p.retries) == (2, 123_000, 1, 3)

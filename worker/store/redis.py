@@ -78,7 +78,8 @@ class RedisStore:
     def create_job(self, spec: JobSpec) -> None:
         pipe = self.redis.pipeline()
         pipe.set(self._key(spec.job_id, "spec"), json.dumps(spec.to_json()), ex=JOB_TTL_S)
-        pipe.hset(self._key(spec.job_id, "stats"), "total", spec.total)
+        # `tallied`: save.lua counts cost and retries for this job (see `progress`).
+        pipe.hset(self._key(spec.job_id, "stats"), mapping={"total": spec.total, "tallied": 1})
         pipe.expire(self._key(spec.job_id, "stats"), JOB_TTL_S)
         pipe.execute()
 
@@ -193,7 +194,17 @@ class RedisStore:
         p.by_status = {
             k.removeprefix("status:"): int(v) for k, v in stats.items() if k.startswith("status:")
         }
+        if p.done and "tallied" not in stats:
+            self._tally_rows(job_id, p)
         return p
+
+    def _tally_rows(self, job_id: str, p: Progress) -> None:
+        """A job created before save.lua counted cost and retries: add them up from its rows."""
+        for raw in self.redis.hvals(self._key(job_id, "results")):
+            tally = RowTally.of(Result.from_json(json.loads(raw)))
+            p.cost_nusd += tally.cost_nusd
+            p.unpriced += tally.unpriced
+            p.retries += tally.retries
 
     # --- coming back to a job -----------------------------------------------------------
 
