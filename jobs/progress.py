@@ -67,7 +67,9 @@ def speed(snap: Snapshot) -> str:
 def cost(snap: Snapshot) -> str:
     """ "$0.012345 so far", with the tier and the rows of models without a price."""
     text = f"{usd(snap.cost_usd)} so far"
-    if snap.tier:
+    if snap.tier == "batch":
+        text += " at Batch API prices"
+    elif snap.tier:
         text += f" at {snap.tier} tier"
     if snap.unpriced:
         text += f" (+ {snap.unpriced:,} rows unpriced)"

@@ -99,7 +99,7 @@ class Snapshot:
     pace: str  # the whole pace phrase the plain line and status print
     provider: str = ""
     model: str = ""
-    tier: str = ""  # the job's service tier, once jobs have one ("" otherwise)
+    tier: str = ""  # the service tier asked for, "batch" for the Batch API, or ""
 
     @property
     def completed(self) -> int:
@@ -190,8 +190,12 @@ def snapshot(
 
 
 def tier_of(spec: JobSpec) -> str:
-    """The job's service tier: the hook for the tier work (a JobSpec `tier` field)."""
-    return str(getattr(spec, "tier", "") or "")
+    """The tier the job asks for: "flex", "priority", ..., "batch" for the Batch API, or "".
+
+    Read by name: JobSpec gains `service_tier` and `batch` with the tier work (issue 13)."""
+    if getattr(spec, "batch", False):
+        return "batch"
+    return str(getattr(spec, "service_tier", "") or "")
 
 
 def _state(

@@ -157,3 +157,15 @@ def test_an_older_redis_job_gets_its_tallies_from_the_rows(redis_server):
     store.redis.hdel(stats, "tallied", "cost_nusd", "unpriced", "retries")
     p = store.progress(spec.job_id)
     assert (p.done, p.cost_nusd, p.unpriced, p.retries) == (2, 123_000, 1, 3)
+
+
+def test_the_tier_comes_from_the_job_spec():
+    """The tier work's JobSpec fields (read by name, so either branch can land first)."""
+
+    class Spec:
+        service_tier, batch = "flex", False
+
+    assert snapshot.tier_of(Spec()) == "flex"
+    Spec.batch = True
+    assert snapshot.tier_of(Spec()) == "batch"
+    assert snapshot.tier_of(JobSpec(job_id="j", provider="chat", model="m")) == ""
