@@ -169,7 +169,7 @@ def test_watch_follows_a_distributed_job_to_the_end(tmp_path, api, redis_server)
     url = fresh_db(redis_server.url, 13)
     env = base_env(tmp_path, api) | {"ASKBATCH_BROKER_URL": url}
     out = tmp_path / "out.csv"
-    workers = start_workers(env, 2, tmp_path, concurrency=2)
+    workers = start_workers(env, 2, tmp_path, concurrency=1)  # 2 rows at a time: 6 s at least
     try:
         run = Background.start(_run_args(tmp_path, _sheet(tmp_path, 40), out), env, tmp_path / "r")
         job = run.job_id()
