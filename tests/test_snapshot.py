@@ -82,7 +82,8 @@ def test_an_older_job_file_gets_its_tallies_from_the_rows(tmp_path):
     path = store.path(spec.job_id)
     store._dbs.pop(spec.job_id).close()
     with sqlite3.connect(path) as db:
-        db.execute("DROP TABLE results")
+        db.execute("DROP TABLE results")  # and its triggers
+        db.execute("DROP TABLE tally")
         db.execute(
             "CREATE TABLE results (idx INTEGER PRIMARY KEY, status TEXT,"
             " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL)"

@@ -23,25 +23,50 @@ def _tally(result: Result) -> tuple[int, int, int]:
     return t.cost_nusd, t.unpriced, t.retries
 
 
-def _add_tallies(db: sqlite3.Connection) -> None:
-    """A job file written before results had cost, unpriced and retries columns gets them,
-    filled from each row's JSON (once, in one transaction)."""
+# The sums `progress` reads, per status, kept by triggers as rows are inserted and deleted
+# (results rows are never updated), so that a poll reads a few rows, not every result.
+_SUMS = ("prompt", "completion", "total", "cost", "unpriced", "retries")
+_TALLY_SCHEMA = (
+    "DROP TABLE IF EXISTS tally",
+    f"CREATE TABLE tally (status TEXT PRIMARY KEY, n INTEGER NOT NULL,"
+    f" {', '.join(f'{c} INTEGER NOT NULL' for c in _SUMS)})",
+    f"CREATE TRIGGER tally_insert AFTER INSERT ON results BEGIN"
+    f" INSERT INTO tally VALUES (NEW.status, 1, {', '.join(f'NEW.{c}' for c in _SUMS)})"
+    f" ON CONFLICT (status) DO UPDATE SET n = n + 1,"
+    f" {', '.join(f'{c} = {c} + excluded.{c}' for c in _SUMS)}; END",
+    f"CREATE TRIGGER tally_delete AFTER DELETE ON results BEGIN"
+    f" UPDATE tally SET n = n - 1, {', '.join(f'{c} = {c} - OLD.{c}' for c in _SUMS)}"
+    f" WHERE status = OLD.status; END",
+    f"INSERT INTO tally SELECT status, COUNT(*),"
+    f" {', '.join(f'COALESCE(SUM({c}), 0)' for c in _SUMS)} FROM results GROUP BY status",
+)
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a job file to today's schema, once, in one transaction: results gain cost,
+    unpriced and retries columns (filled from each row's JSON in files written before them),
+    and the per-status tally with its triggers (filled from the rows already there)."""
 
     def current() -> bool:
-        return "retries" in {row[1] for row in db.execute("PRAGMA table_info(results)")}
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tally_delete'")
+        return found.fetchone() is not None
 
     if current():
         return
     db.execute("BEGIN IMMEDIATE")
     try:
         if not current():  # another process may have done it while this one waited
-            for name in ("cost", "unpriced", "retries"):
-                db.execute(f"ALTER TABLE results ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
-            rows = db.execute("SELECT idx, json FROM results").fetchall()
-            db.executemany(
-                "UPDATE results SET cost = ?, unpriced = ?, retries = ? WHERE idx = ?",
-                [(*_tally(Result.from_json(json.loads(raw))), idx) for idx, raw in rows],
-            )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+            if "retries" not in columns:
+                for name in ("cost", "unpriced", "retries"):
+                    db.execute(f"ALTER TABLE results ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
+                rows = db.execute("SELECT idx, json FROM results").fetchall()
+                db.executemany(
+                    "UPDATE results SET cost = ?, unpriced = ?, retries = ? WHERE idx = ?",
+                    [(*_tally(Result.from_json(json.loads(raw))), idx) for idx, raw in rows],
+                )
+            for statement in _TALLY_SCHEMA:
+                db.execute(statement)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -94,7 +119,7 @@ class LocalStore:
             " cost INTEGER NOT NULL DEFAULT 0, unpriced INTEGER NOT NULL DEFAULT 0,"
             " retries INTEGER NOT NULL DEFAULT 0)"
         )
-        _add_tallies(db)
+        _upgrade(db)
         db.execute(
             "CREATE TABLE IF NOT EXISTS pace (proc TEXT PRIMARY KEY, at REAL, json TEXT NOT NULL)"
         )
@@ -214,21 +239,19 @@ class LocalStore:
         with self._lock:
             db = self._db(job_id)
             spec = json.loads(db.execute("SELECT json FROM spec").fetchone()[0])
-            rows = db.execute(
-                "SELECT status, COUNT(*), SUM(prompt), SUM(completion), SUM(total),"
-                " SUM(cost), SUM(unpriced), SUM(retries) FROM results GROUP BY status"
-            ).fetchall()
+            sums = ", ".join(_SUMS)
+            rows = db.execute(f"SELECT status, n, {sums} FROM tally WHERE n > 0").fetchall()
             started = self._started.get(job_id, 0)
         p = Progress(total=spec.get("total", 0), started=started)
         for status, count, prompt, completion, total, cost, unpriced, retries in rows:
             p.by_status[status] = count
             p.done += count
-            p.prompt_tokens += prompt or 0
-            p.completion_tokens += completion or 0
-            p.total_tokens += total or 0
-            p.cost_nusd += cost or 0
-            p.unpriced += unpriced or 0
-            p.retries += retries or 0
+            p.prompt_tokens += prompt
+            p.completion_tokens += completion
+            p.total_tokens += total
+            p.cost_nusd += cost
+            p.unpriced += unpriced
+            p.retries += retries
         return p
 
     # --- coming back to a job -----------------------------------------------------------
