@@ -13,7 +13,64 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from worker.models import JobSpec, Result
-from worker.store.base import JobBusy, Progress, RowStart, chunks
+from worker.store.base import JobBusy, Progress, RowStart, RowTally, chunks
+
+_COLUMNS = "idx, status, prompt, completion, total, json, cost, unpriced, retries"
+
+
+def _tally(result: Result) -> tuple[int, int, int]:
+    t = RowTally.of(result)
+    return t.cost_nusd, t.unpriced, t.retries
+
+
+# The sums `progress` reads, per status, kept by triggers as rows are inserted and deleted
+# (results rows are never updated), so that a poll reads a few rows, not every result.
+_SUMS = ("prompt", "completion", "total", "cost", "unpriced", "retries")
+_TALLY_SCHEMA = (
+    "DROP TABLE IF EXISTS tally",
+    f"CREATE TABLE tally (status TEXT PRIMARY KEY, n INTEGER NOT NULL,"
+    f" {', '.join(f'{c} INTEGER NOT NULL' for c in _SUMS)})",
+    f"CREATE TRIGGER tally_insert AFTER INSERT ON results BEGIN"
+    f" INSERT INTO tally VALUES (NEW.status, 1, {', '.join(f'NEW.{c}' for c in _SUMS)})"
+    f" ON CONFLICT (status) DO UPDATE SET n = n + 1,"
+    f" {', '.join(f'{c} = {c} + excluded.{c}' for c in _SUMS)}; END",
+    f"CREATE TRIGGER tally_delete AFTER DELETE ON results BEGIN"
+    f" UPDATE tally SET n = n - 1, {', '.join(f'{c} = {c} - OLD.{c}' for c in _SUMS)}"
+    f" WHERE status = OLD.status; END",
+    f"INSERT INTO tally SELECT status, COUNT(*),"
+    f" {', '.join(f'COALESCE(SUM({c}), 0)' for c in _SUMS)} FROM results GROUP BY status",
+)
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a job file to today's schema, once, in one transaction: results gain cost,
+    unpriced and retries columns (filled from each row's JSON in files written before them),
+    and the per-status tally with its triggers (filled from the rows already there)."""
+
+    def current() -> bool:
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tally_delete'")
+        return found.fetchone() is not None
+
+    if current():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not current():  # another process may have done it while this one waited
+            columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+            if "retries" not in columns:
+                for name in ("cost", "unpriced", "retries"):
+                    db.execute(f"ALTER TABLE results ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
+                rows = db.execute("SELECT idx, json FROM results").fetchall()
+                db.executemany(
+                    "UPDATE results SET cost = ?, unpriced = ?, retries = ? WHERE idx = ?",
+                    [(*_tally(Result.from_json(json.loads(raw))), idx) for idx, raw in rows],
+                )
+            for statement in _TALLY_SCHEMA:
+                db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 class LocalStore:
@@ -58,8 +115,11 @@ class LocalStore:
         )
         db.execute(
             "CREATE TABLE IF NOT EXISTS results (idx INTEGER PRIMARY KEY, status TEXT,"
-            " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL)"
+            " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL,"
+            " cost INTEGER NOT NULL DEFAULT 0, unpriced INTEGER NOT NULL DEFAULT 0,"
+            " retries INTEGER NOT NULL DEFAULT 0)"
         )
+        _upgrade(db)
         db.execute(
             "CREATE TABLE IF NOT EXISTS pace (proc TEXT PRIMARY KEY, at REAL, json TEXT NOT NULL)"
         )
@@ -108,7 +168,7 @@ class LocalStore:
         raw = json.dumps(result.to_json(), ensure_ascii=False)
         with self._lock:
             cur = self._db(job_id).execute(
-                "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO results ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     result.index,
                     result.status,
@@ -116,6 +176,7 @@ class LocalStore:
                     u.completion_tokens,
                     u.total_tokens,
                     raw,
+                    *_tally(result),
                 ),
             )
             if release:
@@ -178,18 +239,19 @@ class LocalStore:
         with self._lock:
             db = self._db(job_id)
             spec = json.loads(db.execute("SELECT json FROM spec").fetchone()[0])
-            rows = db.execute(
-                "SELECT status, COUNT(*), SUM(prompt), SUM(completion), SUM(total)"
-                " FROM results GROUP BY status"
-            ).fetchall()
+            sums = ", ".join(_SUMS)
+            rows = db.execute(f"SELECT status, n, {sums} FROM tally WHERE n > 0").fetchall()
             started = self._started.get(job_id, 0)
         p = Progress(total=spec.get("total", 0), started=started)
-        for status, count, prompt, completion, total in rows:
+        for status, count, prompt, completion, total, cost, unpriced, retries in rows:
             p.by_status[status] = count
             p.done += count
-            p.prompt_tokens += prompt or 0
-            p.completion_tokens += completion or 0
-            p.total_tokens += total or 0
+            p.prompt_tokens += prompt
+            p.completion_tokens += completion
+            p.total_tokens += total
+            p.cost_nusd += cost
+            p.unpriced += unpriced
+            p.retries += retries
         return p
 
     # --- coming back to a job -----------------------------------------------------------
@@ -248,7 +310,7 @@ class LocalStore:
                     continue  # being answered in this process: its result will come
                 result = Result(index=i, status=status, error=reason)
                 marked += db.execute(
-                    "INSERT OR IGNORE INTO results VALUES (?,?,0,0,0,?)",
+                    f"INSERT OR IGNORE INTO results ({_COLUMNS}) VALUES (?,?,0,0,0,?,0,0,0)",
                     (i, status, json.dumps(result.to_json(), ensure_ascii=False)),
                 ).rowcount
         return marked
