@@ -118,3 +118,48 @@ def test_double_reports_the_tier_and_refuses_what_the_api_refuses(api):
         assert third.service_tier == "flex"
         # Only flex requests are busy.
         assert sdk.responses.create(model="gpt-5", input="z [[flexbusy:5]]").status == "completed"
+
+
+# -- the estimate at the job's tier -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "context", "words"),
+    [
+        (["--batch"], {"processing": "batch"}, "at Batch API prices (--batch)"),
+        (
+            ["--service-tier", "flex"],
+            {"service_tier": "flex"},
+            "at flex prices (--service-tier flex)",
+        ),
+        (
+            ["--service-tier", "priority"],
+            {"service_tier": "priority"},
+            "at priority prices (--service-tier priority)",
+        ),
+    ],
+)
+def test_estimate_prices_at_the_tier_the_job_will_use(tmp_path, api, flags, context, words):
+    from jobs.report.summary import usd
+    from worker import tokens
+
+    questions = ["What is 6 x 7?", "Define a prime."]
+    sheet = write_csv(tmp_path / "w.csv", ["question"], [[q] for q in questions])
+    args = ["estimate", str(sheet), "--model", "gpt-5-mini", "--answer-tokens", "500"]
+    # OpenAI's own URL: priced at its list prices. The estimate sends nothing there.
+    args += ["--base-url", "https://api.openai.com/v1", *flags]
+    run = askbatch(args, base_env(tmp_path, api), tmp_path / "none.csv")
+    assert run.code == 0, run.stderr
+    assert sum(api.stats()["requests"].values()) == 0
+    # Each request: its question + 3, and 3 for the reply; 500 answer tokens each.
+    prompt = sum(n + 3 + 3 for n in tokens.count(questions, "gpt-5-mini"))
+    counts = GenaiUsage(input_tokens=prompt, output_tokens=1000)
+    tiered = calc_price(counts, "gpt-5-mini", provider_id="openai", price_context=context)
+    standard = calc_price(counts, "gpt-5-mini", provider_id="openai")
+    line = next(x for x in run.stdout.splitlines() if x.startswith("expected cost"))
+    assert line == (
+        f"expected cost: {usd(tiered.total_price)} {words} "
+        f"(at standard prices: {usd(standard.total_price)})"
+    ), run.stdout
+    if "--batch" in flags:  # genai-prices: the Batch API is half the standard price
+        assert tiered.total_price * 2 == standard.total_price
