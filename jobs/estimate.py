@@ -208,9 +208,10 @@ def _source(quote: pricing.Quote | None) -> str:
     if quote.source == "self-hosted":
         return "self-hosted server: free unless priced"
     rates = pricing.per_million(quote)
+    source = quote.source + (f", list price through {quote.gateway}" if quote.gateway else "")
     if rates is None:
-        return quote.source
-    return f"{quote.source}: ${_plain(rates[0])} in, ${_plain(rates[1])} out per 1M tokens"
+        return source
+    return f"{source}: ${_plain(rates[0])} in, ${_plain(rates[1])} out per 1M tokens"
 
 
 def _plain(d: Decimal) -> str:

@@ -12,6 +12,7 @@ import pytest
 from genai_prices import Usage as GenaiUsage
 from genai_prices import calc_price
 
+from jobs.report.summary import usd
 from tests.conftest import askbatch, base_env, write_csv
 from tests.double.expect import answer_for, usage_for
 from worker.fatal import classify
@@ -52,6 +53,13 @@ def test_flex_run_reports_the_tier_prices_it_and_retries_busy(tmp_path, api, pro
     # Two 429s resource-unavailable, then the answer: retried, the job went on.
     assert (rows[0]["attempts"], rows[1]["attempts"]) == ("1", "3")
     assert api.stats()["status_429"] == 2
+    # The summary: cost by tier, and the same rows at standard prices.
+    paid = sum(flex_cost(q, {"service_tier": "flex"}) for q in questions)
+    standard = sum(flex_cost(q, None) for q in questions)
+    assert (
+        f"cost by tier: flex {usd(paid)} (2 rows); at standard prices {usd(standard)}, "
+        f"saved {usd(standard - paid)}"
+    ) in run.stderr, run.stderr
 
 
 def test_auto_is_answered_at_default_and_priced_standard(tmp_path, api):
@@ -140,7 +148,6 @@ def test_double_reports_the_tier_and_refuses_what_the_api_refuses(api):
     ],
 )
 def test_estimate_prices_at_the_tier_the_job_will_use(tmp_path, api, flags, context, words):
-    from jobs.report.summary import usd
     from worker import tokens
 
     questions = ["What is 6 x 7?", "Define a prime."]
@@ -163,3 +170,79 @@ def test_estimate_prices_at_the_tier_the_job_will_use(tmp_path, api, flags, cont
     ), run.stdout
     if "--batch" in flags:  # genai-prices: the Batch API is half the standard price
         assert tiered.total_price * 2 == standard.total_price
+
+
+# -- the report by tier, and gateways -----------------------------------------------------------
+
+
+def answers_file(path, rows):
+    """An answers CSV as askbatch writes it: (question, model, service_tier, prompt,
+    completion, cost_usd) per row."""
+    from worker.models import RESULT_COLUMNS
+
+    out = []
+    for q, model, tier, p, c, cost in rows:
+        cells = dict.fromkeys(RESULT_COLUMNS, "")
+        cells.update(status="completed", answer="a", prompt_tokens=str(p), model=model,
+                     completion_tokens=str(c), total_tokens=str(p + c), cached_tokens="0",
+                     reasoning_tokens="0", cost_usd=cost, attempts="1", latency_s="1.0",
+                     service_tier=tier)  # fmt: skip
+        out.append([q, *cells.values()])
+    return write_csv(path, ["question", *RESULT_COLUMNS], out)
+
+
+def genai_usd(p, c, context=None):
+    counts = GenaiUsage(input_tokens=p, output_tokens=c)
+    price = calc_price(counts, "gpt-5-mini", provider_id="openai", price_context=context)
+    return price.total_price
+
+
+def test_report_shows_cost_by_tier_and_at_standard_prices(tmp_path, api):
+    batch = genai_usd(1000, 500, {"processing": "batch"})
+    flex = genai_usd(2000, 100, {"service_tier": "flex"})
+    default = genai_usd(300, 300)
+    sheet = answers_file(
+        tmp_path / "a.csv",
+        [
+            ("q1", "gpt-5-mini", "batch", 1000, 500, f"{batch:f}"),
+            ("q2", "gpt-5-mini", "flex", 2000, 100, f"{flex:f}"),
+            ("q3", "gpt-5-mini", "default", 300, 300, f"{default:f}"),
+        ],
+    )
+    run = askbatch(["report", str(sheet)], base_env(tmp_path, api), sheet)
+    assert run.code == 0, run.stderr
+    standard = genai_usd(1000, 500) + genai_usd(2000, 100) + default
+    paid = batch + flex + default
+    assert standard > paid
+    assert (
+        f"cost by tier: batch {usd(batch)} (1 row), flex {usd(flex)} (1 row), standard "
+        f"{usd(default)} (1 row); at standard prices {usd(standard)}, saved {usd(standard - paid)}"
+    ) in run.stdout, run.stdout
+    html = tmp_path / "r.html"
+    run = askbatch(["report", str(sheet), "--html", str(html)], base_env(tmp_path, api), sheet)
+    assert run.code == 0 and "cost by tier: batch" in html.read_text()
+
+
+def test_a_file_all_at_standard_prices_has_no_tier_line(tmp_path, api):
+    cost = f"{genai_usd(10, 10):f}"
+    sheet = answers_file(tmp_path / "a.csv", [("q", "gpt-5-mini", "default", 10, 10, cost)])
+    run = askbatch(["report", str(sheet)], base_env(tmp_path, api), sheet)
+    assert run.code == 0 and "cost by tier" not in run.stdout and "list price" not in run.stdout
+
+
+def test_gateway_rows_are_named_in_the_summary(tmp_path, api):
+    cost = f"{genai_usd(10, 10):f}"
+    sheet = answers_file(
+        tmp_path / "a.csv",
+        [("q", "gpt-5-mini", "default", 10, 10, cost), ("r", "gpt-5-mini", "", 5, 5, cost)],
+    )
+    gw = "https://llm-gateway.example.com/v1"
+    run = askbatch(["report", str(sheet), "--base-url", gw], base_env(tmp_path, api), sheet)
+    assert run.code == 0, run.stderr
+    assert "2 rows priced at the provider's list price through llm-gateway.example.com" in (
+        run.stdout
+    ), run.stdout
+    # A server on this machine or a private network is no gateway.
+    for url in ("http://127.0.0.1:8000/v1", "http://10.0.0.7/v1", "http://box.local/v1"):
+        run = askbatch(["report", str(sheet), "--base-url", url], base_env(tmp_path, api), sheet)
+        assert run.code == 0 and "list price" not in run.stdout, (url, run.stdout)
