@@ -246,3 +246,40 @@ def test_gateway_rows_are_named_in_the_summary(tmp_path, api):
     for url in ("http://127.0.0.1:8000/v1", "http://10.0.0.7/v1", "http://box.local/v1"):
         run = askbatch(["report", str(sheet), "--base-url", url], base_env(tmp_path, api), sheet)
         assert run.code == 0 and "list price" not in run.stdout, (url, run.stdout)
+
+
+@pytest.mark.parametrize(("flags", "code"), [(["--service-tier", "flex"], 0), ([], 3)])
+def test_the_cap_holds_at_the_tier_the_job_asks_for(tmp_path, api, flags, code):
+    """A 100,000-token answer held at gpt-5-mini's output price: $0.10 at flex prices fits a
+    $0.15 cap, $0.20 at standard prices does not (the row is not sent, exit 3)."""
+    output = calc_price(GenaiUsage(output_tokens=100_000), "gpt-5-mini", provider_id="openai")
+    assert output.total_price > Decimal("0.15") > output.total_price / 2  # the premise
+    sheet = write_csv(tmp_path / "w.csv", ["question"], [["Hi"]])
+    out = tmp_path / "o.csv"
+    args = ["run", str(sheet), "-o", str(out), "--model", "gpt-5-mini", "--max-cost", "0.15"]
+    args += ["--answer-tokens", "100000", "--prices", gateway_prices(tmp_path, api), *flags]
+    run = askbatch(args, base_env(tmp_path, api), out)
+    assert run.code == code, run.stderr
+    (row,) = run.rows()
+    assert row["status"] == ("completed" if code == 0 else "skipped")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--batch", "--provider", "assistants"],
+            "--batch works with --provider responses or chat",
+        ),
+        (["--batch", "--provider", "local"], "--batch works with --provider responses or chat"),
+        (["--batch", "--service-tier", "flex"], "--service-tier flex is for synchronous runs"),
+        (["--service-tier", "turbo"], "unknown service tier 'turbo'"),
+    ],
+)
+def test_bad_tier_flags_exit_2_with_one_message(tmp_path, api, flags, message):
+    sheet = write_csv(tmp_path / "w.csv", ["question"], [["Hi"]])
+    out = tmp_path / "o.csv"
+    run = askbatch(["run", str(sheet), "-o", str(out), *flags], base_env(tmp_path, api), out)
+    assert run.code == 2 and message in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and not out.exists()
+    assert sum(api.stats()["requests"].values()) == 0
