@@ -53,6 +53,8 @@ def test_defaults_env_and_flags(monkeypatch):
         ({"batch": True, "provider": "assistants"}, {}, "--provider responses or chat"),
         ({"batch": True, "provider": "local"}, {}, "--provider responses or chat"),
         ({"batch": True, "service_tier": "flex"}, {}, "--service-tier flex is for synchronous"),
+        ({"service_tier": "flex", "provider": "assistants"}, {}, "--service-tier works with"),
+        ({"provider": "local"}, {"ASKBATCH_SERVICE_TIER": "auto"}, "ASKBATCH_SERVICE_TIER"),
     ],
 )
 def test_bad_values_name_the_flag(monkeypatch, flags, env, message):
