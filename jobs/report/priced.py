@@ -52,7 +52,7 @@ def lines(frame: pd.DataFrame, usd: Callable[[Decimal], str]) -> list[str]:
     """The summary's lines on tiers and gateways, money written by `usd`; none for a job
     all at standard prices that no gateway priced."""
     out: list[str] = []
-    priced = frame[frame["cost"].notna() & (frame["attempts"] > 0)]
+    priced = frame[frame["cost"].notna()]  # rows never sent have no cost
     if (priced["tier"] != STANDARD).any():
         parts = []
         for tier, group in priced.groupby("tier", sort=True):
