@@ -206,7 +206,9 @@ def answer_row(
         attempts=1 + retrier.retries,
         tool_calls=tools.cell(),
         extra=extra,
-        cost_usd=spending.row_cost(spec, row, turn.model, turn.usage),
+        service_tier=turn.service_tier,
+        # Priced at the tier the API reports (a flex request may be answered at another).
+        cost_usd=spending.row_cost(spec, row, turn.model, turn.usage, turn.service_tier),
     )
     return result, thread
 

@@ -14,7 +14,7 @@ from jobs.csvout import write_job
 from jobs.intake import Worksheet
 from jobs.progress import ProgressView
 from jobs.submit import answer_job
-from worker import local
+from worker import local, pricing
 from worker.fatal import Halt, is_halt
 from worker.limits import spending
 from worker.models import CANCELLED, COMPLETED, JobSpec, Row
@@ -87,7 +87,10 @@ def execute(
     from jobs import report
 
     # The summary is said even with --quiet: it is what the job came to.
-    tell(report.text(report.summarize(report.load(out)), time.monotonic() - t0))
+    answers = report.load(
+        out, pricing.PriceBook.from_json(spec.prices), spec.base_url, spec.provider
+    )
+    tell(report.text(report.summarize(answers), time.monotonic() - t0))
     if how := pace.bound(pace.reports(store, spec.job_id, within_s=120)):
         tell(how)
     tell(f"answers: {out}")

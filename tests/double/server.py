@@ -28,6 +28,7 @@ from .state import (
     new_id,
     now_s,
 )
+from .tiers import service_tier
 
 
 def answer_round(question, turn, messages, markers, plan, schema):
@@ -128,6 +129,7 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
     markers, text, prompt, completion = answer_round(
         question, turn, messages, markers, plan, schema
     )
+    tier = service_tier(double, "response", body, question, markers)
     headers = double.admit("response", question, markers, prompt + completion)
     await double.delay(markers)
 
@@ -193,6 +195,7 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
         "usage": usage,
         "user": None,
         "conversation": {"id": conversation.id} if conversation else None,
+        "service_tier": tier,
     }
     if plan.calls:
         double.stats.tool_rounds["responses"] += 1
@@ -216,6 +219,7 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
     markers, text, prompt, completion = answer_round(
         question, turn, prompt_messages, markers, plan, schema
     )
+    tier = service_tier(double, "chat", body, question, markers)
     headers = double.admit("chat", question, markers, prompt + completion)
     await double.delay(markers)
     if plan.continuing:
@@ -243,7 +247,7 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
         "id": new_id("chatcmpl", "-"),
         "created": now_s(),
         "model": body.get("model"),
-        "service_tier": "default",
+        "service_tier": tier,
         "system_fingerprint": "fp_double",
     }
     tool_calls = [

@@ -12,7 +12,7 @@ from typing import Any
 import openai
 
 from worker.models import COMPLETED, FAILED, INCOMPLETE, JobSpec, Row, Usage
-from worker.providers.base import JobContext, Thread, Turn, read_json, too_many_rounds
+from worker.providers.base import JobContext, Thread, Turn, read_json, tier_of, too_many_rounds
 from worker.retry import Retrier
 from worker.tools import ToolLog
 
@@ -79,6 +79,7 @@ class ChatProvider:
                     usage=usage,
                     model=completion.get("model") or "",
                     run_id=completion.get("id") or "",
+                    service_tier=tier_of(completion),
                 )
             rounds += 1
             # The assistant's turn as sent back: what the server said, less its extras.
@@ -107,6 +108,7 @@ class ChatProvider:
             usage=usage,
             model=completion.get("model") or self.job.model(row),
             run_id=completion.get("id") or "",
+            service_tier=tier_of(completion),
         )
 
 
