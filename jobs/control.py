@@ -25,6 +25,7 @@ from worker import runtime
 from worker.errors import ConfigError
 from worker.fatal import is_halt
 from worker.models import CANCELLED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row
+from worker.pricing import NANO
 from worker.settings import Settings, mask_url
 from worker.store import LocalStore, Progress, Store
 
@@ -133,13 +134,7 @@ def status_report(job: Job) -> str:
     """What `askbatch status` prints: counts by status, tokens and cost so far, and state."""
     spec, record, store = job.spec, job.record, job.store
     progress = store.progress(job.id)
-    cost, unpriced = Decimal(0), 0
-    for result in all_results(store, job.id, spec.total):
-        row_cost = getattr(result, "cost_usd", None)
-        if row_cost is not None:
-            cost += row_cost
-        elif result.usage.total_tokens:
-            unpriced += 1
+    cost, unpriced = Decimal(progress.cost_nusd) / NANO, progress.unpriced
     statuses = ", ".join(
         f"{n} {s}" for s, n in sorted(progress.by_status.items(), key=lambda kv: -kv[1]) if n
     )
@@ -153,6 +148,7 @@ def status_report(job: Job) -> str:
         f"completion = {progress.total_tokens:,}",
         f"  cost so far: ${cost:.6f}"
         + (f" (+ {unpriced} rows of unpriced models)" if unpriced else ""),
+        f"  retries: {progress.retries:,}",
         f"  state: {state_line(job, progress)}",
         *[f"  pace: {text}" for text in [pace.line(pace.reports(store, job.id))] if text],
         f"  answers: {record.output}"

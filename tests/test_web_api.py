@@ -101,7 +101,7 @@ def test_cancel_then_retry_failed_rows(api, tmp_path):
         wait_job(c, job_id, lambda f: f["done"] >= 2)
         r = c.post(f"/api/jobs/{job_id}/cancel")
         assert r.status_code == 200 and "cancel" in r.json()["message"]
-        facts = wait_job(c, job_id, lambda f: f["state"] == "cancelled")
+        facts = wait_job(c, job_id, lambda f: f["state"] == "finished")
         assert facts["by_status"].get("cancelled", 0) > 0
         assert facts["by_status"].get("completed", 0) < 40
         r = c.post(f"/api/jobs/{job_id}/retry")

@@ -52,9 +52,8 @@ class Api:
         self.launcher = Launcher(settings, self.catalog, self.tallies)
 
     def _facts(self, job: control.Job, detail: bool = False) -> dict[str, Any]:
-        here = self.launcher.is_running(job.id)
-        out = facts.describe(job, self.tallies, here, detail)
-        out["can_resume"] = self.catalog.runs_here(job) and not here
+        out = facts.describe(job, self.tallies, detail)
+        out["can_resume"] = self.catalog.runs_here(job) and not self.launcher.is_running(job.id)
         if detail and (note := self.launcher.note(job.id)):
             out["note"] = note
         return out

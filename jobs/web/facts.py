@@ -9,37 +9,30 @@ second. A tally whose job lost results (`--retry-failed` drops them) is started 
 from __future__ import annotations
 
 import threading
-import time
-from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from jobs import control
-from jobs.record import EMBEDDED
-from worker.fatal import is_halt
-from worker.models import CANCELLED, COMPLETED, EXPIRED, FAILED, INCOMPLETE, SKIPPED
+from jobs.snapshot import Sampler, snapshot, tier_of
+from worker.models import EXPIRED, FAILED, INCOMPLETE, SKIPPED, money
 from worker.settings import OPENAI_URL, mask_url
 from worker.store import Progress
 
 FAILURE_STATUSES = (FAILED, EXPIRED, INCOMPLETE, SKIPPED)
 FIRST_FAILURES = 20
-RATE_WINDOW_S = 60.0  # rows per second over the last minute seen
 CHUNK = 2000
 
 
 @dataclass
 class Tally:
-    """Cost and failures of the rows read so far, and the job's progress as it was sampled."""
+    """Cost by model and the first failures of the rows read so far; the job's rate."""
 
     seen: set[int] = field(default_factory=set)
-    cost: Decimal = Decimal(0)
     by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
-    unpriced: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
-    failed: int = 0
-    samples: deque = field(default_factory=lambda: deque(maxlen=600))
+    sampler: Sampler = field(default_factory=Sampler)  # rows done over time: rate, time left
 
     def add(self, result) -> None:
         self.seen.add(result.index)
@@ -49,28 +42,15 @@ class Tally:
             )
             entry["rows"] += 1
             if result.cost_usd is not None:
-                self.cost += result.cost_usd
                 entry["cost"] += result.cost_usd
             elif result.usage.total_tokens:
-                self.unpriced += 1
                 entry["unpriced"] += 1
         if result.status in FAILURE_STATUSES and result.error != control.BLANK_REASON:
-            self.failed += 1
             self.failures.append(
                 {"row": result.index + 1, "status": result.status, "error": result.error}
             )
             self.failures.sort(key=lambda f: f["row"])
             del self.failures[FIRST_FAILURES:]
-
-    def rate(self, now: float, done: int) -> float | None:
-        """Rows per second over the last minute, from the samples of `done` taken so far."""
-        self.samples.append((now, done))
-        while self.samples and now - self.samples[0][0] > RATE_WINDOW_S:
-            self.samples.popleft()
-        t0, d0 = self.samples[0]
-        if now - t0 < 2.0 or done < d0:
-            return None
-        return (done - d0) / (now - t0)
 
 
 class Tallies:
@@ -91,7 +71,7 @@ class Tallies:
             lock = self.job_locks.setdefault(job.id, threading.Lock())
         with lock:
             if progress.done < len(tally.seen):  # results were dropped: count again
-                tally = Tally(samples=tally.samples)
+                tally = Tally(sampler=tally.sampler)
                 with self.lock:
                     self.tallies[job.id] = tally
             if len(tally.seen) < progress.done:
@@ -114,80 +94,62 @@ def settings_of(job: control.Job) -> dict[str, Any]:
         "rpm": spec.rpm,
         "tpm": spec.tpm,
     }
+    if tier := tier_of(spec):
+        shown["service_tier"] = tier
     if name := spec.profile.get("name"):
         shown["profile"] = name
-    # The Batch API route and the service tier, where the job spec has them.
-    for extra in ("service_tier", "batch"):
+    # The Batch API route, where the job spec has it.
+    for extra in ("batch",):
         if (value := getattr(spec, extra, None)) not in (None, "", False):
             shown[extra] = value
     return shown
 
 
-def state_of(job: control.Job, progress: Progress, running_here: bool) -> str:
-    """One word for the page: running, finished, cancelled, halted, stopping, waiting, stopped."""
-    stop = job.store.stopped(job.id)
-    left = job.spec.total - progress.done
-    if left <= 0:
-        cancelled = stop and stop[0] == CANCELLED and progress.by_status.get(CANCELLED)
-        return "cancelled" if cancelled else "finished"
-    if stop:
-        return "halted" if is_halt(stop) else "stopping"
-    if running_here or job.store.busy(job.id):
-        return "running"
-    if job.record.mode == EMBEDDED:
-        return "stopped"
-    return "running" if progress.started else "waiting"
-
-
-def describe(
-    job: control.Job, tallies: Tallies, running_here: bool, detail: bool = False
-) -> dict[str, Any]:
-    """The job's facts for the page and the JSON API."""
+def describe(job: control.Job, tallies: Tallies, detail: bool = False) -> dict[str, Any]:
+    """The job's facts for the page and the JSON API: the live ones from `jobs.snapshot` (as
+    the progress bar shows them), with the cost by model and the first failures."""
     progress = job.store.progress(job.id)
     tally = tallies.update(job, progress)
+    snap = snapshot(job.store, job.id, tally.sampler, progress, job.spec)
     total = job.spec.total
-    state = state_of(job, progress, running_here)
-    rate = tally.rate(time.monotonic(), progress.done)
-    left = total - progress.done
     facts: dict[str, Any] = {
         "id": job.id,
         "mode": job.record.mode,
         "where": job.where,
         "created": job.record.created,
         "worksheet": Path(job.record.input).name,
-        "state": state,
+        "state": snap.state,
         "total": total,
-        "done": progress.done,
-        "percent": round(100 * progress.done / total, 1) if total else 100.0,
-        "completed": progress.by_status.get(COMPLETED, 0),
-        "by_status": {s: n for s, n in sorted(progress.by_status.items()) if n},
+        "done": snap.done,
+        "percent": round(100 * snap.done / total, 1) if total else 100.0,
+        "completed": snap.completed,
+        "failed": snap.failures,
+        "by_status": dict(sorted(snap.by_status.items())),
         "tokens": {
-            "prompt": progress.prompt_tokens,
-            "completion": progress.completion_tokens,
-            "total": progress.total_tokens,
+            "prompt": snap.prompt_tokens,
+            "completion": snap.completion_tokens,
+            "total": snap.total_tokens,
         },
-        "cost_usd": f"{tally.cost:.6f}",
-        "unpriced_rows": tally.unpriced,
+        "cost_usd": money(snap.cost_usd),
+        "unpriced_rows": snap.unpriced,
         "cost_by_model": {
             model: {
                 "rows": e["rows"],
-                "cost_usd": f"{e['cost']:.6f}",
+                "cost_usd": money(e["cost"]),
                 "unpriced_rows": e["unpriced"],
             }
             for model, e in sorted(tally.by_model.items())
         },
-        "rows_per_s": None if rate is None else round(rate, 2),
-        "eta_s": (
-            round(left / rate)
-            if rate and left > 0 and state == "running"
-            else (0 if left <= 0 else None)
-        ),
+        "retries": snap.retries,
+        "in_flight": snap.in_flight,
+        "rows_per_s": None if snap.rows_per_s is None else round(snap.rows_per_s, 2),
+        "eta_s": None if snap.eta_s is None else round(snap.eta_s),
+        "limit": snap.limit,
+        "pace": snap.pace,
+        "stop": snap.stop_reason,
         "settings": settings_of(job),
     }
     if detail:
-        stop = job.store.stopped(job.id)
-        facts["stop"] = stop[1] if stop else ""
-        facts["failed_rows"] = tally.failed
         facts["failures"] = list(tally.failures)
         facts["status_line"] = control.state_line(job, progress)
     return facts

@@ -20,7 +20,7 @@ from worker import lua
 from worker.limits.leases import Leases
 from worker.models import JobSpec, Result
 from worker.settings import mask_url
-from worker.store.base import JOB_TTL_S, Progress, RowStart, chunks
+from worker.store.base import JOB_TTL_S, Progress, RowStart, RowTally, chunks
 
 
 class _RideOut(Retry):
@@ -121,11 +121,13 @@ class RedisStore:
 
     def _store(self, job_id: str, result: Result, token: str) -> bool:
         u = result.usage
+        tally = RowTally.of(result)
         saved = self._save(
             keys=[
                 self._key(job_id, "results"),
                 self._key(job_id, "stats"),
                 self._key(job_id, f"claim:{result.index}"),
+                self._key(job_id, "tallies"),
             ],
             args=[
                 result.index,
@@ -136,6 +138,9 @@ class RedisStore:
                 u.total_tokens,
                 token,
                 JOB_TTL_S,
+                tally.cost_nusd,
+                tally.unpriced,
+                tally.retries,
             ],
         )
         return bool(saved)
@@ -181,6 +186,9 @@ class RedisStore:
             prompt_tokens=int(stats.get("prompt_tokens", 0)),
             completion_tokens=int(stats.get("completion_tokens", 0)),
             total_tokens=int(stats.get("total_tokens", 0)),
+            cost_nusd=int(stats.get("cost_nusd", 0)),
+            unpriced=int(stats.get("unpriced", 0)),
+            retries=int(stats.get("retries", 0)),
         )
         p.by_status = {
             k.removeprefix("status:"): int(v) for k, v in stats.items() if k.startswith("status:")
@@ -212,7 +220,7 @@ class RedisStore:
 
     def drop(self, job_id: str, statuses: Iterable[str], indices: Iterable[int]) -> int:
         wanted = "," + ",".join(statuses) + ","
-        keys = [self._key(job_id, "results"), self._key(job_id, "stats")]
+        keys = [self._key(job_id, p) for p in ("results", "stats", "tallies")]
         return sum(self._drop(keys=keys, args=[wanted, *chunk]) for chunk in chunks(list(indices)))
 
     def mark_unstarted(self, job_id: str, indices: Iterable[int], status: str, reason: str) -> int:

@@ -13,7 +13,39 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from worker.models import JobSpec, Result
-from worker.store.base import JobBusy, Progress, RowStart, chunks
+from worker.store.base import JobBusy, Progress, RowStart, RowTally, chunks
+
+_COLUMNS = "idx, status, prompt, completion, total, json, cost, unpriced, retries"
+
+
+def _tally(result: Result) -> tuple[int, int, int]:
+    t = RowTally.of(result)
+    return t.cost_nusd, t.unpriced, t.retries
+
+
+def _add_tallies(db: sqlite3.Connection) -> None:
+    """A job file written before results had cost, unpriced and retries columns gets them,
+    filled from each row's JSON (once, in one transaction)."""
+
+    def current() -> bool:
+        return "retries" in {row[1] for row in db.execute("PRAGMA table_info(results)")}
+
+    if current():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not current():  # another process may have done it while this one waited
+            for name in ("cost", "unpriced", "retries"):
+                db.execute(f"ALTER TABLE results ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
+            rows = db.execute("SELECT idx, json FROM results").fetchall()
+            db.executemany(
+                "UPDATE results SET cost = ?, unpriced = ?, retries = ? WHERE idx = ?",
+                [(*_tally(Result.from_json(json.loads(raw))), idx) for idx, raw in rows],
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 class LocalStore:
@@ -58,8 +90,11 @@ class LocalStore:
         )
         db.execute(
             "CREATE TABLE IF NOT EXISTS results (idx INTEGER PRIMARY KEY, status TEXT,"
-            " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL)"
+            " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL,"
+            " cost INTEGER NOT NULL DEFAULT 0, unpriced INTEGER NOT NULL DEFAULT 0,"
+            " retries INTEGER NOT NULL DEFAULT 0)"
         )
+        _add_tallies(db)
         db.execute(
             "CREATE TABLE IF NOT EXISTS pace (proc TEXT PRIMARY KEY, at REAL, json TEXT NOT NULL)"
         )
@@ -108,7 +143,7 @@ class LocalStore:
         raw = json.dumps(result.to_json(), ensure_ascii=False)
         with self._lock:
             cur = self._db(job_id).execute(
-                "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO results ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     result.index,
                     result.status,
@@ -116,6 +151,7 @@ class LocalStore:
                     u.completion_tokens,
                     u.total_tokens,
                     raw,
+                    *_tally(result),
                 ),
             )
             if release:
@@ -179,17 +215,20 @@ class LocalStore:
             db = self._db(job_id)
             spec = json.loads(db.execute("SELECT json FROM spec").fetchone()[0])
             rows = db.execute(
-                "SELECT status, COUNT(*), SUM(prompt), SUM(completion), SUM(total)"
-                " FROM results GROUP BY status"
+                "SELECT status, COUNT(*), SUM(prompt), SUM(completion), SUM(total),"
+                " SUM(cost), SUM(unpriced), SUM(retries) FROM results GROUP BY status"
             ).fetchall()
             started = self._started.get(job_id, 0)
         p = Progress(total=spec.get("total", 0), started=started)
-        for status, count, prompt, completion, total in rows:
+        for status, count, prompt, completion, total, cost, unpriced, retries in rows:
             p.by_status[status] = count
             p.done += count
             p.prompt_tokens += prompt or 0
             p.completion_tokens += completion or 0
             p.total_tokens += total or 0
+            p.cost_nusd += cost or 0
+            p.unpriced += unpriced or 0
+            p.retries += retries or 0
         return p
 
     # --- coming back to a job -----------------------------------------------------------
@@ -251,7 +290,7 @@ class LocalStore:
                     continue  # being answered in this process: its result will come
                 result = Result(index=i, status=status, error=reason)
                 marked += db.execute(
-                    "INSERT OR IGNORE INTO results VALUES (?,?,0,0,0,?)",
+                    f"INSERT OR IGNORE INTO results ({_COLUMNS}) VALUES (?,?,0,0,0,?,0,0,0)",
                     (i, status, json.dumps(result.to_json(), ensure_ascii=False)),
                 ).rowcount
         return marked

@@ -28,13 +28,15 @@ function show(job) {
   $("worksheet").textContent = job.worksheet;
   $("created").textContent = job.created;
   $("mode").textContent = job.where;
-  $("status-line").textContent = job.status_line + (job.stop ? " — " + job.stop : "");
+  $("status-line").textContent = job.status_line + (job.pace ? " · pace: " + job.pace : "") +
+    (job.retries ? " · retries: " + number(job.retries) : "");
   $("note").hidden = !job.note;
   $("note").textContent = job.note || "";
   const going = job.state === "running" || job.state === "waiting";
+  const again = job.failed + (job.by_status.cancelled || 0);
   $("cancel").disabled = !going;
-  $("resume").disabled = !job.can_resume || job.done >= job.total;
-  $("retry").disabled = !job.can_resume || job.failed_rows === 0;
+  $("resume").disabled = !job.can_resume || going || job.done >= job.total;
+  $("retry").disabled = !job.can_resume || going || again === 0;
   const models = Object.entries(job.cost_by_model).map(([model, m]) => {
     const row = el("tr");
     row.append(el("td", { text: model }), el("td", { class: "num", text: number(m.rows) }),
@@ -51,7 +53,7 @@ function show(job) {
   });
   document.querySelector("#failures tbody").replaceChildren(...failures);
   $("no-failures").hidden = failures.length > 0;
-  $("failed-count").textContent = job.failed_rows ? "(" + number(job.failed_rows) + " rows)" : "";
+  $("failed-count").textContent = job.failed ? "(" + number(job.failed) + " rows)" : "";
   const now = Date.now();
   if (job.done !== reportDone && (now - reportAt > 15000 || job.done >= job.total)) {
     reportAt = now;
