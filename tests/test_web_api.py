@@ -7,24 +7,13 @@ import pytest
 
 from tests.conftest import API_KEY, askbatch, base_env, write_csv
 from tests.jobtools import fresh_db
-from tests.webtools import Server, assert_same_answers, csv_rows, wait_job
+from tests.webtools import Server, assert_same_answers, csv_rows, priced_env, wait_job
 
 
 def _sheet(tmp_path, n, marker="", name="sheet.csv", fail=()):
     rows = [[f"q{i}", f"what is {i} + {i}? {marker}" + (" [[400]]" if i in fail else "")]
             for i in range(n)]  # fmt: skip
     return write_csv(tmp_path / name, ["id", "question"], rows)
-
-
-def priced_env(tmp_path, double) -> dict[str, str]:
-    """The double is on loopback, which askbatch prices as self-hosted (free): a price file
-    gives its models a price, so that cost so far is a number to check."""
-    prices = tmp_path / "prices.toml"
-    prices.write_text(
-        '[models."gpt-5-mini"]\ninput = 0.25\noutput = 2.0\n'
-        '[models."gpt-4o-mini"]\ninput = 0.15\noutput = 0.6\n'
-    )
-    return {**base_env(tmp_path, double), "ASKBATCH_PRICES": str(prices)}
 
 
 def _start(client, sheet, **choices) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.conftest import ROOT, askbatch_command, free_port
+from tests.conftest import ROOT, askbatch_command, base_env, free_port
 
 # What differs between two runs of the same worksheet: the ids the server hands out, and time.
 RUN_SPECIFIC = {"thread_id", "run_id", "latency_s"}
@@ -88,3 +88,14 @@ def assert_same_answers(got: list[dict[str, str]], want: list[dict[str, str]]) -
         for column in want[0]:
             if column not in RUN_SPECIFIC:
                 assert a[column] == b[column], f"row {i + 1}, column {column}"
+
+
+def priced_env(tmp_path, double) -> dict[str, str]:
+    """The double is on loopback, which askbatch prices as self-hosted (free): a price file
+    gives its models a price, so that cost so far is a number to check."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[models."gpt-5-mini"]\ninput = 0.25\noutput = 2.0\n'
+        '[models."gpt-4o-mini"]\ninput = 0.15\noutput = 0.6\n'
+    )
+    return {**base_env(tmp_path, double), "ASKBATCH_PRICES": str(prices)}

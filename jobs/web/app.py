@@ -123,8 +123,8 @@ class Api:
 
         _, folder, out = self._collected(job_id)
         try:
-            parts, total = report.summarize_files([out])
-            return html.page(parts, total)
+            answers = report.load(out)  # named by its file, not the server's temporary folder
+            return html.page([(answers, report.summarize(answers, name=out.name))])
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
