@@ -66,7 +66,7 @@ def _upload_and_start(page, server: Server, sheet: Path, shot: str):
 
 def test_upload_watch_download(browser, served, tmp_path):
     server, env = served
-    sheet = _sheet(tmp_path, 16, marker="[[sleep:0.2]]")
+    sheet = _sheet(tmp_path, 24, marker="[[sleep:0.3]]")
     page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 900})
     bad = write_csv(tmp_path / "bad.csv", ["id", "prompt"], [["1", "hi"]])
     page.goto(server.url + "/")
@@ -76,16 +76,22 @@ def test_upload_watch_download(browser, served, tmp_path):
     assert page.locator("#start").is_disabled()
 
     _upload_and_start(page, server, sheet, "start-form.png")
-    seen = set()
+    seen: set[str] = set()
+    shot = SHOTS / "job-running.png"
+    shot.unlink(missing_ok=True)
     for _ in range(600):
-        seen.add(page.locator("#percent").inner_text())
-        if page.locator("#percent").inner_text() == "100 %":
+        percent = page.locator("#percent").inner_text()
+        if percent not in ("–", "100 %") and float(percent.split()[0]) >= 40 and not shot.exists():
+            # Half-way, with the rate and time left: the README's picture (docs/serve.png).
+            page.locator("main section").first.screenshot(path=str(shot))
+        seen.add(percent)
+        if percent == "100 %":
             break
         page.wait_for_timeout(100)
     assert page.locator("#percent").inner_text() == "100 %"
     assert len(seen - {"–"}) >= 2  # it moved while we watched, not only 0 and 100
     page.locator("#state").filter(has_text="finished").wait_for(timeout=30_000)
-    assert page.locator("#rows").inner_text() == "16 / 16"
+    assert page.locator("#rows").inner_text() == "24 / 24"
     assert page.locator("#cost").inner_text().startswith("$")
     page.frame_locator("#report").locator("svg").first.wait_for(timeout=30_000)
     page.screenshot(path=str(SHOTS / "job-finished.png"), full_page=True)

@@ -53,7 +53,10 @@ class Api:
 
     def _facts(self, job: control.Job, detail: bool = False) -> dict[str, Any]:
         out = facts.describe(job, self.tallies, detail)
-        out["can_resume"] = self.catalog.runs_here(job) and not self.launcher.is_running(job.id)
+        here = self.launcher.is_running(job.id)
+        out["can_resume"] = self.catalog.runs_here(job) and not here
+        if detail and here and out["state"] == "running":
+            out["status_line"] = f"running in this server; {out['total'] - out['done']} rows to go"
         if detail and (note := self.launcher.note(job.id)):
             out["note"] = note
         return out
