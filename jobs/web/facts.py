@@ -94,7 +94,7 @@ def settings_of(job: control.Job) -> dict[str, Any]:
         "rpm": spec.rpm,
         "tpm": spec.tpm,
     }
-    if tier := tier_of(spec):
+    if tier := tier_of(spec) or getattr(spec, "service_tier", ""):
         shown["service_tier"] = tier
     if name := spec.profile.get("name"):
         shown["profile"] = name

@@ -85,7 +85,11 @@ class Launcher:
         if not _UPLOAD_ID.fullmatch(upload_id) or not folder.is_dir():
             raise InputError("that upload is gone; choose the worksheet again")
         profiles = sorted(folder.glob("*.toml"))
-        sheets = [p for p in folder.iterdir() if p.suffix != ".toml" and ".answers." not in p.name]
+        sheets = sorted(
+            p
+            for p in folder.iterdir()
+            if p.suffix != ".toml" and ".answers." not in p.name and not p.name.startswith(".")
+        )
         try:
             sheet = open_worksheet(sheets[0])
         except AskbatchError as exc:
