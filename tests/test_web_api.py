@@ -193,3 +193,37 @@ def test_broker_password_is_never_shown(api, redis_server, tmp_path):
         server.stop()
     assert "redis://:***@" in shown and "redis://:***@" in server.text
     assert "s3cret-pw" not in shown + server.text
+
+
+def test_a_stopped_server_leaves_its_job_to_resume(api, tmp_path):
+    env = priced_env(tmp_path, api)
+    server = Server.start(env, tmp_path / "serve.log", "--concurrency", "2")
+    sheet = _sheet(tmp_path, 30, marker="[[sleep:0.3]]")
+    with server.client() as c:
+        job_id = _start(c, sheet)
+        wait_job(c, job_id, lambda f: f["done"] >= 3)
+    server.stop()  # SIGTERM: its threads end with it, the answered rows are on disk
+    again = Server.start(env, tmp_path / "serve2.log")
+    try:
+        with again.client() as c:
+            facts = c.get(f"/api/jobs/{job_id}").json()
+            assert facts["state"] == "not running" and 3 <= facts["done"] < 30
+            assert facts["can_resume"]
+            r = c.post(f"/api/jobs/{job_id}/resume")
+            assert r.status_code == 200 and "rows to ask" in r.json()["message"], r.text
+            assert c.post(f"/api/jobs/{job_id}/resume").status_code == 400  # already running
+            facts = wait_job(c, job_id, lambda f: f["state"] == "finished")
+            assert facts["by_status"] == {"completed": 30}
+    finally:
+        again.stop()
+    # The server wrote the answers CSV beside the upload when the job ended.
+    written = list((tmp_path / "state" / "uploads").glob(f"*/sheet.{job_id}.answers.csv"))
+    assert len(written) == 1 and len(csv_rows(written[0].read_text(encoding="utf-8"))) == 30
+
+
+def test_every_asset_is_served_locally():
+    from jobs.web.app import STATIC
+
+    for path in STATIC.iterdir():
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
