@@ -5,7 +5,7 @@ Every handler is a thin layer over jobs/control, jobs/web's catalog and launcher
 report; every asset is served from `static/`.
 
 API: GET /api/config, GET /api/jobs, GET /api/jobs/{id}, GET /api/jobs/{id}/answers.csv,
-GET /api/jobs/{id}/report.html, POST /api/jobs/{id}/cancel|resume|retry, POST /api/uploads,
+GET /api/jobs/{id}/report.html, POST /api/jobs/{id}/cancel|resume|retry,
 POST /api/estimate, POST /api/jobs. Errors are `{"error": "..."}` with a 4xx status.
 """
 
@@ -176,7 +176,7 @@ class Api:
             return self.launcher.upload(upload_id)
         raise ConfigError("choose a worksheet (a CSV file with a `question` column) first")
 
-    async def uploads(self, request: Request) -> Response:
+    async def estimate(self, request: Request) -> Response:
         """Keep a worksheet and read it (the CLI's intake); its estimate with the choices."""
         form = await self._form(request)
 
@@ -231,8 +231,7 @@ def build_app(settings: Settings, store: Store, loopback: bool) -> Starlette:
         Route("/api/config", api.config),
         Route("/api/jobs", api.jobs),
         Route("/api/jobs", api.start, methods=["POST"]),
-        Route("/api/uploads", api.uploads, methods=["POST"]),
-        Route("/api/estimate", api.uploads, methods=["POST"]),
+        Route("/api/estimate", api.estimate, methods=["POST"]),
         Route("/api/jobs/{job}", api.job),
         Route("/api/jobs/{job}/answers.csv", api.answers),
         Route("/api/jobs/{job}/report.html", api.report),

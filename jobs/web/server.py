@@ -3,6 +3,8 @@ workers of the configured Redis), the app built, and uvicorn serving it until Ct
 
 from __future__ import annotations
 
+import socket
+
 import uvicorn
 
 from jobs import control
@@ -24,11 +26,29 @@ def serve(settings: Settings, host: str, port: int) -> None:
         celery_app.configure(settings)
     store = control.connect_store(settings)
     app = build_app(settings, store, loopback=is_loopback(host))
+    sock = _listen(host, port)  # bound here, so the address printed is one that answers
     where = f"workers via {mask_url(settings.broker_url)}" if settings.broker_url else "embedded"
-    shown = f"[{host}]" if ":" in host else host
     token = "" if not settings.ui_token else " (add ?token=… with ASKBATCH_UI_TOKEN's value)"
-    print(f"askbatch serve: http://{shown}:{port}/{token}; jobs run {where}", flush=True)
+    print(f"askbatch serve: http://{_shown(host)}:{port}/{token}; jobs run {where}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
-    except SystemExit as exc:  # uvicorn exits when it cannot bind the port
-        raise ConfigError(f"cannot listen on {shown}:{port} (in use?)") from exc
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {_shown(host)}:{port}: {exc.strerror}; choose another --port, "
+            "or a --host of this machine"
+        ) from None
+    sock.listen(128)
+    return sock
