@@ -178,11 +178,13 @@ def test_distributed_jobs_go_to_the_workers_and_embedded_ones_are_listed(
     assert API_KEY not in server.text
 
 
-def test_broker_password_is_never_shown(api, redis_server, tmp_path):
+def test_passwords_in_urls_are_never_shown(api, redis_server, tmp_path):
     env = base_env(tmp_path, api)
     # This Redis has no password and takes any: the URL's must still never be shown.
     url = fresh_db(redis_server.url, 9).replace("redis://", "redis://:s3cret-pw@")
     env["ASKBATCH_BROKER_URL"] = url
+    # No worker listens on database 9, so the job's one request is never sent to this URL.
+    env["OPENAI_BASE_URL"] = api.base_url.replace("http://", "http://gw:base-pw@")
     server = Server.start(env, tmp_path / "serve.log")
     try:
         with server.client() as c:
@@ -192,7 +194,8 @@ def test_broker_password_is_never_shown(api, redis_server, tmp_path):
     finally:
         server.stop()
     assert "redis://:***@" in shown and "redis://:***@" in server.text
-    assert "s3cret-pw" not in shown + server.text
+    assert "http://gw:***@" in shown
+    assert "s3cret-pw" not in shown + server.text and "base-pw" not in shown + server.text
 
 
 def test_a_stopped_server_leaves_its_job_to_resume(api, tmp_path):
