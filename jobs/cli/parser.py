@@ -151,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     _job_commands(sub)
 
+    serve = sub.add_parser("serve", help="a web page and JSON API to start and follow jobs")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other needs ASKBATCH_UI_TOKEN)",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--broker", dest="broker_url", help="redis:// URL: list its jobs, send new ones to workers"
+    )
+    serve.add_argument(
+        "--concurrency", type=int, help="most runs in flight per embedded job (default 256)"
+    )
+
     worker = sub.add_parser("worker", help="run a Celery worker for distributed jobs")
     worker.add_argument("--broker", dest="broker_url", help="redis:// URL (or ASKBATCH_BROKER_URL)")
     worker.add_argument(

@@ -221,6 +221,10 @@ class RedisStore:
     def latest_job(self, input_key: str) -> str | None:
         return self.redis.get(f"askbatch:input:{input_key}")
 
+    def job_ids(self) -> list[str]:
+        found = self.redis.scan_iter(match=self._key("*", "spec"), count=1000)
+        return sorted(key.split(":")[1] for key in found)
+
     def missing(self, job_id: str, total: int) -> list[int]:
         have = {int(i) for i in self.redis.hkeys(self._key(job_id, "results"))}
         return [i for i in range(total) if i not in have]

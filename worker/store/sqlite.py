@@ -282,6 +282,9 @@ class LocalStore:
                 newest = (row[1], path.stem)
         return newest[1] if newest else None
 
+    def job_ids(self) -> list[str]:
+        return sorted(path.stem for path in self.root.glob("*.sqlite"))
+
     def missing(self, job_id: str, total: int) -> list[int]:
         with self._lock:
             have = {i for (i,) in self._db(job_id).execute("SELECT idx FROM results")}
