@@ -8,22 +8,15 @@ import pytest
 from openai import OpenAI
 
 from tests.double.expect import answer_for, usage_for
-from tests.double.fixture import BATCH_OPTIONS
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 FAST = {"batch_validating_s": 0, "batch_lines_per_s": 0, "batch_finalizing_s": 0}
 
 
-@pytest.fixture(autouse=True)
-def batch_options(api):
-    """The shared double (``api`` resets it and checks the contract), batch options reset."""
-    api.configure(**BATCH_OPTIONS)
-    yield
-    api.configure(**BATCH_OPTIONS)
-
-
 @pytest.fixture
 def client(api):
+    """The SDK on the shared double (``api`` resets its options, batch ones included, and
+    fails the test on any contract mismatch)."""
     sdk = OpenAI(api_key="sk-test", base_url=api.base_url, max_retries=0)
     yield sdk
     sdk.close()
@@ -293,3 +286,160 @@ def test_create_refuses_a_file_of_another_purpose_and_an_unknown_one(client):
         client.batches.create(
             input_file_id="file-missing", endpoint="/v1/responses", completion_window="24h"
         )
+
+
+# --- expiry, cancel, limits ---
+
+
+def test_an_expiring_batch_keeps_what_it_answered_and_reports_the_rest(api, client):
+    api.configure(batch_expire_next=1, **FAST)
+    lines = good(10)
+    batch, seen = wait(client, submit(client, lines).id)
+    assert seen == ["expired"] or seen == ["in_progress", "expired"]
+    assert batch.expired_at is not None and batch.completed_at is None
+    assert batch.request_counts.model_dump() == {"total": 10, "completed": 5, "failed": 0}
+    answered = by_id(read_lines(client, batch.output_file_id))
+    expired = by_id(read_lines(client, batch.error_file_id))
+    assert len(answered) == 5 and set(answered) | set(expired) == {f"r{i}" for i in range(10)}
+    assert not set(answered) & set(expired)
+    for line in expired.values():
+        assert line["response"] is None
+        assert line["error"]["code"] == "batch_expired" and line["error"]["message"]
+    assert api.stats()["batch_lines"] == {"answered": 5, "expired": 5}
+    assert api.stats()["config"]["batch_expire_next"] == 0
+    # Only the next N batches expire: the rest of the lines, asked again, complete.
+    again, _ = wait(client, submit(client, [lines[int(key[1:])] for key in expired]).id)
+    assert again.status == "completed" and again.request_counts.completed == 5
+    assert api.stats()["batches"] == {"created": 2, "expired": 1, "completed": 1}
+
+
+def test_a_cancelled_batch_keeps_the_lines_answered_before(api, client):
+    api.configure(batch_validating_s=0, batch_lines_per_s=20, batch_cancelling_s=0.3)
+    lines = good(200)  # ten seconds of answering: it is cancelled well before the end
+    created = submit(client, lines)
+    wait(client, created.id, statuses=("in_progress",))
+    time.sleep(0.3)
+    cancelling = client.batches.cancel(created.id)
+    assert cancelling.status == "cancelling" and cancelling.cancelling_at is not None
+    done_then = cancelling.request_counts.completed
+    assert 0 < done_then < 200
+    batch, seen = wait(client, created.id)
+    assert seen == ["cancelling", "cancelled"]
+    assert batch.cancelled_at is not None
+    assert batch.request_counts.model_dump() == {"total": 200, "completed": done_then, "failed": 0}
+    answered = by_id(read_lines(client, batch.output_file_id))
+    cancelled = by_id(read_lines(client, batch.error_file_id))
+    assert len(answered) == done_then and len(cancelled) == 200 - done_then
+    assert {line["error"]["code"] for line in cancelled.values()} == {"batch_cancelled"}
+    assert api.stats()["batch_lines"] == {"answered": done_then, "cancelled": 200 - done_then}
+    with pytest.raises(openai.BadRequestError, match="status 'cancelled'"):
+        client.batches.cancel(created.id)
+
+
+def test_a_batch_cancelled_while_validating_runs_no_line(api, client):
+    api.configure(batch_validating_s=5, batch_cancelling_s=0)
+    created = submit(client, good(3))
+    batch = client.batches.cancel(created.id)
+    assert batch.status == "cancelled"
+    assert batch.output_file_id is None
+    cancelled = by_id(read_lines(client, batch.error_file_id))
+    assert sorted(cancelled) == ["r0", "r1", "r2"]
+    assert api.stats()["questions"] == {}
+
+
+def test_the_enqueued_token_limit_fails_a_batch_until_running_ones_finish(api, client):
+    lines = good(20)  # "Question N?": 2 words + 3 = 5 input tokens a line, 100 in all
+    api.configure(batch_enqueued_tokens=150, batch_validating_s=0, batch_lines_per_s=10)
+    first = submit(client, lines)  # two seconds in_progress
+    second = submit(client, [{**line, "custom_id": f"b-{line['custom_id']}"} for line in lines])
+    assert client.batches.retrieve(first.id).status == "in_progress"
+    refused, _ = wait(client, second.id)
+    assert refused.status == "failed"
+    (error,) = refused.errors.data
+    assert error.code == "token_limit_exceeded"
+    assert "Enqueued token limit reached for gpt-test" in error.message
+    assert "Limit: 150 enqueued tokens" in error.message
+    assert wait(client, first.id)[0].status == "completed"
+    # 60 tokens: over the limit beside the first's 100, within it once the first is done.
+    third, _ = wait(client, submit(client, lines[:12]).id)
+    assert third.status == "completed"
+
+
+def test_batch_creations_per_hour_are_capped_with_a_429(api, client):
+    api.configure(batch_creations_per_hour=2, **FAST)
+    submit(client, good(1))
+    submit(client, good(1))
+    with pytest.raises(openai.RateLimitError, match="2 per hour") as raised:
+        submit(client, good(1))
+    assert int(raised.value.response.headers["retry-after"]) > 3000
+
+
+def test_request_counts_only_grow_and_never_pass_the_total(api, client):
+    api.configure(batch_validating_s=0, batch_lines_per_s=100, batch_finalizing_s=0)
+    lines = [*good(30), response_line("bad", "No [[400]]")]
+    created = submit(client, lines)
+    last = (0, 0)
+    while True:
+        batch = client.batches.retrieve(created.id)
+        counts = batch.request_counts
+        assert counts.completed + counts.failed <= counts.total
+        assert (counts.completed, counts.failed) >= last
+        last = (counts.completed, counts.failed)
+        if batch.status == "completed":
+            break
+        time.sleep(0.03)
+    assert last == (30, 1)
+
+
+def test_a_sleep_marker_holds_its_line_on_the_batch_clock(api, client):
+    api.configure(batch_validating_s=0, batch_lines_per_s=0, batch_finalizing_s=0)
+    created = submit(client, [response_line("slow", "Slow [[sleep:2]]")])
+    assert client.batches.retrieve(created.id).status == "in_progress"
+    batch, _ = wait(client, created.id)
+    assert batch.status == "completed"
+
+
+# --- files and listing ---
+
+
+def test_files_round_trip_and_a_deleted_input_does_not_stop_its_batch(api, client):
+    api.configure(batch_validating_s=0.2, batch_lines_per_s=0, batch_finalizing_s=0)
+    lines = good(4)
+    file_id = upload(client, lines)
+    stored = client.files.retrieve(file_id)
+    assert (stored.purpose, stored.filename, stored.status) == ("batch", "input.jsonl", "processed")
+    assert stored.bytes == len(client.files.content(file_id).content)
+    assert [json.loads(line) for line in client.files.content(file_id).text.splitlines()] == lines
+    created = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/responses", completion_window="24h"
+    )
+    assert client.files.delete(file_id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(file_id)
+    batch, _ = wait(client, created.id)
+    assert batch.status == "completed" and batch.request_counts.completed == 4
+    assert api.stats()["files"] == {"batch": 1, "batch_output": 1}
+    with pytest.raises(openai.BadRequestError, match="purpose"):
+        client.files.create(file=("x.jsonl", b"{}\n"), purpose="nonsense")
+
+
+def test_batches_are_listed_newest_first_in_pages(api, client):
+    api.configure(**FAST)
+    made = [submit(client, good(1)).id for _ in range(5)]
+    first = client.batches.list(limit=2)
+    assert [b.id for b in first.data] == [made[4], made[3]]
+    assert first.has_more
+    assert [b.id for b in client.batches.list(limit=2, after=made[3]).data] == [made[2], made[1]]
+    assert [b.id for b in client.batches.list(limit=2)] == made[::-1]  # every page
+    assert all(b.status == "completed" for b in client.batches.list().data)  # advanced too
+
+
+def test_a_reset_forgets_files_and_batches(api, client):
+    api.configure(**FAST)
+    batch, _ = wait(client, submit(client, good(2)).id)
+    api.reset()
+    assert client.batches.list().data == []
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(batch.output_file_id)
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve(batch.id)
