@@ -198,22 +198,51 @@ def test_failing_lines_go_to_the_error_file_with_their_status(api, client):
         response_line("bad", "Refused [[400]]"),
         response_line("busy", "Busy [[429:1]]"),
         response_line("broken", "Broken [[500:1]]"),
+        response_line("dropped", "Dropped [[reset:1]]"),
         response_line("short", "Tiny", max_output_tokens=5),
     ]
     batch, _ = wait(client, submit(client, lines).id)
     assert batch.status == "completed"
-    assert batch.request_counts.model_dump() == {"total": 5, "completed": 1, "failed": 4}
+    assert batch.request_counts.model_dump() == {"total": 6, "completed": 1, "failed": 5}
     assert set(by_id(read_lines(client, batch.output_file_id))) == {"ok"}
     errors = by_id(read_lines(client, batch.error_file_id))
     status = {key: line["response"]["status_code"] for key, line in errors.items()}
-    assert status == {"bad": 400, "busy": 429, "broken": 500, "short": 400}
+    assert status == {"bad": 400, "busy": 429, "broken": 500, "dropped": 500, "short": 400}
     assert errors["busy"]["response"]["body"]["error"]["code"] == "rate_limit_exceeded"
     assert errors["short"]["response"]["body"]["error"]["param"] == "max_output_tokens"
     assert all(line["error"] is None for line in errors.values())
-    # [[429:1]] and [[500:1]] failed once: asked again in a new batch, they are answered.
-    again = wait(client, submit(client, lines[2:4]).id)[0]
-    assert again.request_counts.completed == 2
-    assert api.stats()["batch_lines"] == {"answered": 3, "failed": 4}
+    # [[429:1]], [[500:1]], [[reset:1]] failed once: asked again in a new batch, answered.
+    again = wait(client, submit(client, lines[2:5]).id)[0]
+    assert again.request_counts.completed == 3
+    stats = api.stats()
+    assert stats["batch_lines"] == {"answered": 4, "failed": 5}
+    assert stats["batch_repeats"] == 0  # a custom_id first failed, then answered once
+
+
+def test_a_custom_id_answered_twice_is_counted_as_paid_twice(api, client):
+    api.configure(**FAST)
+    wait(client, submit(client, good(3)).id)
+    assert api.stats()["batch_repeats"] == 0
+    wait(client, submit(client, good(2)).id)  # the same custom_ids again
+    assert api.stats()["batch_repeats"] == 2
+
+
+def test_the_account_rules_apply_to_every_line(api, client):
+    api.configure(quota=2, **FAST)
+    batch, _ = wait(client, submit(client, good(3)).id)
+    assert batch.request_counts.model_dump() == {"total": 3, "completed": 2, "failed": 1}
+    (over,) = read_lines(client, batch.error_file_id)
+    assert over["response"]["status_code"] == 429
+    assert over["response"]["body"]["error"]["code"] == "insufficient_quota"
+    api.configure(quota=0)
+    unknown = [response_line(f"u{n}", "Q?", model="no-such-model") for n in range(2)]
+    batch, _ = wait(client, submit(client, unknown).id)
+    assert batch.status == "completed" and batch.request_counts.failed == 2
+    codes = {
+        line["response"]["body"]["error"]["code"]
+        for line in read_lines(client, batch.error_file_id)
+    }
+    assert codes == {"model_not_found"}
 
 
 @pytest.mark.parametrize("param", ["conversation", "previous_response_id"])

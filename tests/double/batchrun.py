@@ -187,7 +187,11 @@ async def _answer_line(
     if status == 200:
         output.write(batchfile.output_line(line["custom_id"], status, answer))
         counts["completed"] += 1
-        double.stats.batch_lines["answered"] += 1
+        stats = double.stats
+        stats.batch_lines["answered"] += 1
+        if line["custom_id"] in stats.batch_answered:  # paid twice
+            stats.batch_repeats += 1
+        stats.batch_answered.add(line["custom_id"])
         _add_usage(job.obj["usage"], answer.get("usage") or {})
     else:
         errors.write(batchfile.output_line(line["custom_id"], status, answer))
