@@ -270,7 +270,7 @@ def good(n: int) -> list[dict]:
     [
         ([*good(2), b"{not json", *good(1)], {}, "invalid_json_line", 3, None),
         ([*good(2), response_line("r0", "Again?")], {}, "duplicate_custom_id", 3, "custom_id"),
-        ([*good(1), chat_line("c1", "Chat?")], {}, "mismatched_endpoint", 2, "url"),
+        ([*good(1), chat_line("c1", "Chat?")], {}, "url_mismatch", 2, "url"),
         (
             [*good(1), {**good(1)[0], "custom_id": "x", "method": "GET"}],
             {},
@@ -281,11 +281,11 @@ def good(n: int) -> list[dict]:
         (
             [*good(1), response_line("other", "Q?", model="gpt-other")],
             {},
-            "mismatched_model",
+            "model_mismatch",
             2,
             "body.model",
         ),
-        (good(4), {"batch_max_lines": 3}, "too_many_requests", 4, None),
+        (good(4), {"batch_max_lines": 3}, "too_many_tasks", 4, None),
         (good(4), {"batch_max_bytes": 100}, "file_too_large", None, None),
         ([], {}, "empty_file", None, None),
     ],
