@@ -158,32 +158,59 @@ SCHEMA = {
 TOOL = {"type": "function", "name": "evaluate", "parameters": {"type": "object"}, "strict": False}
 
 
+CHAT_TOOL = {"type": "function", "function": {"name": "evaluate", "parameters": {"type": "object"}}}
+CHAT_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {k: SCHEMA[k] for k in ("name", "schema", "strict")},
+}
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("url", "body"),
     [
-        {"input": "Plain? [[cached:3]] [[reasoning:7]]", "instructions": "Be brief."},
-        {"input": "Cut short [[incomplete]]"},
-        {"input": "Model fails [[fail]]"},
-        {"input": "Structured?", "text": {"format": SCHEMA}},
-        {"input": 'Call it [[call:evaluate:{"x": 1}]]', "tools": [TOOL]},
-        {
-            "input": [
-                {"role": "user", "content": "First turn?"},
-                {"role": "assistant", "content": answer_for("First turn?", 1)},
-                {"role": "user", "content": "Second turn?"},
-            ]
-        },
+        ("/responses", {"input": "Plain? [[cached:3]] [[reasoning:7]]", "instructions": "Short."}),
+        ("/responses", {"input": "Cut short [[incomplete]]"}),
+        ("/responses", {"input": "Model fails [[fail]]"}),
+        ("/responses", {"input": "Structured?", "text": {"format": SCHEMA}}),
+        ("/responses", {"input": 'Call it [[call:evaluate:{"x": 1}]]', "tools": [TOOL]}),
+        (
+            "/responses",
+            {
+                "input": [
+                    {"role": "user", "content": "First turn?"},
+                    {"role": "assistant", "content": answer_for("First turn?", 1)},
+                    {"role": "user", "content": "Second turn?"},
+                ]
+            },
+        ),
+        ("/chat/completions", {"messages": user("Chat? [[cached:2]] [[reasoning:4]]")}),
+        ("/chat/completions", {"messages": user("Structured?"), "response_format": CHAT_SCHEMA}),
+        ("/chat/completions", {"messages": user("Call [[call:evaluate]]"), "tools": [CHAT_TOOL]}),
     ],
-    ids=["usage-markers", "incomplete", "fail", "structured", "tool-call", "history"],
+    ids=[
+        "usage-markers",
+        "incomplete",
+        "fail",
+        "structured",
+        "tool-call",
+        "history",
+        "chat-usage",
+        "chat-structured",
+        "chat-tool-call",
+    ],
 )
-def test_a_line_gets_what_the_synchronous_endpoint_answers(api, client, body):
+def test_a_line_gets_what_the_synchronous_endpoint_answers(api, client, url, body):
     api.configure(**FAST)
     body = {"model": "gpt-test", **body}
-    synchronous = client.post("/responses", body=body, cast_to=object)
+    synchronous = client.post(url, body=body, cast_to=object)
     assert api.contract_errors() == []
     api.reset()  # the same fault counters for the batch
-    line = {"custom_id": "only", "method": "POST", "url": "/v1/responses", "body": body}
-    batch, _ = wait(client, submit(client, [line]).id)
+    line = {"custom_id": "only", "method": "POST", "url": f"/v1{url}", "body": body}
+    batch, _ = wait(client, submit(client, [line], endpoint=f"/v1{url}").id)
     (answered,) = read_lines(client, batch.output_file_id)
     assert strip_ids(answered["response"]["body"]) == strip_ids(synchronous)
 
@@ -315,6 +342,12 @@ def test_create_refuses_a_file_of_another_purpose_and_an_unknown_one(client):
         client.batches.create(
             input_file_id="file-missing", endpoint="/v1/responses", completion_window="24h"
         )
+    file_id = upload(client, good(1))
+    with pytest.raises(openai.BadRequestError, match="endpoint"):
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
+        )
+    assert client.batches.list().data == []
 
 
 # --- expiry, cancel, limits ---
