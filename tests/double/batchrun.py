@@ -29,6 +29,7 @@ CANCELLABLE = ENQUEUED
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 # Refused inside a batch: OpenAI does not document them there, so askbatch must not use them.
 UNBATCHABLE = ("conversation", "previous_response_id")
+YIELD_EVERY = 100  # lines answered between turns of the event loop
 
 
 class Surface(NamedTuple):
@@ -139,6 +140,8 @@ async def _answer_due(double: Double, job: BatchJob, surface: Surface, now: floa
             job.clock = due
             await _answer_line(double, job, surface, line, output, errors)
             job.done += 1
+            if job.done % YIELD_EVERY == 0:  # thousands of lines due: let other requests in
+                await asyncio.sleep(0)
     if job.done < len(order):  # this batch was made to expire
         _write_not_run(job, "batch_expired", double)
         _finish(double, job, "expired", job.clock)
