@@ -347,6 +347,19 @@ def test_create_refuses_a_file_of_another_purpose_and_an_unknown_one(client):
         client.batches.create(
             input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
         )
+    for metadata, param in [
+        ({f"k{n}": "v" for n in range(17)}, "metadata"),
+        ({"k" * 65: "v"}, "metadata"),
+        ({"note": "v" * 513}, "metadata.note"),
+    ]:
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.batches.create(
+                input_file_id=file_id,
+                endpoint="/v1/responses",
+                completion_window="24h",
+                metadata=metadata,
+            )
+        assert refused.value.param == param
     assert client.batches.list().data == []
 
 
@@ -480,7 +493,10 @@ def test_files_round_trip_and_a_deleted_input_does_not_stop_its_batch(api, clien
         client.files.retrieve(file_id)
     batch, _ = wait(client, created.id)
     assert batch.status == "completed" and batch.request_counts.completed == 4
-    assert api.stats()["files"] == {"batch": 1, "batch_output": 1}
+    stats = api.stats()
+    assert stats["files"] == {"batch": 1, "batch_output": 1}
+    output = client.files.retrieve(batch.output_file_id)
+    assert (stats["files_live"], stats["files_live_bytes"]) == (1, output.bytes)
     with pytest.raises(openai.BadRequestError, match="purpose"):
         client.files.create(file=("x.jsonl", b"{}\n"), purpose="nonsense")
 

@@ -17,6 +17,7 @@ from .core import ApiError, Double, api, json_body, json_response, list_page, ra
 from .state import new_id, now_s
 
 WINDOW_S = 24 * 3600
+MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 SURFACES = web.AppKey("batch_surfaces", dict)
 
 
@@ -89,7 +90,35 @@ def _check_create(request: web.Request, body: dict) -> Surface:
             "Invalid value for 'completion_window': only '24h' is supported.",
             param="completion_window",
         )
+    _check_metadata(body.get("metadata"))
     return surfaces[body["endpoint"]]
+
+
+def _check_metadata(metadata: object) -> None:
+    """OpenAI's metadata rules: at most 16 string pairs, keys to 64 characters, values to 512."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA:
+        raise ApiError(
+            400,
+            f"Invalid 'metadata': expected an object with at most {MAX_METADATA} properties.",
+            param="metadata",
+        )
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY:
+            raise ApiError(
+                400,
+                f"Invalid 'metadata': the key {key[:20]!r}... is longer than "
+                f"{MAX_METADATA_KEY} characters.",
+                param="metadata",
+            )
+        if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
+            raise ApiError(
+                400,
+                f"Invalid 'metadata.{key}': expected a string of at most "
+                f"{MAX_METADATA_VALUE} characters.",
+                param=f"metadata.{key}",
+            )
 
 
 def _check_rate(double: Double) -> None:

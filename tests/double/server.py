@@ -330,6 +330,8 @@ async def control_stats(request: web.Request) -> web.Response:
     double = request.app[DOUBLE]
     stats = {**double.stats.as_dict(), "config": double.config.as_dict()}
     stats.update(contract_checking=double.check_contract, contract_errors=double.contract_errors)
+    stored = double.store.files.values()  # what is stored now (stats["files"]: ever)
+    stats.update(files_live=len(stored), files_live_bytes=sum(f.obj["bytes"] for f in stored))
     return json_response(stats)
 
 
