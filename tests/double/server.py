@@ -1,27 +1,26 @@
-"""The double's aiohttp application: Responses, Conversations, Chat Completions and the
-Assistants routes (in ``assistants``), plus the unauthenticated /_double control endpoints."""
+"""The double's aiohttp application: Responses, Conversations, Chat Completions, the
+Assistants routes (in ``assistants``), the Files and Batch APIs (in ``batches``), plus the
+unauthenticated /_double control endpoints."""
 
 import json
 from dataclasses import replace
 
 from aiohttp import web
 
-from . import assistants, expect, tools
+from . import assistants, batches, expect, tools
 from .core import (
     DOUBLE,
     ApiError,
     Double,
     api,
-    content_text,
     dialogue,
     json_body,
     json_response,
     sse_response,
 )
 from .faults import parse_markers
+from .items import chat_dialogue, chat_items, input_items, response_dialogue
 from .state import (
-    FUNCTION_CALL,
-    FUNCTION_CALL_OUTPUT,
     Config,
     Conversation,
     Item,
@@ -47,34 +46,6 @@ def answer_round(question, turn, messages, markers, plan, schema):
     text = expect.partial_answer(answer) if markers.outcome == "incomplete" else answer
     prompt, completion = expect.usage_for(messages, text, markers.reasoning)
     return markers, text, prompt, completion
-
-
-def input_items(value: object) -> list[Item]:
-    """Responses/Conversations input: a string, or a list of message, function_call and
-    function_call_output items (other item types are ignored)."""
-    if isinstance(value, str):
-        return [Item("user", value)]
-    items = []
-    for item in value if isinstance(value, list) else ():
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type", "message")
-        if kind == "message":
-            items.append(Item(item.get("role", "user"), content_text(item.get("content"))))
-        elif kind == FUNCTION_CALL:
-            items.append(
-                Item(
-                    FUNCTION_CALL,
-                    str(item.get("arguments", "")),
-                    str(item.get("call_id")),
-                    str(item.get("name")),
-                )
-            )
-        elif kind == FUNCTION_CALL_OUTPUT:
-            output = item.get("output")
-            text = output if isinstance(output, str) else content_text(output)
-            items.append(Item(FUNCTION_CALL_OUTPUT, text, str(item.get("call_id"))))
-    return items
 
 
 def function_call_item(call: Item) -> dict:
@@ -104,7 +75,17 @@ async def create_conversation(double: Double, request: web.Request) -> web.Respo
 
 @api("response")
 async def create_response(double: Double, request: web.Request) -> web.Response:
-    body = await json_body(request)
+    return json_response(*await answer_response(double, await json_body(request)))
+
+
+async def answer_response(
+    double: Double, body: dict, *, batch: bool = False
+) -> tuple[dict, dict[str, str]]:
+    """The Response object a request body gets, and its headers; raises ApiError.
+
+    A batch line (``batch``) is admitted by its markers only (the Batch API has its own
+    quota, not the rpm/tpm limits) and answered without waiting: the batch paces it.
+    """
     if body.get("stream"):
         raise ApiError(400, "The double does not stream responses.", param="stream")
     if body.get("previous_response_id"):
@@ -130,8 +111,10 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
         question, turn, messages, markers, plan, schema
     )
     tier = service_tier(double, "response", body, question, markers)
-    headers = double.admit("response", question, markers, prompt + completion)
-    await double.delay(markers)
+    kind = "batch_response" if batch else "response"
+    headers = double.admit(kind, question, markers, prompt + completion, run_creating=not batch)
+    if not batch:
+        await double.delay(markers)
 
     created = now_s()
     failed = markers.outcome == "fail"
@@ -201,12 +184,21 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
         double.stats.tool_rounds["responses"] += 1
     else:
         double.stats.questions[question] += 1
-    return json_response(response, headers)
+    return response, headers
 
 
 @api("chat")
 async def create_chat_completion(double: Double, request: web.Request) -> web.StreamResponse:
-    body = await json_body(request)
+    answer = await answer_chat(double, await json_body(request), request)
+    return answer if isinstance(answer, web.StreamResponse) else json_response(*answer)
+
+
+async def answer_chat(
+    double: Double, body: dict, request: web.Request | None = None, *, batch: bool = False
+) -> web.StreamResponse | tuple[dict, dict[str, str]]:
+    """The ChatCompletion a request body gets and its headers, or the stream it asks for
+    (only with a ``request`` to stream to); raises ApiError. ``batch`` as for
+    ``answer_response``."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "'messages' must be a non-empty array.", param="messages")
@@ -220,8 +212,10 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
         question, turn, prompt_messages, markers, plan, schema
     )
     tier = service_tier(double, "chat", body, question, markers)
-    headers = double.admit("chat", question, markers, prompt + completion)
-    await double.delay(markers)
+    kind = "batch_chat" if batch else "chat"
+    headers = double.admit(kind, question, markers, prompt + completion, run_creating=not batch)
+    if not batch:
+        await double.delay(markers)
     if plan.continuing:
         double.stats.tool_outputs["chat"] += 1
     if plan.calls:
@@ -261,7 +255,7 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
     finish_reason = (
         "tool_calls" if tool_calls else "length" if markers.outcome == "incomplete" else "stop"
     )
-    if body.get("stream"):
+    if body.get("stream") and request is not None:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return await stream_chat(
             request,
@@ -288,36 +282,7 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
         ],
         "usage": usage,
     }
-    return json_response(completion_obj, headers)
-
-
-def chat_items(messages: list) -> list[Item]:
-    """A chat history as items: an assistant message's ``tool_calls`` become function
-    calls (its content joins only when non-empty), ``tool`` messages tool outputs."""
-    items = []
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        role = message.get("role")
-        text = content_text(message.get("content"))
-        if role == "tool":
-            items.append(Item(FUNCTION_CALL_OUTPUT, text, str(message.get("tool_call_id"))))
-        elif role == "assistant" and message.get("tool_calls"):
-            if text:
-                items.append(Item("assistant", text))
-            for call in message["tool_calls"]:
-                function = (call.get("function") if isinstance(call, dict) else None) or {}
-                items.append(
-                    Item(
-                        FUNCTION_CALL,
-                        str(function.get("arguments", "")),
-                        str(call.get("id")),
-                        str(function.get("name")),
-                    )
-                )
-        else:
-            items.append(Item(role, text))
-    return items
+    return completion_obj, headers
 
 
 async def stream_chat(
@@ -369,6 +334,8 @@ async def control_stats(request: web.Request) -> web.Response:
     double = request.app[DOUBLE]
     stats = {**double.stats.as_dict(), "config": double.config.as_dict()}
     stats.update(contract_checking=double.check_contract, contract_errors=double.contract_errors)
+    stored = double.store.files.values()  # what is stored now (stats["files"]: ever)
+    stats.update(files_live=len(stored), files_live_bytes=sum(f.obj["bytes"] for f in stored))
     return json_response(stats)
 
 
@@ -393,6 +360,20 @@ def create_app(config: Config | None = None, check_contract: bool = False) -> we
     app.router.add_post("/v1/responses", create_response)
     app.router.add_post("/v1/chat/completions", create_chat_completion)
     assistants.add_routes(app.router)
+    batches.add_routes(
+        app,
+        {
+            "/v1/responses": batches.Surface(
+                "response", answer_response, response_dialogue, ("responses.create", "response")
+            ),
+            "/v1/chat/completions": batches.Surface(
+                "chat",
+                answer_chat,
+                chat_dialogue,
+                ("chat.completions.create", "chat.completion"),
+            ),
+        },
+    )
     app.router.add_get("/_double/stats", control_stats)
     app.router.add_post("/_double/config", control_config)
     app.router.add_post("/_double/reset", control_reset)
