@@ -18,6 +18,7 @@ from tests.conftest import ROOT, write_csv
 from tests.test_local import (
     askbatch,
     bundled_state,
+    get,
     gone,
     listening,
     local_env,
@@ -179,8 +180,8 @@ def test_distributed_worker_runs_its_own_local_server(tmp_path, llama, bundled, 
 def test_the_server_samples_greedily_unless_asked_otherwise(tmp_path, llama, bundled):
     """llama.cpp's own default is temperature 0.8 with a random seed, under which the sample's
     `3x + 11 = 14` came out right in one run and wrong in the next; askbatch's server is
-    greedy for requests that send no temperature (a profile's temperature still wins), with a
-    repeat penalty against the loops greedy decoding fell into."""
+    greedy for requests that send no temperature (a profile's temperature still wins), with a DRY
+    penalty against the loops greedy decoding fell into."""
     import json
     import urllib.request
 
@@ -194,7 +195,7 @@ def test_the_server_samples_greedily_unless_asked_otherwise(tmp_path, llama, bun
         server.start()
         props = get(server.base_url.removesuffix("/v1") + "/props")
         defaults = props["default_generation_settings"]["params"]
-        assert defaults["temperature"] == 0 and defaults["repeat_penalty"] > 1, defaults
+        assert defaults["temperature"] == 0 and defaults["dry_multiplier"] > 0, defaults
         ask = {
             "model": server.alias,
             "messages": [{"role": "user", "content": "Name a colour. One word."}],
@@ -235,8 +236,11 @@ def test_the_compose_local_model_service_answers_workers_without_the_extra(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
-        while not listening(port) and time.monotonic() < deadline:
+        # Ready when the models list answers (as the compose healthcheck asks), not when the
+        # port is open: llama.cpp listens while it still loads the model.
+        while not (listening(port) and get(f"http://127.0.0.1:{port}/v1/models") == 200):
             assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.5)
         sheet = write_csv(tmp_path / "c.csv", ["id", "question"], [QUESTIONS[0][:2]])
         profile = tmp_path / "short.toml"
