@@ -47,6 +47,7 @@ class ProgressLine:
             f"{p.done}/{p.total} rows done, {p.not_completed} not completed, "
             f"{p.total_tokens:,} tokens, {now - self.t0:.0f}s"
             + (f"; {self._pace}" * bool(self._pace))
+            + (f"; {p.note}" * bool(p.note))
         )
         if self.tty:
             if text != self._last_text:

@@ -35,6 +35,9 @@ class Progress:
     total: int = 0
     done: int = 0
     started: int = 0
+    # What a --batch job is waiting on ("2 batches out, 1,200 lines waiting"), for the
+    # progress line; "" otherwise.
+    note: str = ""
     by_status: dict[str, int] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -97,6 +100,16 @@ class Store(Protocol):
     # own report (`report`, keyed by `proc`; None: only read) and reads every report written
     # in the last `within_s` seconds.
     def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]: ...
+
+    # The Batch API route (worker/batch): the job's rows, kept so that any worker can build
+    # a later round's lines; its batch records by key (worker/batch/records.py); and a lease
+    # that keeps two looks at the job's batches from overlapping.
+    def rows_put(self, job_id: str, rows: list[dict]) -> None: ...
+    def rows_get(self, job_id: str, indices: Iterable[int]) -> dict[int, dict]: ...
+    def batch_put(self, job_id: str, key: str, record: dict) -> None: ...
+    def batch_records(self, job_id: str) -> dict[str, dict]: ...
+    def tick_lease(self, job_id: str, token: str, ttl_s: float) -> bool: ...
+    def tick_release(self, job_id: str, token: str) -> None: ...
 
 
 def chunks(items: list, size: int = 500) -> Iterator[list]:

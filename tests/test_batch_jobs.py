@@ -1,0 +1,122 @@
+"""A --batch job over time: a `run` SIGKILLed while its batches are out, then `resume`
+(nothing lost, nothing asked twice); `cancel`; the spending cap; a distributed job whose `run`
+exits and the workers finish; then `collect`."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.conftest import API_KEY, askbatch, base_env, write_csv
+from tests.double.fixture import BATCH_OPTIONS
+from tests.jobtools import Background, asked, fresh_db, read_rows, wait_for
+
+ROWS = [[str(i), "", f"question number {i}"] for i in range(12)]
+
+
+@pytest.fixture
+def batch_api(api):
+    api.configure(**BATCH_OPTIONS)
+    yield api
+    api.configure(**BATCH_OPTIONS)
+
+
+def sheet(tmp_path, rows=ROWS):
+    return write_csv(tmp_path / "sheet.csv", ["id", "thread", "question"], rows)
+
+
+def batches_created(api) -> int:
+    return api.stats()["batches"].get("created", 0)
+
+
+def test_killed_run_then_resume_asks_every_line_once(tmp_path, batch_api):
+    # Slow batches: 2 lines a second, 3 files of 4 lines, so the kill comes while all are out.
+    batch_api.configure(batch_lines_per_s=2)
+    env = base_env(tmp_path, batch_api) | {"ASKBATCH_BATCH_MAX_LINES": "4"}
+    out = tmp_path / "out.csv"
+    run = Background.start(["run", str(sheet(tmp_path)), "-o", str(out), "--batch"], env,
+                           tmp_path / "run.log")  # fmt: skip
+    job = run.job_id()
+    wait_for("three batches created", lambda: batches_created(batch_api) >= 3, timeout=60)
+    run.kill(signal.SIGKILL)
+    shown = askbatch(["status", job], env, out)
+    assert shown.code == 0 and shown.stdout.count("batch_") >= 3, shown.stdout
+    assert "askbatch resume" in shown.stdout
+    batch_api.configure(batch_lines_per_s=2000)
+    resumed = askbatch(["resume", job, "--overwrite"], env, out)
+    assert resumed.code == 0, resumed.stderr
+    assert [r["status"] for r in read_rows(out)] == ["completed"] * 12
+    assert batches_created(batch_api) == 3, "resume picked the batches up, created none"
+    assert all(n == 1 for n in asked(batch_api).values()), asked(batch_api)
+    assert len(asked(batch_api)) == 12
+    assert API_KEY not in resumed.stderr + run.text()
+
+
+def test_cancel_keeps_finished_lines_and_cancels_the_rest(tmp_path, batch_api):
+    batch_api.configure(batch_lines_per_s=1)
+    env = base_env(tmp_path, batch_api) | {"ASKBATCH_BATCH_MAX_LINES": "6"}
+    out = tmp_path / "out.csv"
+    run = Background.start(["run", str(sheet(tmp_path)), "-o", str(out), "--batch"], env,
+                           tmp_path / "run.log")  # fmt: skip
+    job = run.job_id()
+    wait_for("a line answered", lambda: batch_api.stats()["batch_lines"].get("answered", 0) >= 2)
+    cancelled = askbatch(["cancel", job], env, out)
+    assert cancelled.code == 0, cancelled.stderr
+    assert "cancelling 2 batches" in cancelled.stdout, cancelled.stdout
+    code = run.wait(120)
+    assert code == 1, run.text()
+    statuses = [r["status"] for r in read_rows(out)]
+    assert set(statuses) == {"completed", "cancelled"}, statuses
+    answered = batch_api.stats()["batch_lines"].get("answered", 0)
+    assert statuses.count("completed") == answered, "every line billed is kept"
+    assert batch_api.stats()["batches"].get("cancelled") == 2
+
+
+def test_the_spending_cap_submits_no_batch_beyond_it(tmp_path, batch_api):
+    env = base_env(tmp_path, batch_api)
+    out = tmp_path / "out.csv"
+    result = askbatch(
+        ["run", str(sheet(tmp_path)), "-o", str(out), "--batch", "--max-cost", "0.000001"],
+        env,
+        out,
+    )
+    assert result.code == 3, result.stderr
+    assert batches_created(batch_api) == 0
+    rows = read_rows(out)
+    assert {r["status"] for r in rows} == {"skipped"}
+    assert "spending cap" in rows[0]["error"]
+
+
+def test_distributed_job_finishes_on_the_workers_after_run_exits(tmp_path, batch_api, redis_server):
+    from tests.conftest import start_workers
+
+    broker = fresh_db(redis_server.url, 7)
+    env = base_env(tmp_path, batch_api) | {
+        "ASKBATCH_BROKER_URL": broker,
+        "ASKBATCH_BATCH_MAX_LINES": "4",
+        "ASKBATCH_BATCH_POLL_S": "1",
+    }
+    workers = start_workers(env, 1, tmp_path, concurrency=2)
+    try:
+        batch_api.configure(batch_lines_per_s=2)
+        out = tmp_path / "out.csv"
+        run = Background.start(["run", str(sheet(tmp_path)), "-o", str(out), "--batch"], env,
+                               tmp_path / "run.log")  # fmt: skip
+        job = run.job_id()
+        wait_for("a batch created", lambda: batches_created(batch_api) >= 1, timeout=60)
+        run.kill(signal.SIGKILL)  # the submitting machine goes away
+        batch_api.configure(batch_lines_per_s=2000)
+
+        def finished():
+            shown = askbatch(["status", job], env, out)
+            return "have a result" in shown.stdout and "12 of 12" in shown.stdout
+
+        wait_for("the workers to finish the job", finished, timeout=120, every=1)
+        collected = askbatch(["collect", job], env, out)
+        assert collected.code == 0, collected.stderr
+        assert [r["status"] for r in read_rows(out)] == ["completed"] * 12
+        assert all(n == 1 for n in asked(batch_api).values())
+    finally:
+        workers.stop()
+    assert API_KEY not in workers.log_text()

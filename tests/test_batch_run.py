@@ -1,0 +1,143 @@
+"""`askbatch run --batch` end to end: the real CLI from the runtime environment, the real
+openai SDK, the double's Files and Batches API. Threads in rounds through each provider, the
+same cells as a synchronous run, files split at the line limit, a failing line, a retryable
+line asked again, a batch that expires once, and the providers that cannot batch."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import askbatch, base_env, write_csv
+from tests.double.fixture import BATCH_OPTIONS
+from tests.jobtools import JOB_ID, asked
+
+THREADED = [
+    ["t1", "A", "alpha one"],
+    ["u1", "", "lonely question"],
+    ["t2", "B", "beta one"],
+    ["t3", "A", "alpha two"],
+    ["t4", "B", "beta two"],
+    ["t5", "A", "alpha three"],
+]
+# What may differ between a synchronous and a batch run of the same sheet.
+DIFFERENT = {"thread_id", "run_id", "latency_s", "service_tier", "cost_usd", "attempts"}
+
+
+@pytest.fixture
+def batch_api(api):
+    api.configure(**BATCH_OPTIONS)
+    yield api
+    api.configure(**BATCH_OPTIONS)
+
+
+def run(tmp_path, api, args, rows, name="sheet", header=("id", "thread", "question"), env=None):
+    environment = base_env(tmp_path, api)
+    environment.update(env or {})
+    sheet = write_csv(tmp_path / f"{name}.csv", list(header), rows)
+    out = tmp_path / f"{name}.out.csv"
+    return askbatch(["run", str(sheet), "-o", str(out), *args], environment, out)
+
+
+def status(tmp_path, api, job_id):
+    return askbatch(["status", job_id], base_env(tmp_path, api), tmp_path / "x")
+
+
+@pytest.mark.parametrize("provider", ["responses", "chat"])
+def test_threads_in_rounds_give_the_cells_of_a_synchronous_run(tmp_path, batch_api, provider):
+    sync = run(tmp_path, batch_api, ["--provider", provider], THREADED, name="sync")
+    assert sync.code == 0, sync.stderr
+    batch_api.reset()
+    batched = run(tmp_path, batch_api, ["--provider", provider, "--batch"], THREADED)
+    assert batched.code == 0, batched.stderr
+    stats = batch_api.stats()
+    # Three rounds: turn 1 of A, B and the lone row; turn 2 of A and B; turn 3 of A.
+    assert stats["batches"].get("completed") == 3, stats["batches"]
+    assert all(n == 1 for n in asked(batch_api).values()), "every line asked once"
+    for s, b in zip(sync.rows(), batched.rows(), strict=True):
+        assert {k: v for k, v in s.items() if k not in DIFFERENT} == {
+            k: v for k, v in b.items() if k not in DIFFERENT
+        }
+        assert b["service_tier"] == "batch" and b["run_id"] and b["attempts"] == "1"
+        assert s["cost_usd"] and b["cost_usd"] and float(b["cost_usd"]) < float(s["cost_usd"])
+    rows = batched.rows()
+    assert len({r["thread_id"] for r in rows}) == 3, "one askbatch thread id per thread"
+    assert rows[0]["thread_id"] == rows[3]["thread_id"] == rows[5]["thread_id"]
+    job = JOB_ID.search(batched.stderr).group(1)
+    shown = status(tmp_path, batch_api, job)
+    assert shown.code == 0
+    assert shown.stdout.count("completed, 0 failed of") == 3, shown.stdout
+    assert "batch_" in shown.stdout
+
+
+def test_files_split_at_the_line_limit(tmp_path, batch_api):
+    rows = [[str(i), "", f"question {i}"] for i in range(7)]
+    result = run(tmp_path, batch_api, ["--batch"], rows, env={"ASKBATCH_BATCH_MAX_LINES": "3"})
+    assert result.code == 0, result.stderr
+    stats = batch_api.stats()
+    assert stats["batches"].get("completed") == 3, stats["batches"]
+    assert stats["files"].get("batch") == 3, stats["files"]
+    assert [r["status"] for r in result.rows()] == ["completed"] * 7
+    assert [r["id"] for r in result.rows()] == [str(i) for i in range(7)], "input order"
+
+
+def test_a_failing_line_and_a_retryable_one(tmp_path, batch_api):
+    rows = [
+        ["1", "", "fine question"],
+        ["2", "", "refused [[400]]"],
+        ["3", "", "busy at first [[429:1]]"],
+        ["4", "", "down at first [[500:1]]"],
+    ]
+    result = run(tmp_path, batch_api, ["--batch"], rows)
+    assert result.code == 1, result.stderr
+    out = {r["id"]: r for r in result.rows()}
+    assert out["1"]["status"] == "completed" and out["1"]["attempts"] == "1"
+    assert out["2"]["status"] == "failed" and out["2"]["error"].startswith("400: ")
+    assert "\n" not in out["2"]["error"]
+    for rid in ("3", "4"):
+        assert out[rid]["status"] == "completed", out[rid]
+        assert out[rid]["attempts"] == "2", "asked again in a later batch"
+    assert batch_api.stats()["batches"].get("completed") == 2
+
+
+def test_a_retryable_line_gives_up_after_max_attempts(tmp_path, batch_api):
+    rows = [["1", "", "always busy [[429:99]]"]]
+    result = run(tmp_path, batch_api, ["--batch", "--max-attempts", "2"], rows)
+    assert result.code == 1
+    (row,) = result.rows()
+    assert row["status"] == "failed" and "429" in row["error"] and row["attempts"] == "2"
+
+
+def test_a_batch_that_expires_once(tmp_path, batch_api):
+    batch_api.configure(batch_expire_next=1)
+    rows = [[str(i), "", f"question {i}"] for i in range(6)]
+    result = run(tmp_path, batch_api, ["--batch"], rows)
+    assert result.code == 0, result.stderr
+    assert [r["status"] for r in result.rows()] == ["completed"] * 6
+    stats = batch_api.stats()
+    assert stats["batches"].get("expired") == 1 and stats["batches"].get("completed") == 1
+    assert all(n == 1 for n in asked(batch_api).values()), "finished lines kept, not re-asked"
+    attempts = sorted(r["attempts"] for r in result.rows())
+    assert "1" in attempts and "2" in attempts, "the unfinished half went again"
+    job = JOB_ID.search(result.stderr).group(1)
+    assert ": expired, " in status(tmp_path, batch_api, job).stdout
+
+
+@pytest.mark.parametrize("provider", ["assistants", "local"])
+def test_providers_without_a_batch_route_are_refused(tmp_path, batch_api, provider):
+    result = run(tmp_path, batch_api, ["--provider", provider, "--batch"], [["1", "", "q"]])
+    assert result.code == 2
+    assert "--batch works with --provider responses" in result.stderr
+    assert "Traceback" not in result.stderr and not result.output.exists()
+    assert not batch_api.stats()["batches"], "nothing was sent"
+
+
+def test_function_tools_are_refused(tmp_path, batch_api):
+    profile = tmp_path / "tools.toml"
+    profile.write_text(
+        'model = "gpt-5-mini"\n[[tools]]\nfunction = "worker.builtin_tools:evaluate"\n'
+        'parameters = { type = "object", properties = { expression = { type = "string" } } }\n'
+    )
+    result = run(tmp_path, batch_api, ["--batch", "--assistant", str(profile)], [["1", "", "q"]])
+    assert result.code == 2, result.stderr
+    assert "--batch does not run function tools" in result.stderr
+    assert "Traceback" not in result.stderr

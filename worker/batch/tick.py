@@ -1,0 +1,342 @@
+"""One look at a --batch job: follow its batches, read the ones that ended, submit what is due.
+
+A look is idempotent and may stop at any point (a kill -9): every step is recorded in the
+store before the next one depends on it (worker/batch/records.py). The run process repeats it
+(embedded), or a Celery task that schedules its own next look (distributed); `look` returns
+when to look again, or None once there is nothing more to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+import openai
+
+from worker import pricing
+from worker.batch import api, records, results, rounds
+from worker.batch.lines import LineBuilder, write_files
+from worker.batch.records import TERMINAL, BatchRecord, JobState
+from worker.fatal import HALT_ACCESS, classify, is_halt, one_line
+from worker.limits import spending
+from worker.models import CANCELLED, FAILED, SKIPPED, JobSpec, Result, Row
+from worker.providers.base import JobContext
+from worker.retry import is_retryable, short_error
+from worker.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_CREATIONS_PER_HOUR = 2000  # the Batch API's limit on batches created per hour
+RETRY_S = 10.0  # after the API did not answer a look
+LEASE_S = 900.0  # longest a look may take (reading 50,000 lines) before another may start
+
+
+@dataclass(slots=True)
+class Look:
+    delay: float | None  # seconds until the next look; None: nothing more to do
+    note: str = ""
+
+
+def look(store: Store, spec: JobSpec, client: openai.OpenAI, workdir: str | None = None) -> Look:
+    """One look, with the API's errors told as what they mean: a halt (a refused key, a
+    server without the Batch API) stops the job; a passing one waits for the next look."""
+    try:
+        return Batcher(store, spec, client, workdir).look()
+    except openai.APIError as exc:
+        if is_retryable(exc):
+            log.warning("job %s: the Batch API did not answer: %s", spec.job_id, exc)
+            return Look(RETRY_S, f"the Batch API did not answer ({short_error(exc)}); retrying")
+        halt = classify(exc, provider=spec.provider, base_url=spec.base_url, model=spec.model)
+        if halt is None:
+            message = one_line(
+                f"the Batch API refused a request ({short_error(exc)}). A server that offers "
+                "no /v1/files and /v1/batches cannot take --batch: run without it",
+                600,
+            )
+            store.stop(spec.job_id, HALT_ACCESS, message)
+        else:
+            store.stop(spec.job_id, halt.status, halt.message)
+        return Look(None)
+
+
+def cancel(store: Store, spec: JobSpec, client: openai.OpenAI) -> int:
+    """Cancel every live batch of the job at the API; returns how many were asked to stop.
+    Lines they finished are kept when they are read (`look`); the rest end `cancelled`."""
+    cancelled = 0
+    for record in records.load(store, spec.job_id)[0]:
+        if record.live and record.batch_id and record.status not in (*TERMINAL, "cancelling"):
+            try:
+                api.cancel(client, record.batch_id)
+            except openai.APIStatusError as exc:  # it ended meanwhile: read at the next look
+                log.info("batch %s not cancelled: %s", record.batch_id, short_error(exc))
+                continue
+            cancelled += 1
+    return cancelled
+
+
+class TickBusy(Exception):
+    """Raised when another look at the same job is under way (distributed)."""
+
+
+def look_in_chain(
+    store: Store,
+    spec: JobSpec,
+    client: openai.OpenAI,
+    chain: str,
+    schedule: Callable[[float, str], None],
+) -> float | None:
+    """A distributed look: one at a time per job (the store's lease), only by the job's
+    newest chain of looks; `schedule(delay, chain)` sends the next look of the chain."""
+    token = uuid.uuid4().hex
+    if not store.tick_lease(spec.job_id, token, LEASE_S):
+        raise TickBusy(spec.job_id)
+    try:
+        if records.load(store, spec.job_id)[1].chain != chain:
+            return None  # a newer chain (a resume's) looks after the job now
+        delay = look(store, spec, client).delay
+        if delay is not None:
+            following = uuid.uuid4().hex
+            # Sent first, recorded second: a worker dying between the two leaves this task
+            # to be delivered again, still the chain's, rather than a chain of none.
+            schedule(delay, following)
+            _, state, _ = records.load(store, spec.job_id)
+            state.chain = following
+            records.save_state(store, spec.job_id, state)
+        return delay
+    finally:
+        store.tick_release(spec.job_id, token)
+
+
+class Batcher:
+    def __init__(
+        self, store: Store, spec: JobSpec, client: openai.OpenAI, workdir: str | None = None
+    ) -> None:
+        self.store = store
+        self.spec = spec
+        self.client = client
+        self.workdir = workdir
+        self.job = JobContext(spec)
+        self.builder = LineBuilder(self.job)
+        self.schema = self.job.profile.schema
+
+    def look(self) -> Look:
+        job = self.spec.job_id
+        found, state, extras = records.load(self.store, job)
+        threads = rounds.load_threads(extras.get(rounds.THREADS_KEY, {}))
+        _, asked = rounds.submissions(found)
+        stop = self.store.stopped(job)
+        for record in found:
+            if record.live:
+                self._follow(record, stop, asked, threads)
+                if record.token_limited and record.ended:
+                    # Refused for the organisation's enqueued tokens: try again once the
+                    # running batches are done, and smaller if nothing else was running.
+                    others = [r for r in found if r.live]
+                    if not others:
+                        state.line_cap = max(1, len(record.rows) // 2)
+                    records.save_state(self.store, job, state)
+        stop = self.store.stopped(job)
+        live = [r for r in found if r.live]
+        if is_halt(stop):
+            return Look(None)
+        if stop:
+            if live and stop[0] == CANCELLED:  # cancelled from anywhere: the batches too
+                cancel(self.store, self.spec, self.client)
+            if live:
+                return Look(self._delay(live), f"stopping: {len(live)} batches out")
+            self.store.mark_unstarted(job, self.store.missing(job, self.spec.total), *stop)
+            return Look(None)
+        due = rounds.due_rows(self.store, self.spec, found, threads)
+        note = ""
+        if due:
+            note = self._submit(due, found, state, live)
+            live = [r for r in found if r.live]
+        if not live:
+            if not self.store.missing(job, self.spec.total):
+                return Look(None)
+            if not due:  # nothing out, nothing to send: rows that can never be asked
+                return Look(None)
+        if not note:
+            waiting = len(self.store.missing(job, self.spec.total)) - sum(len(r.rows) for r in live)
+            note = f"{len(live)} batches out" + (f", {waiting} rows waiting" if waiting else "")
+        if state.note != note:
+            state.note = note
+            records.save_state(self.store, job, state)
+        return Look(self._delay(live) if live else RETRY_S, note)
+
+    def _delay(self, live: list[BatchRecord]) -> float:
+        """The poll interval, shorter while the batches are young (small batches end fast)."""
+        youngest = max(r.submitted_at or r.uploaded_at for r in live)
+        age = max(0.0, time.time() - youngest)
+        return max(0.5, min(self.spec.batch_poll_s, 0.5 + age / 10))
+
+    # --- following a batch ----------------------------------------------------------------
+
+    def _follow(
+        self,
+        record: BatchRecord,
+        stop: tuple[str, str] | None,
+        asked: dict[int, int],
+        threads: rounds.Threads,
+    ) -> None:
+        job = self.spec.job_id
+        if not record.batch_id:
+            batch = api.find_batch(self.client, job, record.file_id, record.uploaded_at)
+            if batch is None and stop:
+                # Never created and the job is stopping: its lines were never asked.
+                record.status, record.ended = "not created", True
+                records.save(self.store, job, record)
+                return
+            if batch is None:
+                batch = api.create(self.client, job, record.file_id, self.builder.url)
+            record.batch_id, record.submitted_at = batch.id, float(batch.created_at)
+            records.save(self.store, job, record)
+        batch = api.retrieve(self.client, record.batch_id)
+        changed = _update(record, batch)
+        if record.status in TERMINAL:
+            self._ingest(record, stop, asked, threads)
+            record.ended = True
+            changed = True
+        if changed:
+            records.save(self.store, job, record)
+
+    def _ingest(
+        self,
+        record: BatchRecord,
+        stop: tuple[str, str] | None,
+        asked: dict[int, int],
+        threads: rounds.Threads,
+    ) -> None:
+        """Read a batch that ended: keep every finished line; lines to ask again are left
+        without a result (so they are due again), unless their attempts are spent."""
+        spec, job = self.spec, self.spec.job_id
+        pending = {index: attempt for index, attempt in record.rows}
+        latency = max(0.0, time.time() - record.submitted_at)
+        spent = Decimal(0)
+        for file_id in (record.output_file_id, record.error_file_id):
+            if not file_id:
+                continue
+            for raw in api.lines(self.client, file_id):
+                parsed = results.parse(raw, job)
+                if parsed is None or pending.get(parsed[0]) != parsed[1]:
+                    continue  # not a line of this batch
+                index, attempt, line = parsed
+                del pending[index]
+                row = Row(index, "", "", model=record.model)
+                out = results.outcome(
+                    spec, row, attempt, line, self.schema, latency, threads.thread_id(job, index)
+                )
+                result = out.result
+                if result is None and asked.get(index, 0) >= spec.max_attempts:
+                    result = results.gave_up(row, asked[index], out.again, out.unfinished)
+                if result is not None and self.store.save(job, result):
+                    spent += result.cost_usd or 0
+        for index in pending:  # lines the batch returned nothing for
+            reason = record.error or f"the batch ended {record.status} before the line was asked"
+            if record.status == "failed" and not record.token_limited:
+                self.store.save(job, Result(index, FAILED, error=reason, attempts=1))
+            elif (
+                not record.token_limited
+                and asked.get(index, 0) >= spec.max_attempts
+                and not (stop and stop[0] == CANCELLED)
+            ):
+                row = Row(index, "", "")
+                self.store.save(job, results.gave_up(row, asked[index], reason, True))
+        if spec.max_cost:
+            self.store.settle(job, -record.seq, pricing.nano(spent))
+
+    # --- submitting -------------------------------------------------------------------
+
+    def _submit(
+        self,
+        due: list[rounds.Due],
+        found: list[BatchRecord],
+        state: JobState,
+        live: list[BatchRecord],
+    ) -> str:
+        """Write, upload and create batches for the due rows; returns a note for the progress
+        line when something holds them back."""
+        spec, job = self.spec, self.spec.job_id
+        if live and any(r.token_limited for r in found if r.ended and r.seq > _last_ok(found)):
+            return (
+                f"the organisation's enqueued-token limit refused a batch: waiting for "
+                f"{len(live)} running batches, then {len(due)} rows go again in batches of "
+                f"{state.line_cap or spec.batch_max_lines} lines"
+            )
+        hour_ago = time.time() - 3600
+        created = sum(1 for r in found if r.submitted_at > hour_ago)
+        by_index = {d.row.index: d for d in due}
+        seq = max((r.seq for r in found), default=0)
+        cap = int(Decimal(spec.max_cost) * pricing.NANO) if spec.max_cost else 0
+        lines = (
+            (self.job.model(d.row), d.row.index, d.attempt, self.builder.line(d.row, d.attempt,
+                                                                              d.history))
+            for d in due
+        )  # fmt: skip
+        note = ""
+        for part in write_files(lines, state.line_cap or spec.batch_max_lines, self.workdir):
+            try:
+                if created >= MAX_CREATIONS_PER_HOUR:
+                    note = f"{MAX_CREATIONS_PER_HOUR} batches created this hour: the rest waits"
+                    break
+                seq += 1
+                hold = 0
+                if cap:
+                    hold = sum(
+                        pricing.nano(_hold(spec, by_index[i].row, by_index[i].prior))
+                        for i, _ in part.rows
+                    )
+                    if not self.store.reserve(job, -seq, hold, cap):
+                        self.store.stop(job, SKIPPED, spending.reason(spec))
+                        note = "the spending cap would be passed: no more batches"
+                        break
+                record = BatchRecord(
+                    key=api.upload(self.client, part.path),
+                    seq=seq,
+                    model=part.model,
+                    rows=part.rows,
+                    hold_nusd=hold,
+                )
+                records.save(self.store, job, record)  # before the batch exists: see records
+                found.append(record)
+                batch = api.create(self.client, job, record.file_id, self.builder.url)
+                record.batch_id, record.status = batch.id, batch.status
+                record.submitted_at = float(batch.created_at)
+                records.save(self.store, job, record)
+                created += 1
+            finally:
+                os.unlink(part.path)
+        return note
+
+
+def _last_ok(found: list[BatchRecord]) -> int:
+    return max((r.seq for r in found if not r.token_limited), default=0)
+
+
+def _hold(spec: JobSpec, row: Row, prior: Result | None) -> Decimal:
+    return spending.hold_for(spec, row, prior.usage if prior else None)
+
+
+def _update(record: BatchRecord, batch) -> bool:
+    """Copy what the API says of the batch into its record; True if anything changed."""
+    counts = batch.request_counts
+    errors = [e for e in ((batch.errors.data or []) if batch.errors else [])]
+    new = {
+        "status": batch.status,
+        "completed": counts.completed if counts else 0,
+        "failed": counts.failed if counts else 0,
+        "output_file_id": batch.output_file_id or "",
+        "error_file_id": batch.error_file_id or "",
+        "error": one_line("; ".join(f"{e.code}: {e.message}" for e in errors[:3]), 500),
+        "token_limited": batch.status == "failed"
+        and any(e.code == "token_limit_exceeded" for e in errors),
+    }
+    changed = any(getattr(record, k) != v for k, v in new.items())
+    for k, v in new.items():
+        setattr(record, k, v)
+    return changed
