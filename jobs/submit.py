@@ -81,6 +81,10 @@ def create_job(
         rpm=settings.rpm,
         tpm=settings.tpm,
         safety_identifier=safety_hash(settings.safety_id),
+        service_tier=settings.service_tier,
+        batch=settings.batch,
+        batch_max_lines=settings.batch_max_lines,
+        batch_poll_s=settings.batch_poll_s,
         **spending.job_terms(settings, profile.max_output_tokens),
     )
     spending.check(spec)

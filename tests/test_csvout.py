@@ -63,6 +63,7 @@ def test_layout_order_passthrough_and_results(tmp_path: Path) -> None:
         latency_s=1.23456,
         attempts=2,
         cost_usd=Decimal("0.0000125"),
+        service_tier="flex",
     )
     results = {0: full, 1: result(1, answer="-3"), 3: result(3, status="skipped")}
     out = write_answers(sheet, fetch_from(results), tmp_path / "out.csv")
@@ -74,7 +75,7 @@ def test_layout_order_passthrough_and_results(tmp_path: Path) -> None:
     assert rows[1][4:] == list(full.columns().values())
     assert rows[1][4:] == [
         "completed", "답: 3,000원\n끝", "", "10", "5", "15", "2", "1", "0.000012500",
-        "gpt-4o", "th", "run", "1.235", "2", "",
+        "gpt-4o", "th", "run", "1.235", "2", "", "flex",
     ]  # fmt: skip
     assert rows[2][4:6] == ["completed", "-3"]  # negative number answers are not prefixed
     assert rows[3][4:] == ["pending"] + [""] * (len(RESULT_COLUMNS) - 1)

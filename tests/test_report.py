@@ -42,7 +42,7 @@ def answers_csv(path, rows=ROWS, drop=()):
             "reasoning_tokens": reasoning, "cost_usd": cost, "model": model, "thread_id": "",
             "run_id": "", "latency_s": lat, "attempts": att, "tool_calls": "",
         }  # fmt: skip
-        out.append([rid, q, "input-model-cell", *[cells[k] for k in RESULT_COLUMNS]])
+        out.append([rid, q, "input-model-cell", *[cells.get(k, "") for k in RESULT_COLUMNS]])
     header = list(HEADER)
     for name in drop:
         i = header.index(name)

@@ -37,7 +37,11 @@ RESULT_COLUMNS = (
     "latency_s",
     "attempts",
     "tool_calls",
+    # Added after the others: users' scripts read columns by position too.
+    "service_tier",
 )
+# Result.service_tier of rows answered through the Batch API (the API reports no tier there).
+BATCH_TIER = "batch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,9 @@ class Result:
     latency_s: float = 0.0
     attempts: int = 0
     tool_calls: str = ""  # "evaluate x2, lookup x1"
+    # The tier the API says answered the row ("default", "flex", "priority"; BATCH_TIER for
+    # the Batch API); "" when it reported none. The row is priced at it (worker.pricing).
+    service_tier: str = ""
     # Exact USD (worker.pricing); None when the row was never sent or its model is unpriced.
     cost_usd: Decimal | None = None
     # Cells beyond RESULT_COLUMNS, by column name: the `answer.<field>` of structured answers.
@@ -133,6 +140,7 @@ class Result:
             "latency_s": f"{self.latency_s:.3f}",
             "attempts": str(self.attempts),
             "tool_calls": self.tool_calls,
+            "service_tier": self.service_tier,
         }
 
 
@@ -169,6 +177,12 @@ class JobSpec:
     tpm: str = ""
     # sha256 of ASKBATCH_SAFETY_ID, sent as `safety_identifier`; never the raw value.
     safety_identifier: str = ""
+    # The service tier every synchronous run asks for ("" = none sent), or the Batch API
+    # route (worker.batch) with its lines per file and seconds between polls.
+    service_tier: str = ""
+    batch: bool = False
+    batch_max_lines: int = 50_000
+    batch_poll_s: float = 30.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,6 +10,11 @@ base URL is billed at (a gateway in front of OpenAI). Rules, in order:
 3. genai-prices knows the model at that provider: its prices;
 4. otherwise unpriced: `None`, never 0.
 
+Every rule prices a run at its tier (`tier`): "batch" for rows answered through the Batch API,
+"flex" and "priority" for rows the API says it answered at that service tier, anything else
+the standard price. genai-prices holds the tiers as price variants (`price_context`); a
+price file gives a tier its own table, and a tier without one is the model's standard price.
+
 The price file (TOML; USD per million tokens; cached_input defaults to input, reasoning to
 output; a model name may be a shell pattern such as "llama3*"):
 
@@ -17,6 +22,10 @@ output; a model name may be a shell pattern such as "llama3*"):
     input = 0.25
     cached_input = 0.025
     output = 2.00
+
+    [models."gpt-5-mini".batch]     # optional, likewise .flex and .priority
+    input = 0.125
+    output = 1.00
 
     [base_urls]
     "https://gateway.example.com/v1" = "openai"
@@ -41,6 +50,8 @@ from worker.models import Usage
 MILLION = Decimal(1_000_000)
 NANO = Decimal("1e9")  # the spending ledger counts whole nano-dollars
 PRICE_KEYS = ("input", "cached_input", "output", "reasoning")
+BATCH = "batch"
+PRICED_TIERS = (BATCH, "flex", "priority")  # the tiers with prices of their own
 OPENAI_HOST = "api.openai.com"
 
 
@@ -52,6 +63,12 @@ class Price:
     output: Decimal
     cached_input: Decimal | None = None
     reasoning: Decimal | None = None
+    # Per-tier prices from a price file's [models."NAME".<tier>] tables, by tier name.
+    tiers: tuple[tuple[str, Price], ...] = ()
+
+    def at(self, tier: str) -> Price:
+        """The price of the tier, or this (the standard) price when it has none of its own."""
+        return next((p for name, p in self.tiers if name == tier), self)
 
     def cost(self, usage: Usage) -> Decimal:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
@@ -66,8 +83,10 @@ class Price:
         )
         return total / MILLION
 
-    def to_json(self) -> dict[str, str]:
-        return {k: str(v) for k in PRICE_KEYS if (v := getattr(self, k)) is not None}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: str(v) for k in PRICE_KEYS if (v := getattr(self, k)) is not None}
+        out.update((name, p.to_json()) for name, p in self.tiers)
+        return out
 
 
 @dataclass(frozen=True)
@@ -156,12 +175,18 @@ def _book(data: Mapping[str, Any], where: str) -> PriceBook:
     return PriceBook(tuple(models), tuple(base_urls))
 
 
-def _price(entry: Mapping[str, Any], where: str) -> Price:
-    extra = set(entry) - set(PRICE_KEYS)
+def _price(entry: Mapping[str, Any], where: str, tiered: bool = True) -> Price:
+    tiers = tuple(
+        (name, _tier_price(entry[name], f"{where}.{name}"))
+        for name in PRICED_TIERS
+        if tiered and name in entry
+    )
+    extra = set(entry) - set(PRICE_KEYS) - {name for name, _ in tiers}
     if extra:
+        tables = f"; tier tables are {', '.join(PRICED_TIERS)}" if tiered else ""
         raise ConfigError(
             f"{where}: unknown key {sorted(extra)[0]!r}; prices are {', '.join(PRICE_KEYS)} "
-            "(USD per million tokens)"
+            f"(USD per million tokens){tables}"
         )
     values: dict[str, Decimal] = {}
     for key in PRICE_KEYS:
@@ -178,7 +203,13 @@ def _price(entry: Mapping[str, Any], where: str) -> Price:
     for key in ("input", "output"):
         if key not in values:
             raise ConfigError(f"{where}: {key} is missing (USD per million tokens)")
-    return Price(**values)
+    return Price(**values, tiers=tiers)
+
+
+def _tier_price(entry: Any, where: str) -> Price:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where} must be a table of prices (input, output, ...)")
+    return _price(entry, where, tiered=False)
 
 
 def _norm_url(url: str) -> str:
@@ -206,16 +237,26 @@ class Quote:
     source: str  # "price file", "genai-prices", "self-hosted", "unpriced"
     price: Price | None = None
     genai: tuple[Any, Any] | None = None  # (ModelInfo, Provider)
+    tier: str = ""  # what the run is priced at: a PRICED_TIERS name, or "" for standard
 
     def cost(self, usage: Usage) -> Decimal | None:
         if self.source == "unpriced":
             # Nothing billed costs nothing, whatever the model.
             return Decimal(0) if usage.prompt_tokens + usage.completion_tokens == 0 else None
         if self.price is not None:
-            return self.price.cost(usage)
+            return self.price.at(self.tier).cost(usage)
         if self.genai is not None:
-            return _genai_cost(self.genai, usage)
+            return _genai_cost(self.genai, usage, price_context(self.tier))
         return Decimal(0)
+
+
+def price_context(tier: str) -> dict[str, str] | None:
+    """genai-prices' price_context for a tier: batch processing, a service tier, or none."""
+    if tier == BATCH:
+        return {"processing": BATCH}
+    if tier in PRICED_TIERS:
+        return {"service_tier": tier}
+    return None
 
 
 UNPRICED = Quote("unpriced")
@@ -230,13 +271,17 @@ def cost(
     base_url: str = "",
     prices: PriceBook = NO_PRICES,
     requested: str = "",
+    tier: str = "",
 ) -> Decimal | None:
     """The exact cost in USD of a run of `model` with `usage`, or None when unpriced.
 
     `requested` is the model name that was asked for, tried when the name the server
     answered with (e.g. "llama3.2:latest", "gpt-5-mini-2025-08-07") has no price itself.
+    `tier` is the tier the run was answered at ("batch", "flex", "priority"; else standard).
     """
-    q = quote(model, provider=provider, base_url=base_url, prices=prices, requested=requested)
+    q = quote(
+        model, provider=provider, base_url=base_url, prices=prices, requested=requested, tier=tier
+    )
     return q.cost(usage)
 
 
@@ -248,17 +293,19 @@ def quote(
     base_url: str = "",
     prices: PriceBook = NO_PRICES,
     requested: str = "",
+    tier: str = "",
 ) -> Quote:
+    tier = tier if tier in PRICED_TIERS else ""
     names = [n for n in dict.fromkeys((model, requested)) if n]
     for name in names:
         if (price := prices.price(name)) is not None:
-            return Quote("price file", price=price)
+            return Quote("price file", price=price, tier=tier)
     price_list = _price_list(provider, base_url, prices)
     if price_list is None:
         return SELF_HOSTED
     for name in names:
         if (found := _genai_model(name, price_list)) is not None:
-            return Quote("genai-prices", genai=found)
+            return Quote("genai-prices", genai=found, tier=tier)
     return UNPRICED
 
 
@@ -290,7 +337,9 @@ def _genai_model(model: str, provider_id: str) -> tuple[Any, Any] | None:
     return info, provider
 
 
-def _genai_cost(found: tuple[Any, Any], usage: Usage) -> Decimal:
+def _genai_cost(
+    found: tuple[Any, Any], usage: Usage, context: dict[str, str] | None = None
+) -> Decimal:
     from genai_prices import Usage as GenaiUsage
 
     info, provider = found
@@ -302,7 +351,7 @@ def _genai_cost(found: tuple[Any, Any], usage: Usage) -> Decimal:
         output_tokens=usage.completion_tokens,
         output_reasoning_tokens=min(usage.reasoning_tokens, usage.completion_tokens),
     )
-    return info.calc_price(counts, provider).total_price
+    return info.calc_price(counts, provider, price_context=context).total_price
 
 
 def per_million(q: Quote) -> tuple[Decimal, Decimal] | None:

@@ -21,6 +21,11 @@ from worker.pricing import parse_usd
 from worker.tokens import parse_range
 
 PROVIDERS = ("responses", "chat", "assistants", "local")
+# The API's `service_tier` values askbatch sends ("" sends none: the project's default).
+SERVICE_TIERS = ("auto", "default", "flex", "priority")
+BATCH_PROVIDERS = ("responses", "chat")  # the surfaces the Batch API takes lines for
+BATCH_MAX_LINES = 50_000  # the Batch API's limit of requests per input file
+FLEX_TIMEOUT_S = 900.0  # flex answers may queue: OpenAI advises a 15-minute timeout
 OPENAI_URL = "https://api.openai.com/v1"
 
 
@@ -78,6 +83,10 @@ ENV_VARS: dict[str, str] = {
     "rpm": "ASKBATCH_RPM",
     "tpm": "ASKBATCH_TPM",
     "safety_id": "ASKBATCH_SAFETY_ID",
+    "service_tier": "ASKBATCH_SERVICE_TIER",
+    "batch": "ASKBATCH_BATCH",
+    "batch_max_lines": "ASKBATCH_BATCH_MAX_LINES",
+    "batch_poll_s": "ASKBATCH_BATCH_POLL_S",
 }
 DEFAULT_MODEL = "gpt-5-mini"  # when neither a flag, the environment nor the profile names one
 
@@ -126,6 +135,12 @@ class Settings:
     tpm: str = ""
     # Who the rows are asked for (a user or team id), sent hashed as `safety_identifier`.
     safety_id: str = field(default="", repr=False)
+    # The synchronous service tier sent with every run ("" = none sent), and the Batch API
+    # route: lines per uploaded file and seconds between looks at the batches out.
+    service_tier: str = ""
+    batch: bool = False
+    batch_max_lines: int = BATCH_MAX_LINES
+    batch_poll_s: float = 30.0
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, dotenv: bool = True) -> Settings:
@@ -141,6 +156,10 @@ class Settings:
         for name, value in (overrides or {}).items():
             if value is not None:
                 values[name] = value
+        if values.get("service_tier") == "flex":
+            # Unless the user chose them: flex runs wait for capacity, past the usual timeouts.
+            for name in ("timeout_s", "request_timeout_s"):
+                values.setdefault(name, FLEX_TIMEOUT_S)
         settings = cls(**values)
         settings.validate()
         return settings
@@ -179,10 +198,43 @@ class Settings:
             raise ConfigError("local_max_tokens must be at least 1")
         if self.timeout_s <= 0 or self.request_timeout_s <= 0:
             raise ConfigError("timeouts must be positive")
+        self._validate_tiers()
         if self.broker_url and not self.broker_url.startswith(("redis://", "rediss://")):
             raise ConfigError(
                 f"broker URL {mask_url(self.broker_url)!r} is not a redis:// or rediss:// URL "
                 "(--broker or ASKBATCH_BROKER_URL)"
+            )
+
+    def _validate_tiers(self) -> None:
+        if self.service_tier and self.service_tier not in SERVICE_TIERS:
+            raise ConfigError(
+                f"unknown service tier {self.service_tier!r}; choose one of: "
+                f"{', '.join(SERVICE_TIERS)} (--service-tier or ASKBATCH_SERVICE_TIER)"
+            )
+        if not 1 <= self.batch_max_lines <= BATCH_MAX_LINES:
+            raise ConfigError(
+                f"batch max lines {self.batch_max_lines} is not 1..{BATCH_MAX_LINES:,} "
+                "(ASKBATCH_BATCH_MAX_LINES)"
+            )
+        if self.batch_poll_s <= 0:
+            raise ConfigError(
+                f"batch poll interval {self.batch_poll_s} must be more than 0 seconds "
+                "(ASKBATCH_BATCH_POLL_S)"
+            )
+        if not self.batch:
+            return
+        if self.provider not in BATCH_PROVIDERS:
+            raise ConfigError(
+                f"--batch works with --provider {' or '.join(BATCH_PROVIDERS)}, not "
+                f"{self.provider!r} (the Batch API takes no {self.provider} runs); drop --batch "
+                "or choose one of those providers"
+            )
+        if self.service_tier:
+            # The Batch API is its own tier (batch prices); a synchronous tier means nothing there.
+            raise ConfigError(
+                f"--service-tier {self.service_tier} is for synchronous runs; --batch rows are "
+                "answered and billed at the Batch API's own tier: drop one of the two "
+                "(or ASKBATCH_SERVICE_TIER / ASKBATCH_BATCH)"
             )
 
     def require_credentials(self) -> None:

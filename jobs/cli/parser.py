@@ -45,6 +45,19 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
         metavar="N[,MODEL=N]",
         help="tokens per minute for the whole job, shared by every worker (default: none)",
     )
+    p.add_argument(
+        "--service-tier",
+        dest="service_tier",
+        metavar="auto|default|flex|priority",
+        help="the API's service tier for every run; flex: batch prices, slower answers",
+    )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        default=None,
+        help="ask through the Batch API: half price, answers within 24 hours "
+        "(--provider responses or chat)",
+    )
 
 
 def _cost_flags(p: argparse.ArgumentParser) -> None:

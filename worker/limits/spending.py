@@ -61,14 +61,23 @@ def is_cap_stop(stop: tuple[str, str] | None) -> bool:
     return bool(stop) and CAP_REASON in stop[1]
 
 
-def row_cost(spec: JobSpec, row: Row, answered_by: str, usage: Usage) -> Decimal | None:
-    """What the row's run cost, priced by the model that answered (else the one asked for)."""
+def job_tier(spec: JobSpec) -> str:
+    """The tier the job's rows are asked at, as worker.pricing names it."""
+    return pricing.BATCH if spec.batch else spec.service_tier
+
+
+def row_cost(
+    spec: JobSpec, row: Row, answered_by: str, usage: Usage, tier: str = ""
+) -> Decimal | None:
+    """What the row's run cost, priced by the model that answered (else the one asked for)
+    at the tier it was answered at (the one the API reported)."""
     requested = row.model or spec.model
-    return _quote(spec, answered_by or requested, requested).cost(usage)
+    return _quote(spec, answered_by or requested, requested, tier).cost(usage)
 
 
-def hold_for(spec: JobSpec, row: Row, prior: Usage | None) -> Decimal:
-    """The most this row is expected to cost; 0 for an unpriced model."""
+def hold_for(spec: JobSpec, row: Row, prior: Usage | None, tier: str | None = None) -> Decimal:
+    """The most this row is expected to cost, at `tier` (default: the job's); 0 for an
+    unpriced model."""
     model = row.model or spec.model
     question = tokens.prompt_tokens([row.question], model)
     if prior is not None:  # a later turn resends the thread so far
@@ -76,7 +85,8 @@ def hold_for(spec: JobSpec, row: Row, prior: Usage | None) -> Decimal:
     else:
         prompt = question + tokens.prompt_tokens([row.instructions or spec.instructions], model)
     usage = Usage(prompt_tokens=prompt, completion_tokens=spec.answer_tokens)
-    return _quote(spec, model).cost(usage) or Decimal(0)
+    tier = job_tier(spec) if tier is None else tier
+    return _quote(spec, model, tier=tier).cost(usage) or Decimal(0)
 
 
 def reserve(store: Store, spec: JobSpec, row: Row, prior: Usage | None) -> int | None:
@@ -96,11 +106,12 @@ def settle(store: Store, spec: JobSpec, result: Result) -> None:
         store.settle(spec.job_id, result.index, spent)
 
 
-def _quote(spec: JobSpec, model: str, requested: str = "") -> pricing.Quote:
+def _quote(spec: JobSpec, model: str, requested: str = "", tier: str = "") -> pricing.Quote:
     return pricing.quote(
         model,
         provider=spec.provider,
         base_url=spec.base_url,
         prices=pricing.PriceBook.from_json(spec.prices),
         requested=requested,
+        tier=tier,
     )
