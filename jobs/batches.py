@@ -21,22 +21,14 @@ from worker.profile import Profile
 from worker.settings import Settings
 from worker.store import Progress, Store
 
-BATCH_PROVIDERS = ("responses", "chat")
 NOTE_EVERY_S = 2.0  # a distributed job's progress line reads the workers' note this often
 CANCEL_WAIT_S = 120.0  # `cancel` of a job no process runs waits this long for its batches
 
 
 def check(settings: Settings, profile: Profile) -> None:
-    """Refuse, before anything is sent, what the Batch API route cannot ask."""
-    if not settings.batch:
-        return
-    if settings.provider not in BATCH_PROVIDERS:
-        raise ConfigError(
-            f"--batch works with --provider responses (lines for /v1/responses) or --provider "
-            f"chat (lines for /v1/chat/completions), not with --provider {settings.provider}; "
-            "choose one of those, or run without --batch"
-        )
-    if profile.tools:
+    """Refuse, before anything is sent, what the Batch API route cannot ask (the providers
+    without one are refused by Settings.validate)."""
+    if settings.batch and profile.tools:
         raise ConfigError(
             "--batch does not run function tools: the profile's [[tools]] need an answer "
             "between requests, which a batch cannot give. Run without --batch, or use a "

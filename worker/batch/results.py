@@ -13,7 +13,7 @@ from typing import Any
 
 from worker.batch.lines import parse_custom_id
 from worker.fatal import one_line
-from worker.models import EXPIRED, FAILED, JobSpec, Result, Row
+from worker.models import BATCH_TIER, EXPIRED, FAILED, JobSpec, Result, Row
 from worker.providers.base import Turn
 from worker.providers.chat import turn_from_completion
 from worker.providers.responses import turn_from_response
@@ -53,6 +53,11 @@ def outcome(
     latency_s: float,
     thread_id: str,
 ) -> Outcome:
+    def made(turn: Turn, use_schema: dict | None = None) -> Result:
+        result = result_of(spec, row, turn, use_schema, tier=BATCH_TIER)
+        result.thread_id, result.latency_s, result.attempts = thread_id, latency_s, attempt
+        return result
+
     response = line.get("response") or {}
     code = response.get("status_code")
     body = response.get("body") or {}
@@ -61,44 +66,30 @@ def outcome(
             turn = turn_from_response(body)
         else:
             turn = turn_from_completion(body, row.model or spec.model)
-        return Outcome(row.index, attempt, _result(spec, row, turn, schema, attempt, latency_s,
-                                                   thread_id))  # fmt: skip
+        return Outcome(row.index, attempt, made(turn, schema))
     if code is not None:
         error = body.get("error") or {}
         message = one_line(f"{code}: {error.get('message') or error.get('code') or body}")
         if code == 429 or code >= 500:
             return Outcome(row.index, attempt, again=message)
         turn = Turn(FAILED, error=message)
-        return Outcome(row.index, attempt, _result(spec, row, turn, None, attempt, latency_s,
-                                                   thread_id))  # fmt: skip
+        return Outcome(row.index, attempt, made(turn))
     error = line.get("error") or {}
     code_word = str(error.get("code") or "")
     message = one_line(f"{code_word or 'error'}: {error.get('message') or 'no message'}")
     if code_word in UNFINISHED:
         return Outcome(row.index, attempt, again=message, unfinished=True)
     turn = Turn(FAILED, error=message)
-    return Outcome(row.index, attempt, _result(spec, row, turn, None, attempt, latency_s,
-                                               thread_id))  # fmt: skip
-
-
-def _result(
-    spec: JobSpec,
-    row: Row,
-    turn: Turn,
-    schema: dict | None,
-    attempt: int,
-    latency_s: float,
-    thread_id: str,
-) -> Result:
-    result = result_of(spec, row, turn, schema)
-    result.thread_id = thread_id
-    result.latency_s = latency_s
-    result.attempts = attempt
-    return result
+    return Outcome(row.index, attempt, made(turn))
 
 
 def gave_up(row: Row, attempt: int, reason: str, expired: bool) -> Result:
     """The result of a row asked `attempt` times without an answer."""
     status = EXPIRED if expired else FAILED
-    return Result(row.index, status, error=one_line(f"{reason} (after {attempt} attempts)"),
-                  attempts=attempt)  # fmt: skip
+    return Result(
+        row.index,
+        status,
+        error=one_line(f"{reason} (after {attempt} attempts)"),
+        attempts=attempt,
+        service_tier=BATCH_TIER,
+    )
