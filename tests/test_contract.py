@@ -183,7 +183,7 @@ def test_every_route_of_the_double_is_in_the_contract_table():
         if route.resource.canonical.startswith("/v1/") and route.method != "HEAD"
     }
     assert routes == set(ROUTES)
-    assert all(e.response for e in ENDPOINTS.values())
+    assert all(e.response or e.raw for e in ENDPOINTS.values())
 
 
 def _post(double, path: str, body: dict) -> tuple[int, object]:

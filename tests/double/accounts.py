@@ -37,9 +37,13 @@ def check_key(request: web.Request) -> None:
 async def check(double: Double, kind: str, request: web.Request) -> None:
     """Raise the ApiError OpenAI would send for this request, if any."""
     check_key(request)
-    if kind not in ANSWERING:
-        return
-    body = await json_body(request)
+    if kind in ANSWERING:
+        check_body(double, kind, await json_body(request))
+
+
+def check_body(double: Double, kind: str, body: dict) -> None:
+    """The model, parameter and quota rules for an answering request's body (a batch line's
+    too: ``kind`` is "response" or "chat" there)."""
     model = body.get("model")
     if isinstance(model, str):
         _check_model(model, body)

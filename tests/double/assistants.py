@@ -20,6 +20,7 @@ from .core import (
     dialogue,
     json_body,
     json_response,
+    list_page,
     sse_response,
 )
 from .faults import parse_markers
@@ -335,16 +336,7 @@ async def list_messages(double: Double, request: web.Request) -> web.Response:
         messages = messages[:before]
     after = _cursor(messages, query.get("after"))
     start = 0 if after is None else after + 1
-    page = messages[start : start + limit]
-    return json_response(
-        {
-            "object": "list",
-            "data": page,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-            "has_more": len(messages) > start + limit,
-        }
-    )
+    return json_response(list_page(messages, start, limit))
 
 
 async def launch_run(

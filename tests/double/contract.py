@@ -9,6 +9,14 @@ from typing import Any, Literal
 
 import pydantic
 from openai import BaseModel
+from openai.types import (
+    Batch,
+    FileDeleted,
+    FileObject,
+    batch_create_params,
+    batch_list_params,
+    file_create_params,
+)
 from openai.types.beta import (
     Assistant,
     AssistantDeleted,
@@ -48,6 +56,16 @@ class MessagePage(BaseModel):
     has_more: bool
 
 
+class BatchPage(BaseModel):
+    """A page of batches, in the same list envelope."""
+
+    object: Literal["list"]
+    data: list[Batch]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool
+
+
 class ErrorBody(BaseModel):
     """The body of every 4xx/5xx answer."""
 
@@ -70,6 +88,10 @@ RESPONSE_TYPES: dict[str, Any] = {
     "thread.message.list": MessagePage,
     "thread.run": Run,
     "assistant.event": AssistantStreamEvent,  # {"event": name, "data": ...}
+    "file": FileObject,
+    "file.deleted": FileDeleted,
+    "batch": Batch,
+    "batch.list": BatchPage,
     "error": ErrorBody,
 }
 
@@ -84,6 +106,8 @@ class Endpoint:
     response: str | None = None
     stream: str | None = None  # kind of each SSE event's data, when it can stream
     query: bool = False  # params are the query string (values are strings)
+    form_files: frozenset[str] = frozenset()  # a multipart form's file parts (by presence)
+    raw: bool = False  # answers bytes (a file's content), not JSON
 
     @property
     def path_keys(self) -> frozenset[str]:
@@ -171,6 +195,24 @@ ENDPOINTS: dict[str, Endpoint] = {
         "thread.run",
         "assistant.event",
     ),
+    "files.create": Endpoint(
+        "POST",
+        "/v1/files",
+        (file_create_params.FileCreateParams,),
+        "file",
+        form_files=frozenset({"file"}),
+    ),
+    "files.retrieve": Endpoint("GET", "/v1/files/{file_id}", (), "file"),
+    "files.content": Endpoint("GET", "/v1/files/{file_id}/content", (), raw=True),
+    "files.delete": Endpoint("DELETE", "/v1/files/{file_id}", (), "file.deleted"),
+    "batches.create": Endpoint(
+        "POST", "/v1/batches", (batch_create_params.BatchCreateParams,), "batch"
+    ),
+    "batches.retrieve": Endpoint("GET", "/v1/batches/{batch_id}", (), "batch"),
+    "batches.cancel": Endpoint("POST", "/v1/batches/{batch_id}/cancel", (), "batch"),
+    "batches.list": Endpoint(
+        "GET", "/v1/batches", (batch_list_params.BatchListParams,), "batch.list", query=True
+    ),
 }
 ROUTES: dict[tuple[str, str], str] = {(e.method, e.path): name for name, e in ENDPOINTS.items()}
 
@@ -211,6 +253,27 @@ def check_request(kind: str, body: object) -> list[str]:
     messages: list[str] = []
     shape = shape_of(tp)
     check_object(shape, body, "", messages, skip=endpoint.path_keys, values=not endpoint.query)
+    return [f"{kind}: {message}" for message in messages]
+
+
+def check_form(kind: str, fields: dict[str, str], filename: str | None) -> list[str]:
+    """Messages for a multipart request: its text fields checked like a query string, its
+    file parts by presence."""
+    endpoint = ENDPOINTS[kind]
+    folded: dict[str, object] = {}
+    for key, value in fields.items():  # "expires_after[seconds]" is a field of expires_after
+        outer, _, inner = key.partition("[")
+        if inner:
+            nested = folded.setdefault(outer, {})
+            if isinstance(nested, dict):
+                nested[inner.rstrip("]")] = value
+        else:
+            folded[key] = value
+    messages: list[str] = []
+    shape = shape_of(endpoint.params[0])
+    check_object(shape, folded, "", messages, skip=endpoint.form_files, values=False)
+    if filename is None:
+        messages += [f"missing the file part {name!r}" for name in sorted(endpoint.form_files)]
     return [f"{kind}: {message}" for message in messages]
 
 

@@ -260,6 +260,18 @@ def dialogue(instructions: object, items: Sequence[tuple[str, ...]]) -> tuple[st
     return users[-1], len(users), prompt
 
 
+def list_page(objects: list[dict], start: int, limit: int) -> dict:
+    """The published list envelope of ``limit`` objects from ``start`` (cursor pages)."""
+    page = objects[start : start + limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(objects) > start + limit,
+    }
+
+
 def json_response(
     obj: dict, headers: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:

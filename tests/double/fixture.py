@@ -11,8 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
+
+from .state import Config  # standard library only
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _FLAGS = {
@@ -23,6 +26,11 @@ _FLAGS = {
     "rpm": "--rpm",
     "tpm": "--tpm",
     "rate_period": "--rate-period",
+}
+# The Batch API's options at their defaults (pace, limits, expiry): pass them to
+# ``configure`` to undo a test's changes (``reset`` keeps options).
+BATCH_OPTIONS = {
+    name: value for name, value in asdict(Config()).items() if name.startswith("batch_")
 }
 # Loopback control calls must not go through any proxy configured in the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -62,7 +70,8 @@ class DoubleProcess:
         return self.stats().get("contract_errors", [])
 
     def configure(self, **options: float) -> dict:
-        """Change global options (latency, rate_429, rate_500, seed, rpm, tpm)."""
+        """Change global options (latency, rate_429, rate_500, seed, rpm, tpm, quota, and
+        the batch_* ones: see ``BATCH_OPTIONS`` and ``tests.double.state.Config``)."""
         return self._control("POST", "config", options)
 
     def reset(self) -> None:
@@ -114,17 +123,23 @@ def start_double(
 ) -> DoubleProcess:
     """Launch ``python -m tests.double`` with the given options and wait until it is READY.
 
-    ``options`` are the global options: latency, rate_429, rate_500, seed, rpm, tpm.
+    ``options`` are the global options: latency, rate_429, rate_500, seed, rpm, tpm (flags
+    of the command), and any other option of ``POST /_double/config`` (e.g. the batch_*
+    ones), set through it once the double is ready.
     ``check_contract`` (on for tests; benchmarks turn it off) checks all /v1 traffic
     against the openai SDK's types.
     """
     command = [sys.executable, "-m", "tests.double", "--host", host, "--port", str(port)]
     if check_contract:
         command.append("--check-contract")
+    later = {}
     for name, value in options.items():
-        if name not in _FLAGS:
+        if name in _FLAGS:
+            command += [_FLAGS[name], str(value)]
+        elif name in Config.__dataclass_fields__:
+            later[name] = value
+        else:
             raise TypeError(f"unknown double option {name!r}")
-        command += [_FLAGS[name], str(value)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         command,
@@ -152,4 +167,6 @@ def start_double(
                 bound = int(line.split()[1].rsplit(":", 1)[1].split("/", 1)[0])
                 double = DoubleProcess(process, host, bound)
                 atexit.register(double.stop)  # no orphan server if the caller forgets
+                if later:
+                    double.configure(**later)
                 return double

@@ -1,12 +1,13 @@
-"""The double's aiohttp application: Responses, Conversations, Chat Completions and the
-Assistants routes (in ``assistants``), plus the unauthenticated /_double control endpoints."""
+"""The double's aiohttp application: Responses, Conversations, Chat Completions, the
+Assistants routes (in ``assistants``), the Files and Batch APIs (in ``batches``), plus the
+unauthenticated /_double control endpoints."""
 
 import json
 from dataclasses import replace
 
 from aiohttp import web
 
-from . import assistants, expect, tools
+from . import assistants, batches, expect, tools
 from .core import (
     DOUBLE,
     ApiError,
@@ -103,7 +104,17 @@ async def create_conversation(double: Double, request: web.Request) -> web.Respo
 
 @api("response")
 async def create_response(double: Double, request: web.Request) -> web.Response:
-    body = await json_body(request)
+    return json_response(*await answer_response(double, await json_body(request)))
+
+
+async def answer_response(
+    double: Double, body: dict, *, batch: bool = False
+) -> tuple[dict, dict[str, str]]:
+    """The Response object a request body gets, and its headers; raises ApiError.
+
+    A batch line (``batch``) is admitted by its markers only (the Batch API has its own
+    quota, not the rpm/tpm limits) and answered without waiting: the batch paces it.
+    """
     if body.get("stream"):
         raise ApiError(400, "The double does not stream responses.", param="stream")
     if body.get("previous_response_id"):
@@ -128,8 +139,10 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
     markers, text, prompt, completion = answer_round(
         question, turn, messages, markers, plan, schema
     )
-    headers = double.admit("response", question, markers, prompt + completion)
-    await double.delay(markers)
+    kind = "batch_response" if batch else "response"
+    headers = double.admit(kind, question, markers, prompt + completion, run_creating=not batch)
+    if not batch:
+        await double.delay(markers)
 
     created = now_s()
     failed = markers.outcome == "fail"
@@ -198,12 +211,21 @@ async def create_response(double: Double, request: web.Request) -> web.Response:
         double.stats.tool_rounds["responses"] += 1
     else:
         double.stats.questions[question] += 1
-    return json_response(response, headers)
+    return response, headers
 
 
 @api("chat")
 async def create_chat_completion(double: Double, request: web.Request) -> web.StreamResponse:
-    body = await json_body(request)
+    answer = await answer_chat(double, await json_body(request), request)
+    return answer if isinstance(answer, web.StreamResponse) else json_response(*answer)
+
+
+async def answer_chat(
+    double: Double, body: dict, request: web.Request | None = None, *, batch: bool = False
+) -> web.StreamResponse | tuple[dict, dict[str, str]]:
+    """The ChatCompletion a request body gets and its headers, or the stream it asks for
+    (only with a ``request`` to stream to); raises ApiError. ``batch`` as for
+    ``answer_response``."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "'messages' must be a non-empty array.", param="messages")
@@ -216,8 +238,10 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
     markers, text, prompt, completion = answer_round(
         question, turn, prompt_messages, markers, plan, schema
     )
-    headers = double.admit("chat", question, markers, prompt + completion)
-    await double.delay(markers)
+    kind = "batch_chat" if batch else "chat"
+    headers = double.admit(kind, question, markers, prompt + completion, run_creating=not batch)
+    if not batch:
+        await double.delay(markers)
     if plan.continuing:
         double.stats.tool_outputs["chat"] += 1
     if plan.calls:
@@ -257,7 +281,7 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
     finish_reason = (
         "tool_calls" if tool_calls else "length" if markers.outcome == "incomplete" else "stop"
     )
-    if body.get("stream"):
+    if body.get("stream") and request is not None:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return await stream_chat(
             request,
@@ -284,7 +308,17 @@ async def create_chat_completion(double: Double, request: web.Request) -> web.St
         ],
         "usage": usage,
     }
-    return json_response(completion_obj, headers)
+    return completion_obj, headers
+
+
+def response_dialogue(body: dict) -> tuple[str, int, list[str]]:
+    """(question, turn, prompt) of a Responses body without a stored conversation."""
+    return dialogue(body.get("instructions"), input_items(body.get("input")))
+
+
+def chat_dialogue(body: dict) -> tuple[str, int, list[str]]:
+    messages = body.get("messages")
+    return dialogue(None, chat_items(messages if isinstance(messages, list) else []))
 
 
 def chat_items(messages: list) -> list[Item]:
@@ -389,6 +423,20 @@ def create_app(config: Config | None = None, check_contract: bool = False) -> we
     app.router.add_post("/v1/responses", create_response)
     app.router.add_post("/v1/chat/completions", create_chat_completion)
     assistants.add_routes(app.router)
+    batches.add_routes(
+        app,
+        {
+            "/v1/responses": batches.Surface(
+                "response", answer_response, response_dialogue, ("responses.create", "response")
+            ),
+            "/v1/chat/completions": batches.Surface(
+                "chat",
+                answer_chat,
+                chat_dialogue,
+                ("chat.completions.create", "chat.completion"),
+            ),
+        },
+    )
     app.router.add_get("/_double/stats", control_stats)
     app.router.add_post("/_double/config", control_config)
     app.router.add_post("/_double/reset", control_reset)

@@ -34,6 +34,16 @@ class Config:
     tpm: int = 0
     rate_period: float = 60.0  # seconds over which rpm/tpm are enforced, pro rata (ratelimit)
     quota: int = 0  # answering requests let through before 429 insufficient_quota (accounts)
+    # The Batch API's pace and limits (batches); defaults keep tests fast.
+    batch_validating_s: float = 0.2  # seconds a batch spends validating
+    batch_lines_per_s: float = 2000.0  # lines answered per second in_progress (0: at once)
+    batch_finalizing_s: float = 0.2  # seconds finalizing, before completed
+    batch_cancelling_s: float = 0.2  # seconds cancelling, before cancelled
+    batch_max_lines: int = 50_000  # lines per input file
+    batch_max_bytes: int = 200_000_000  # bytes per input file
+    batch_enqueued_tokens: int = 0  # input tokens of live batches, per organisation
+    batch_expire_next: int = 0  # the next N batches expire after answering half their lines
+    batch_creations_per_hour: int = 0  # batches created per rolling hour before 429
 
     def update(self, options: dict) -> None:
         for name, value in options.items():
@@ -81,6 +91,11 @@ class Stats:
     max_in_flight: int = 0
     errors: Counter = field(default_factory=Counter)  # every error answered, by HTTP status
     quota_used: int = 0
+    # The Batch API: batches by status reached ("created" counts every one), lines by
+    # outcome (answered, failed, expired, cancelled), files by purpose.
+    batches: Counter = field(default_factory=Counter)
+    batch_lines: Counter = field(default_factory=Counter)
+    files: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
         return {
@@ -96,6 +111,9 @@ class Stats:
             "max_in_flight": self.max_in_flight,
             "errors": {str(status): n for status, n in self.errors.items()},
             "quota_used": self.quota_used,
+            "batches": dict(self.batches),
+            "batch_lines": dict(self.batch_lines),
+            "files": dict(self.files),
             "cpu_s": time.process_time(),
         }
 
@@ -205,8 +223,14 @@ class Store:
         self.assistants: dict[str, dict] = {}
         self.threads: dict[str, Thread] = {}
         self.runs: dict[str, Run] = {}
+        self.files: dict = {}  # the Files API's (files.StoredFile), bytes on disk
+        self.batches: dict = {}  # the Batch API's (batches.BatchJob), oldest first
 
     def clear(self) -> None:
+        for held in (*self.files.values(), *self.batches.values()):
+            held.discard()  # their bytes on disk
+        self.files.clear()
+        self.batches.clear()
         self.conversations.clear()
         self.assistants.clear()
         self.threads.clear()
