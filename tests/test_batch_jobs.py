@@ -5,6 +5,7 @@ exits and the workers finish; then `collect`."""
 from __future__ import annotations
 
 import signal
+from decimal import Decimal
 
 import pytest
 
@@ -74,18 +75,23 @@ def test_cancel_keeps_finished_lines_and_cancels_the_rest(tmp_path, batch_api):
 
 
 def test_the_spending_cap_submits_no_batch_beyond_it(tmp_path, batch_api):
-    env = base_env(tmp_path, batch_api)
+    prices = tmp_path / "prices.toml"  # the double billed as OpenAI, at batch prices
+    prices.write_text(f'[base_urls]\n"{batch_api.base_url}" = "openai"\n')
+    env = base_env(tmp_path, batch_api) | {"ASKBATCH_BATCH_MAX_LINES": "4"}
     out = tmp_path / "out.csv"
+    # Each row holds 2,000 answer tokens at $1/M (gpt-5-mini's batch output price): one
+    # batch of 4 rows holds about $0.008, so a second would pass $0.01.
+    flags = ["--batch", "--prices", str(prices), "--answer-tokens", "2000"]
     result = askbatch(
-        ["run", str(sheet(tmp_path)), "-o", str(out), "--batch", "--max-cost", "0.000001"],
-        env,
-        out,
+        ["run", str(sheet(tmp_path)), "-o", str(out), *flags, "--max-cost", "0.01"], env, out
     )
     assert result.code == 3, result.stderr
-    assert batches_created(batch_api) == 0
+    assert "spending cap of $0.01 stopped the job" in result.stderr
+    assert batches_created(batch_api) == 1
     rows = read_rows(out)
-    assert {r["status"] for r in rows} == {"skipped"}
-    assert "spending cap" in rows[0]["error"]
+    assert [r["status"] for r in rows] == ["completed"] * 4 + ["skipped"] * 8
+    assert "spending cap" in rows[4]["error"]
+    assert sum(Decimal(r["cost_usd"]) for r in rows[:4]) < Decimal("0.01")
 
 
 def test_distributed_job_finishes_on_the_workers_after_run_exits(tmp_path, batch_api, redis_server):

@@ -5,6 +5,8 @@ line asked again, a batch that expires once, and the providers that cannot batch
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from tests.conftest import askbatch, base_env, write_csv
@@ -44,10 +46,14 @@ def status(tmp_path, api, job_id):
 
 @pytest.mark.parametrize("provider", ["responses", "chat"])
 def test_threads_in_rounds_give_the_cells_of_a_synchronous_run(tmp_path, batch_api, provider):
-    sync = run(tmp_path, batch_api, ["--provider", provider], THREADED, name="sync")
+    # The double billed as OpenAI (a price file's [base_urls]), so both runs have a price.
+    prices = tmp_path / "prices.toml"
+    prices.write_text(f'[base_urls]\n"{batch_api.base_url}" = "openai"\n')
+    flags = ["--provider", provider, "--prices", str(prices)]
+    sync = run(tmp_path, batch_api, flags, THREADED, name="sync")
     assert sync.code == 0, sync.stderr
     batch_api.reset()
-    batched = run(tmp_path, batch_api, ["--provider", provider, "--batch"], THREADED)
+    batched = run(tmp_path, batch_api, [*flags, "--batch"], THREADED)
     assert batched.code == 0, batched.stderr
     stats = batch_api.stats()
     # Three rounds: turn 1 of A, B and the lone row; turn 2 of A and B; turn 3 of A.
@@ -58,7 +64,9 @@ def test_threads_in_rounds_give_the_cells_of_a_synchronous_run(tmp_path, batch_a
             k: v for k, v in b.items() if k not in DIFFERENT
         }
         assert b["service_tier"] == "batch" and b["run_id"] and b["attempts"] == "1"
-        assert s["cost_usd"] and b["cost_usd"] and float(b["cost_usd"]) < float(s["cost_usd"])
+        # Half price: genai-prices' batch price for gpt-5-mini (to the 9th decimal).
+        assert Decimal(s["cost_usd"]) > 0
+        assert abs(2 * Decimal(b["cost_usd"]) - Decimal(s["cost_usd"])) <= Decimal("2e-9")
     rows = batched.rows()
     assert len({r["thread_id"] for r in rows}) == 3, "one askbatch thread id per thread"
     assert rows[0]["thread_id"] == rows[3]["thread_id"] == rows[5]["thread_id"]
