@@ -149,3 +149,19 @@ def test_function_tools_are_refused(tmp_path, batch_api):
     assert result.code == 2, result.stderr
     assert "--batch does not run function tools" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_enqueued_token_limit_waits_and_goes_again_smaller(tmp_path, batch_api):
+    # About 6 input tokens a line: a file of 4 lines (24) is over the limit on its own.
+    batch_api.configure(batch_enqueued_tokens=15)
+    rows = [[str(i), "", f"question {i}"] for i in range(8)]
+    result = run(tmp_path, batch_api, ["--batch"], rows, env={"ASKBATCH_BATCH_MAX_LINES": "4"})
+    assert result.code == 0, result.stderr
+    assert [r["status"] for r in result.rows()] == ["completed"] * 8
+    assert all(n == 1 for n in asked(batch_api).values()) and len(asked(batch_api)) == 8
+    stats = batch_api.stats()["batches"]
+    assert stats.get("failed", 0) >= 1 and stats.get("completed", 0) >= 4, stats
+    job = JOB_ID.search(result.stderr).group(1)
+    shown = status(tmp_path, batch_api, job).stdout
+    assert "token_limit_exceeded" in shown
+    assert "completed, 0 failed of 2" in shown, "went again in batches half the size"

@@ -148,7 +148,7 @@ class Batcher:
             if live and stop[0] == CANCELLED:  # cancelled from anywhere: the batches too
                 cancel(self.store, self.spec, self.client)
             if live:
-                return Look(self._delay(live), f"stopping: {len(live)} batches out")
+                return Look(self._delay(live), f"stopping: {_batches(len(live))} out")
             self.store.mark_unstarted(job, self.store.missing(job, self.spec.total), *stop)
             return Look(None)
         due = rounds.due_rows(self.store, self.spec, found, threads)
@@ -163,7 +163,7 @@ class Batcher:
                 return Look(None)
         if not note:
             waiting = len(self.store.missing(job, self.spec.total)) - sum(len(r.rows) for r in live)
-            note = f"{len(live)} batches out" + (f", {waiting} rows waiting" if waiting else "")
+            note = f"{_batches(len(live))} out" + (f", {waiting} rows waiting" if waiting else "")
         if state.note != note:
             state.note = note
             records.save_state(self.store, job, state)
@@ -265,11 +265,11 @@ class Batcher:
         if live and any(r.token_limited for r in found if r.ended and r.seq > _last_ok(found)):
             return (
                 f"the organisation's enqueued-token limit refused a batch: waiting for "
-                f"{len(live)} running batches, then {len(due)} rows go again in batches of "
+                f"{_batches(len(live))} running, then {len(due)} rows go again in batches of "
                 f"{state.line_cap or spec.batch_max_lines} lines"
             )
         hour_ago = time.time() - 3600
-        created = sum(1 for r in found if r.submitted_at > hour_ago)
+        created = created_before = sum(1 for r in found if r.submitted_at > hour_ago)
         by_index = {d.row.index: d for d in due}
         seq = max((r.seq for r in found), default=0)
         cap = int(Decimal(spec.max_cost) * pricing.NANO) if spec.max_cost else 0
@@ -283,6 +283,13 @@ class Batcher:
             try:
                 if created >= MAX_CREATIONS_PER_HOUR:
                     note = f"{MAX_CREATIONS_PER_HOUR} batches created this hour: the rest waits"
+                    break
+                if state.line_cap and created > created_before:
+                    # Once the enqueued-token limit has refused a batch: one at a time.
+                    note = (
+                        f"the enqueued-token limit: submitting one batch of at most "
+                        f"{state.line_cap} lines at a time"
+                    )
                     break
                 seq += 1
                 hold = 0
@@ -312,6 +319,10 @@ class Batcher:
             finally:
                 os.unlink(part.path)
         return note
+
+
+def _batches(n: int) -> str:
+    return f"{n} batch" if n == 1 else f"{n} batches"
 
 
 def _last_ok(found: list[BatchRecord]) -> int:

@@ -1,0 +1,103 @@
+"""The store's batch records on both backends, and crash safety between uploading a file and
+recording its batch: a look finds a batch created for a recorded file (by its metadata)
+instead of creating a second one."""
+
+from __future__ import annotations
+
+import time
+
+import openai
+import pytest
+
+from tests.conftest import API_KEY
+from tests.double.fixture import BATCH_OPTIONS
+from tests.jobtools import asked, fresh_db
+from worker.batch import api as batch_api
+from worker.batch import records, rounds, tick
+from worker.batch.lines import LineBuilder, write_files
+from worker.batch.records import BatchRecord
+from worker.models import COMPLETED, JobSpec, Row
+from worker.providers.base import JobContext
+from worker.store import LocalStore, RedisStore
+
+SPEC = JobSpec(job_id="20250301-142501-abcdef", provider="responses", model="gpt-5-mini",
+               total=3, batch=True)  # fmt: skip
+ROWS = [Row(i, str(i + 1), f"crash question {i}") for i in range(3)]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path, redis_server):
+    if request.param == "sqlite":
+        return LocalStore(tmp_path)
+    return RedisStore(fresh_db(redis_server.url, 9))
+
+
+def test_rows_records_and_the_lease_on_both_backends(store):
+    store.create_job(SPEC)
+    store.rows_put(SPEC.job_id, [r.to_json() for r in ROWS])
+    got = store.rows_get(SPEC.job_id, [2, 0, 7])
+    assert sorted(got) == [0, 2] and Row.from_json(got[2]) == ROWS[2]
+    record = BatchRecord(key="file-1", seq=1, model="gpt-5-mini", rows=[[0, 1], [1, 1]])
+    records.save(store, SPEC.job_id, record)
+    rounds.save_threads(store, SPEC.job_id, [[0, 2], [1]])
+    record.batch_id = "batch_1"
+    records.save(store, SPEC.job_id, record)  # the second write replaces the first
+    found, state, extras = records.load(store, SPEC.job_id)
+    assert [(r.key, r.batch_id, r.rows) for r in found] == [("file-1", "batch_1", [[0, 1], [1, 1]])]
+    assert state.chain == "" and rounds.load_threads(extras[rounds.THREADS_KEY]).earlier(2) == [0]
+    assert store.tick_lease(SPEC.job_id, "a", 30)
+    if isinstance(store, RedisStore):
+        assert not store.tick_lease(SPEC.job_id, "b", 30), "one look at a time"
+        store.tick_release(SPEC.job_id, "b")  # not its lease: kept
+        assert not store.tick_lease(SPEC.job_id, "c", 30)
+    store.tick_release(SPEC.job_id, "a")
+    assert store.tick_lease(SPEC.job_id, "d", 30)
+
+
+@pytest.fixture
+def client(api):
+    api.configure(**BATCH_OPTIONS)
+    yield openai.OpenAI(api_key=API_KEY, base_url=api.base_url, max_retries=0)
+    api.configure(**BATCH_OPTIONS)
+
+
+def test_a_batch_created_but_not_recorded_is_found_not_made_again(tmp_path, api, client):
+    """The process died after `batches.create` and before recording the batch id."""
+    store = LocalStore(tmp_path)
+    store.create_job(SPEC)
+    store.rows_put(SPEC.job_id, [r.to_json() for r in ROWS])
+    builder = LineBuilder(JobContext(SPEC))
+    lines = ((SPEC.model, r.index, 1, builder.line(r, 1, [])) for r in ROWS)
+    (part,) = write_files(lines, 50_000, str(tmp_path))
+    file_id = batch_api.upload(client, part.path)
+    record = BatchRecord(key=file_id, seq=1, model=part.model, rows=part.rows)
+    records.save(store, SPEC.job_id, record)
+    batch_api.create(client, SPEC.job_id, file_id, builder.url)  # ...and then the kill
+    assert api.stats()["batches"]["created"] == 1
+    look = tick.look(store, SPEC, client)
+    (found,) = records.load(store, SPEC.job_id)[0]
+    assert found.batch_id.startswith("batch_"), "found through its metadata"
+    while look.delay is not None:
+        time.sleep(min(look.delay, 0.2))
+        look = tick.look(store, SPEC, client)
+    assert api.stats()["batches"]["created"] == 1, "no second batch for the same lines"
+    assert {r.status for r in store.get(SPEC.job_id, range(3)).values()} == {COMPLETED}
+    assert sorted(asked(api).values()) == [1, 1, 1]
+
+
+def test_an_uploaded_file_without_a_batch_gets_one(tmp_path, api, client):
+    """The process died after recording the upload and before `batches.create`."""
+    store = LocalStore(tmp_path)
+    store.create_job(SPEC)
+    store.rows_put(SPEC.job_id, [r.to_json() for r in ROWS])
+    builder = LineBuilder(JobContext(SPEC))
+    lines = ((SPEC.model, r.index, 1, builder.line(r, 1, [])) for r in ROWS)
+    (part,) = write_files(lines, 50_000, str(tmp_path))
+    file_id = batch_api.upload(client, part.path)
+    records.save(store, SPEC.job_id, BatchRecord(file_id, 1, part.model, part.rows))
+    look = tick.look(store, SPEC, client)
+    while look.delay is not None:
+        time.sleep(min(look.delay, 0.2))
+        look = tick.look(store, SPEC, client)
+    assert api.stats()["batches"]["created"] == 1
+    assert len(store.get(SPEC.job_id, range(3))) == 3
