@@ -61,25 +61,34 @@ def client(api):
     api.configure(**BATCH_OPTIONS)
 
 
-def test_a_batch_created_but_not_recorded_is_found_not_made_again(tmp_path, api, client):
-    """The process died after `batches.create` and before recording the batch id."""
+def uploaded(tmp_path, client):
+    """A job's store with its rows, and its one file of lines uploaded."""
     store = LocalStore(tmp_path)
     store.create_job(SPEC)
     store.rows_put(SPEC.job_id, [r.to_json() for r in ROWS])
     builder = LineBuilder(JobContext(SPEC))
     lines = ((SPEC.model, r.index, 1, builder.line(r, 1, [])) for r in ROWS)
     (part,) = write_files(lines, 50_000, str(tmp_path))
-    file_id = batch_api.upload(client, part.path)
-    record = BatchRecord(key=file_id, seq=1, model=part.model, rows=part.rows)
-    records.save(store, SPEC.job_id, record)
-    batch_api.create(client, SPEC.job_id, file_id, builder.url)  # ...and then the kill
-    assert api.stats()["batches"]["created"] == 1
+    return store, builder, part, batch_api.upload(client, part.path)
+
+
+def looks_until_done(store, client):
     look = tick.look(store, SPEC, client)
-    (found,) = records.load(store, SPEC.job_id)[0]
-    assert found.batch_id.startswith("batch_"), "found through its metadata"
     while look.delay is not None:
         time.sleep(min(look.delay, 0.2))
         look = tick.look(store, SPEC, client)
+
+
+def test_a_batch_created_but_not_recorded_is_found_not_made_again(tmp_path, api, client):
+    """The process died after `batches.create` and before recording the batch id."""
+    store, builder, part, file_id = uploaded(tmp_path, client)
+    records.save(store, SPEC.job_id, BatchRecord(file_id, 1, part.model, part.rows))
+    batch_api.create(client, SPEC.job_id, file_id, builder.url)  # ...and then the kill
+    assert api.stats()["batches"]["created"] == 1
+    tick.look(store, SPEC, client)
+    (found,) = records.load(store, SPEC.job_id)[0]
+    assert found.batch_id.startswith("batch_"), "found through its metadata"
+    looks_until_done(store, client)
     assert api.stats()["batches"]["created"] == 1, "no second batch for the same lines"
     assert {r.status for r in store.get(SPEC.job_id, range(3)).values()} == {COMPLETED}
     assert sorted(asked(api).values()) == [1, 1, 1]
@@ -87,17 +96,8 @@ def test_a_batch_created_but_not_recorded_is_found_not_made_again(tmp_path, api,
 
 def test_an_uploaded_file_without_a_batch_gets_one(tmp_path, api, client):
     """The process died after recording the upload and before `batches.create`."""
-    store = LocalStore(tmp_path)
-    store.create_job(SPEC)
-    store.rows_put(SPEC.job_id, [r.to_json() for r in ROWS])
-    builder = LineBuilder(JobContext(SPEC))
-    lines = ((SPEC.model, r.index, 1, builder.line(r, 1, [])) for r in ROWS)
-    (part,) = write_files(lines, 50_000, str(tmp_path))
-    file_id = batch_api.upload(client, part.path)
+    store, _, part, file_id = uploaded(tmp_path, client)
     records.save(store, SPEC.job_id, BatchRecord(file_id, 1, part.model, part.rows))
-    look = tick.look(store, SPEC, client)
-    while look.delay is not None:
-        time.sleep(min(look.delay, 0.2))
-        look = tick.look(store, SPEC, client)
+    looks_until_done(store, client)
     assert api.stats()["batches"]["created"] == 1
     assert len(store.get(SPEC.job_id, range(3))) == 3
