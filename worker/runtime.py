@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx2
 import openai
 
-from worker.batch.tick import look_in_chain
+from worker.batch.chain import look_in_chain
 from worker.limits.leases import lease_for
 from worker.limits.rate.flight import flight_for
 from worker.limits.rate.headers import remember_headers

@@ -8,7 +8,7 @@ import redis
 
 from worker import runtime
 from worker.app import app
-from worker.batch.tick import TickBusy
+from worker.batch.chain import TickBusy
 from worker.models import Row
 from worker.runner import RowBusy
 

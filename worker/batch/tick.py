@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 
 MAX_CREATIONS_PER_HOUR = 2000  # the Batch API's limit on batches created per hour
 RETRY_S = 10.0  # after the API did not answer a look
-LEASE_S = 900.0  # longest a look may take (reading 50,000 lines) before another may start
+SAVE_CHUNK = 1000  # results stored per commit (SQLite) or round trip (Redis)
 
 
 @dataclass(slots=True)
@@ -79,37 +78,30 @@ def cancel(store: Store, spec: JobSpec, client: openai.OpenAI) -> int:
     return cancelled
 
 
-class TickBusy(Exception):
-    """Raised when another look at the same job is under way (distributed)."""
+# Per job, how the last look in this process left it (records, ended, rows done) when it had
+# sent every due row: the next look with the same counts has nothing new to send.
+_settled: dict[str, tuple[int, int, int]] = {}
 
 
-def look_in_chain(
-    store: Store,
-    spec: JobSpec,
-    client: openai.OpenAI,
-    chain: str,
-    schedule: Callable[[float, str], None],
-) -> float | None:
-    """A distributed look: one at a time per job (the store's lease), only by the job's
-    newest chain of looks; `schedule(delay, chain)` sends the next look of the chain."""
-    token = uuid.uuid4().hex
-    if not store.tick_lease(spec.job_id, token, LEASE_S):
-        raise TickBusy(spec.job_id)
-    try:
-        if records.load(store, spec.job_id)[1].chain != chain:
-            return None  # a newer chain (a resume's) looks after the job now
-        delay = look(store, spec, client).delay
-        if delay is not None:
-            following = uuid.uuid4().hex
-            # Sent first, recorded second: a worker dying between the two leaves this task
-            # to be delivered again, still the chain's, rather than a chain of none.
-            schedule(delay, following)
-            _, state, _ = records.load(store, spec.job_id)
-            state.chain = following
-            records.save_state(store, spec.job_id, state)
-        return delay
-    finally:
-        store.tick_release(spec.job_id, token)
+def _seen(found: list[BatchRecord], done: int) -> tuple[int, int, int]:
+    return len(found), sum(r.ended for r in found), done
+
+
+class _Asked:
+    """Times each row was asked (worker/batch/rounds.submissions), counted only when a look
+    reads a batch that ended: a look that only polls never walks every line."""
+
+    def __init__(self, found: list[BatchRecord]) -> None:
+        self.found = found
+        self._asked: dict[int, int] | None = None
+
+    def get(self, index: int, default: int = 0) -> int:
+        if self._asked is None:
+            self._asked = rounds.submissions(self.found)[1]
+        return self._asked.get(index, default)
+
+    def __getitem__(self, index: int) -> int:
+        return self.get(index)
 
 
 class Batcher:
@@ -125,10 +117,10 @@ class Batcher:
         self.schema = self.job.profile.schema
 
     def look(self) -> Look:
-        job = self.spec.job_id
+        spec, job = self.spec, self.spec.job_id
         found, state, extras = records.load(self.store, job)
         threads = rounds.load_threads(extras.get(rounds.THREADS_KEY, {}))
-        _, asked = rounds.submissions(found)
+        asked = _Asked(found)
         stop = self.store.stopped(job)
         for record in found:
             if record.live:
@@ -146,23 +138,32 @@ class Batcher:
             return Look(None)
         if stop:
             if live and stop[0] == CANCELLED:  # cancelled from anywhere: the batches too
-                cancel(self.store, self.spec, self.client)
+                cancel(self.store, spec, self.client)
             if live:
                 return Look(self._delay(live), f"stopping: {_batches(len(live))} out")
-            self.store.mark_unstarted(job, self.store.missing(job, self.spec.total), *stop)
+            self.store.mark_unstarted(job, self.store.missing(job, spec.total), *stop)
             return Look(None)
-        due = rounds.due_rows(self.store, self.spec, found, threads)
+        # Rows become due only when a batch ends, when a look stopped short of submitting
+        # them, or when results are dropped (resume --retry-failed): a look that finds the
+        # job as the last one in this process left it, every due row sent, skips the search.
+        progress = self.store.progress(job)
+        if _settled.get(job) == _seen(found, progress.done):
+            due = []
+        else:
+            due = rounds.due_rows(self.store, spec, found, threads)
         note = ""
         if due:
             note = self._submit(due, found, state, live)
             live = [r for r in found if r.live]
-        if not live:
-            if not self.store.missing(job, self.spec.total):
-                return Look(None)
-            if not due:  # nothing out, nothing to send: rows that can never be asked
-                return Look(None)
+            progress = self.store.progress(job)
         if not note:
-            waiting = len(self.store.missing(job, self.spec.total)) - sum(len(r.rows) for r in live)
+            _settled[job] = _seen(found, progress.done)
+        if not live and (progress.done >= spec.total or not due):
+            # Done; or nothing out and nothing to send (rows that can never be asked).
+            _settled.pop(job, None)
+            return Look(None)
+        if not note:
+            waiting = spec.total - progress.done - sum(len(r.rows) for r in live)
             note = f"{_batches(len(live))} out" + (f", {waiting} rows waiting" if waiting else "")
         if state.note != note:
             state.note = note
@@ -181,7 +182,7 @@ class Batcher:
         self,
         record: BatchRecord,
         stop: tuple[str, str] | None,
-        asked: dict[int, int],
+        asked: _Asked,
         threads: rounds.Threads,
     ) -> None:
         job = self.spec.job_id
@@ -209,15 +210,41 @@ class Batcher:
         self,
         record: BatchRecord,
         stop: tuple[str, str] | None,
-        asked: dict[int, int],
+        asked: _Asked,
         threads: rounds.Threads,
     ) -> None:
         """Read a batch that ended: keep every finished line; lines to ask again are left
-        without a result (so they are due again), unless their attempts are spent."""
+        without a result (so they are due again), unless their attempts are spent. Results
+        are stored SAVE_CHUNK at a time, as the files stream in."""
+        spent = Decimal(0)
+        chunk: list[Result] = []
+        for result in self._results(record, stop, asked, threads):
+            chunk.append(result)
+            if len(chunk) >= SAVE_CHUNK:
+                spent += self._save(chunk)
+                chunk = []
+        spent += self._save(chunk)
+        if self.spec.max_cost:
+            self.store.settle(self.spec.job_id, -record.seq, pricing.nano(spent))
+
+    def _save(self, chunk: list[Result]) -> Decimal:
+        """Store the results (first writer wins); returns what the newly stored ones cost."""
+        if not chunk:
+            return Decimal(0)
+        saved = self.store.save_many(self.spec.job_id, chunk)
+        pairs = zip(chunk, saved, strict=True)
+        return sum((r.cost_usd or Decimal(0) for r, new in pairs if new), Decimal(0))
+
+    def _results(
+        self,
+        record: BatchRecord,
+        stop: tuple[str, str] | None,
+        asked: _Asked,
+        threads: rounds.Threads,
+    ) -> Iterator[Result]:
         spec, job = self.spec, self.spec.job_id
         pending = {index: attempt for index, attempt in record.rows}
         latency = max(0.0, time.time() - record.submitted_at)
-        spent = Decimal(0)
         for file_id in (record.output_file_id, record.error_file_id):
             if not file_id:
                 continue
@@ -228,27 +255,19 @@ class Batcher:
                 index, attempt, line = parsed
                 del pending[index]
                 row = Row(index, "", "", model=record.model)
-                out = results.outcome(
-                    spec, row, attempt, line, self.schema, latency, threads.thread_id(job, index)
-                )
-                result = out.result
-                if result is None and asked.get(index, 0) >= spec.max_attempts:
-                    result = results.gave_up(row, asked[index], out.again, out.unfinished)
-                if result is not None and self.store.save(job, result):
-                    spent += result.cost_usd or 0
+                thread_id = threads.thread_id(job, index)
+                out = results.outcome(spec, row, attempt, line, self.schema, latency, thread_id)
+                if out.result is not None:
+                    yield out.result
+                elif asked.get(index) >= spec.max_attempts:
+                    yield results.gave_up(row, asked[index], out.again, out.unfinished)
+        cancelled = bool(stop) and stop[0] == CANCELLED
         for index in pending:  # lines the batch returned nothing for
             reason = record.error or f"the batch ended {record.status} before the line was asked"
             if record.status == "failed" and not record.token_limited:
-                self.store.save(job, Result(index, FAILED, error=reason, attempts=1))
-            elif (
-                not record.token_limited
-                and asked.get(index, 0) >= spec.max_attempts
-                and not (stop and stop[0] == CANCELLED)
-            ):
-                row = Row(index, "", "")
-                self.store.save(job, results.gave_up(row, asked[index], reason, True))
-        if spec.max_cost:
-            self.store.settle(job, -record.seq, pricing.nano(spent))
+                yield Result(index, FAILED, error=reason, attempts=asked.get(index))
+            elif not record.token_limited and not cancelled and asked[index] >= spec.max_attempts:
+                yield results.gave_up(Row(index, "", ""), asked[index], reason, True)
 
     # --- submitting -------------------------------------------------------------------
 

@@ -119,9 +119,16 @@ class RedisStore:
         token = self._leases.forget(self._key(job_id, f"claim:{result.index}"))
         return self._store(job_id, result, token=token or "")
 
-    def _store(self, job_id: str, result: Result, token: str) -> bool:
+    def save_many(self, job_id: str, results: list[Result]) -> list[bool]:
+        pipe = self.redis.pipeline(transaction=False)
+        for result in results:
+            self._store(job_id, result, token="", client=pipe)
+        return [bool(saved) for saved in pipe.execute()]
+
+    def _store(self, job_id: str, result: Result, token: str, client=None) -> bool:
         u = result.usage
         saved = self._save(
+            client=client,
             keys=[
                 self._key(job_id, "results"),
                 self._key(job_id, "stats"),

@@ -106,23 +106,39 @@ class LocalStore:
         return self.save(job_id, result, release=True)
 
     def save(self, job_id: str, result: Result, release: bool = False) -> bool:
-        u = result.usage
-        raw = json.dumps(result.to_json(), ensure_ascii=False)
         with self._lock:
-            cur = self._db(job_id).execute(
-                "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)",
-                (
-                    result.index,
-                    result.status,
-                    u.prompt_tokens,
-                    u.completion_tokens,
-                    u.total_tokens,
-                    raw,
-                ),
-            )
+            saved = self._insert(self._db(job_id), result)
             if release:
                 self._claims.pop((job_id, result.index), None)
-            return cur.rowcount == 1
+            return saved
+
+    def save_many(self, job_id: str, results: list[Result]) -> list[bool]:
+        with self._lock:
+            db = self._db(job_id)
+            db.execute("BEGIN")  # one commit for the lot, not one per row
+            try:
+                saved = [self._insert(db, r) for r in results]
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return saved
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, result: Result) -> bool:
+        u = result.usage
+        cur = db.execute(
+            "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)",
+            (
+                result.index,
+                result.status,
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.total_tokens,
+                json.dumps(result.to_json(), ensure_ascii=False),
+            ),
+        )
+        return cur.rowcount == 1
 
     def get(self, job_id: str, indices: Iterable[int]) -> dict[int, Result]:
         wanted = list(indices)
