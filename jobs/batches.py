@@ -53,6 +53,13 @@ def prepare(store: Store, spec: JobSpec, groups: Iterator[list[Row]]) -> None:
     rounds.save_threads(store, spec.job_id, threads)
 
 
+def ensure_prepared(store: Store, spec: JobSpec, groups: Iterator[list[Row]]) -> None:
+    """`prepare` again if the run that created the job stopped before it was done (the
+    thread map is written last)."""
+    if rounds.THREADS_KEY not in records.load(store, spec.job_id)[2]:
+        prepare(store, spec, groups)
+
+
 def client(spec: JobSpec) -> openai.OpenAI:
     return runtime.client(spec.base_url)
 

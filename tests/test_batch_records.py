@@ -43,7 +43,9 @@ def test_rows_records_and_the_lease_on_both_backends(store):
     record.batch_id = "batch_1"
     records.save(store, SPEC.job_id, record)  # the second write replaces the first
     found, state, extras = records.load(store, SPEC.job_id)
-    assert [(r.key, r.batch_id, r.rows) for r in found] == [("file-1", "batch_1", [[0, 1], [1, 1]])]
+    assert [(r.key, r.batch_id, list(r.rows)) for r in found] == [
+        ("file-1", "batch_1", [(0, 1), (1, 1)])
+    ]
     assert state.chain == "" and rounds.load_threads(extras[rounds.THREADS_KEY]).earlier(2) == [0]
     assert store.tick_lease(SPEC.job_id, "a", 30)
     if isinstance(store, RedisStore):

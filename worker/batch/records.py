@@ -9,6 +9,7 @@ Records are never deleted; `ended` says the batch's results have been read into 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -20,12 +21,45 @@ UPLOADED = "uploaded"  # askbatch's own: the file is uploaded, the batch not yet
 STATE_KEY = "~state"  # the job-wide record beside the batches (see JobState)
 
 
+class Lines:
+    """The (row, attempt) of a batch's lines, kept as runs of consecutive rows asked at the
+    same attempt, `[start, stop, attempt]`: a 50,000-line batch is one run in the store, not
+    50,000 pairs that every look would parse."""
+
+    __slots__ = ("spans",)
+
+    def __init__(self, spans: list[list[int]]) -> None:
+        self.spans = spans
+
+    @classmethod
+    def of(cls, pairs: Iterable[Sequence[int]]) -> Lines:
+        spans: list[list[int]] = []
+        for index, attempt in pairs:
+            last = spans[-1] if spans else None
+            if last is not None and last[1] == index and last[2] == attempt:
+                last[1] += 1
+            else:
+                spans.append([index, index + 1, attempt])
+        return cls(spans)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for start, stop, attempt in self.spans:
+            for index in range(start, stop):
+                yield index, attempt
+
+    def __len__(self) -> int:
+        return sum(stop - start for start, stop, _ in self.spans)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lines) and self.spans == other.spans
+
+
 @dataclass
 class BatchRecord:
     key: str  # the input file's id: one batch per file
     seq: int  # 1, 2, ... in order of upload; the spending cap's hold is kept under -seq
     model: str
-    rows: list[list[int]]  # [row index, attempt] of every line
+    rows: Lines  # (row index, attempt) of every line; a list of pairs is taken too
     uploaded_at: float = field(default_factory=time.time)
     batch_id: str = ""
     status: str = UPLOADED
@@ -41,6 +75,10 @@ class BatchRecord:
     # The batch failed only because of the enqueued-token limit: its lines were not asked.
     token_limited: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.rows, Lines):
+            self.rows = Lines.of(self.rows)
+
     @property
     def file_id(self) -> str:
         return self.key
@@ -50,12 +88,15 @@ class BatchRecord:
         return not self.ended
 
     def to_json(self) -> dict[str, Any]:
-        # Not asdict: its deep copy of 50,000 [row, attempt] pairs is what a save would cost.
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["rows"] = self.rows.spans
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BatchRecord:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values["rows"] = Lines(values.get("rows") or [])
+        return cls(**values)
 
 
 @dataclass
