@@ -5,6 +5,7 @@ line asked again, a batch that expires once, and the providers that cannot batch
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -165,3 +166,33 @@ def test_the_enqueued_token_limit_waits_and_goes_again_smaller(tmp_path, batch_a
     shown = status(tmp_path, batch_api, job).stdout
     assert "token_limit_exceeded" in shown
     assert "completed, 0 failed of 2" in shown, "went again in batches half the size"
+
+
+@pytest.mark.parametrize("provider", ["responses", "chat"])
+def test_structured_answers_and_a_model_per_row_as_a_synchronous_run(tmp_path, batch_api, provider):
+    from tests.test_threads_tools import SCHEMA
+
+    (tmp_path / "problem.json").write_text(json.dumps(SCHEMA))
+    profile = tmp_path / "schema.toml"
+    profile.write_text("[response_format]\nname = 'problem'\nschema_file = 'problem.json'\n")
+    rows = [
+        ["1", "P", "make a problem", ""],
+        ["2", "P", "another, harder", ""],
+        ["3", "", "for the other model", "gpt-4o-mini"],
+        ["4", "", "wrong [[wrongschema]]", ""],
+    ]
+    header = ("id", "thread", "question", "model")
+    flags = ["--provider", provider, "--assistant", str(profile)]
+    sync = run(tmp_path, batch_api, flags, rows, name="sync", header=header)
+    batch_api.reset()
+    batched = run(tmp_path, batch_api, [*flags, "--batch"], rows, header=header)
+    assert sync.code == batched.code == 1, batched.stderr
+    for s, b in zip(sync.rows(), batched.rows(), strict=True):
+        assert {k: v for k, v in s.items() if k not in DIFFERENT} == {
+            k: v for k, v in b.items() if k not in DIFFERENT
+        }
+    got = batched.rows()
+    assert got[0]["answer.difficulty"] == "easy" and got[2]["model"].startswith("gpt-4o-mini")
+    assert got[3]["status"] == "failed" and "does not match the schema" in got[3]["error"]
+    # Round 1 holds two models: a file (and a batch) each; round 2 the thread's second turn.
+    assert batch_api.stats()["batches"].get("completed") == 3

@@ -1,7 +1,8 @@
-"""Celery tasks: thin wrappers that unpack the payload and call worker.runner."""
+"""Celery tasks: thin wrappers that unpack the payload and call worker.runner or worker.batch."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis
@@ -11,6 +12,8 @@ from worker.app import app
 from worker.batch.chain import TickBusy
 from worker.models import Row
 from worker.runner import RowBusy
+
+log = logging.getLogger(__name__)
 
 
 @app.task(bind=True, name="askbatch.answer", max_retries=None)
@@ -41,3 +44,7 @@ def batch_tick(self: Any, job_id: str, chain: str) -> float | None:
         raise self.retry(countdown=5) from None
     except redis.RedisError as exc:
         raise self.retry(countdown=5, exc=exc) from None
+    except Exception as exc:
+        # A failed task would end the job's chain of looks: look again in a while instead.
+        log.exception("job %s: a look at its batches failed; looking again in 30s", job_id)
+        raise self.retry(countdown=30, exc=exc) from None

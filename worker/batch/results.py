@@ -37,7 +37,12 @@ class Outcome:
 
 def parse(raw: bytes | str, job_id: str) -> tuple[int, int, dict[str, Any]] | None:
     """(row, attempt, line) of one of this job's lines; None for anything else."""
-    line = json.loads(raw)
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return None  # not a line of ours (the file is the API's; one bad line loses one row)
+    if not isinstance(line, dict):
+        return None
     ident = parse_custom_id(str(line.get("custom_id") or ""))
     if ident is None or ident[0] != job_id:
         return None

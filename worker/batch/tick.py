@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+import httpx2
 import openai
 
 from worker import pricing
@@ -46,6 +47,9 @@ def look(store: Store, spec: JobSpec, client: openai.OpenAI, workdir: str | None
     server without the Batch API) stops the job; a passing one waits for the next look."""
     try:
         return Batcher(store, spec, client, workdir).look()
+    except httpx2.TransportError as exc:  # a file's download cut off: read it again next look
+        log.warning("job %s: a Batch API download broke off: %s", spec.job_id, exc)
+        return Look(RETRY_S, f"the Batch API did not answer ({short_error(exc)}); retrying")
     except openai.APIError as exc:
         if is_retryable(exc):
             log.warning("job %s: the Batch API did not answer: %s", spec.job_id, exc)
