@@ -5,7 +5,8 @@ Per row the prompt is the instructions, the question and, for a later turn of a 
 earlier question and (assumed) answer of that thread, since each turn resends them; plus the
 few tokens the chat format adds per message. No prompt caching is assumed, so cached input
 only makes the real cost lower. Costs are linear in tokens, so each model is priced once on
-its totals.
+its totals, at the tier the job will be asked at (`--batch`: batch prices; `--service-tier
+flex` or `priority`: that tier's), and also at standard prices to compare.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from worker.models import Row, Usage
 from worker.settings import DEFAULT_MODEL, Settings
 
 CHUNK = 2000  # rows counted per tokenizer call
+TIER_WORDS = {
+    pricing.BATCH: "Batch API prices (--batch)",
+    "flex": "flex prices (--service-tier flex)",
+    "priority": "priority prices (--service-tier priority)",
+}
 
 
 @dataclass
@@ -35,14 +41,16 @@ class ModelTotals:
     answer_high: int = 0
     quote: pricing.Quote | None = None
     counter: str = ""
+    standard: pricing.Quote | None = None  # the same model at standard prices
 
-    def cost(self, high: bool) -> Decimal | None:
+    def cost(self, high: bool, standard: bool = False) -> Decimal | None:
         usage = (
             Usage(self.prompt_high, self.answer_high, self.prompt_high + self.answer_high)
             if high
             else Usage(self.prompt_low, self.answer_low, self.prompt_low + self.answer_low)
         )
-        return self.quote.cost(usage) if self.quote else None
+        quote = self.standard if standard else self.quote
+        return quote.cost(usage) if quote else None
 
 
 @dataclass
@@ -52,9 +60,11 @@ class Estimate:
     blank: int
     answer_tokens: tuple[int, int]
     models: dict[str, ModelTotals] = field(default_factory=dict)
+    tier: str = ""  # the tier priced at (worker.pricing.PRICED_TIERS), "" for standard
 
-    def total(self, high: bool) -> Decimal:
-        return sum((c for m in self.models.values() if (c := m.cost(high)) is not None), Decimal(0))
+    def total(self, high: bool, standard: bool = False) -> Decimal:
+        costs = (m.cost(high, standard) for m in self.models.values())
+        return sum((c for c in costs if c is not None), Decimal(0))
 
     @property
     def unpriced_rows(self) -> int:
@@ -70,9 +80,11 @@ def estimate(
     base_url: str,
     prices: pricing.PriceBook,
     answer_tokens: tuple[int, int],
+    tier: str = "",
 ) -> Estimate:
     low, high = answer_tokens
-    est = Estimate(str(sheet.path), 0, len(sheet.blank_rows), answer_tokens)
+    tier = tier if tier in pricing.PRICED_TIERS else ""
+    est = Estimate(str(sheet.path), 0, len(sheet.blank_rows), answer_tokens, tier=tier)
     history: dict[str, tuple[int, int]] = {}  # thread → tokens resent by its next turn
     fixed: dict[tuple[str, str], int] = {}  # (model, instructions) → their prompt tokens
     rows = (r for r in sheet.rows() if r.index not in sheet.blank_rows)
@@ -81,9 +93,13 @@ def estimate(
             name = row.model or model
             m = est.models.get(name)
             if m is None:
-                quote = pricing.quote(name, provider=provider, base_url=base_url, prices=prices)
-                m = est.models[name] = ModelTotals(name, quote=quote,
-                                                   counter=tokens.counter_name(name))  # fmt: skip
+                where = {"provider": provider, "base_url": base_url, "prices": prices}
+                m = est.models[name] = ModelTotals(
+                    name,
+                    quote=pricing.quote(name, **where, tier=tier),
+                    counter=tokens.counter_name(name),
+                    standard=pricing.quote(name, **where),
+                )
             text = row.instructions or instructions
             if (name, text) not in fixed:
                 fixed[name, text] = tokens.prompt_tokens([text], name) if text else tokens.PER_REPLY
@@ -114,6 +130,7 @@ def for_settings(settings: Settings, sheet: Worksheet) -> Estimate:
         base_url=settings.base_url,
         prices=prices,
         answer_tokens=spending.answer_range(settings, profile.max_output_tokens),
+        tier=pricing.BATCH if settings.batch else settings.service_tier,
     )
 
 
@@ -163,6 +180,9 @@ def text(est: Estimate, max_cost: Decimal | None = None) -> str:
     total = _range(est.total(False), est.total(True))
     if n := est.unpriced_rows:
         total += f", not counting {n:,} row{'s' if n != 1 else ''} of unpriced models"
+    if est.tier:
+        standard = _range(est.total(False, True), est.total(True, True))
+        total += f" at {TIER_WORDS[est.tier]} (at standard prices: {standard})"
     lines.append(f"expected cost: {total}")
     if max_cost is not None:
         lo_total, hi_total = est.total(False), est.total(True)
@@ -188,9 +208,10 @@ def _source(quote: pricing.Quote | None) -> str:
     if quote.source == "self-hosted":
         return "self-hosted server: free unless priced"
     rates = pricing.per_million(quote)
+    source = quote.source + (f", list price through {quote.gateway}" if quote.gateway else "")
     if rates is None:
-        return quote.source
-    return f"{quote.source}: ${_plain(rates[0])} in, ${_plain(rates[1])} out per 1M tokens"
+        return source
+    return f"{source}: ${_plain(rates[0])} in, ${_plain(rates[1])} out per 1M tokens"
 
 
 def _plain(d: Decimal) -> str:

@@ -53,6 +53,8 @@ def test_defaults_env_and_flags(monkeypatch):
         ({"batch": True, "provider": "assistants"}, {}, "--provider responses or chat"),
         ({"batch": True, "provider": "local"}, {}, "--provider responses or chat"),
         ({"batch": True, "service_tier": "flex"}, {}, "--service-tier flex is for synchronous"),
+        ({"service_tier": "flex", "provider": "assistants"}, {}, "--service-tier works with"),
+        ({"provider": "local"}, {"ASKBATCH_SERVICE_TIER": "auto"}, "ASKBATCH_SERVICE_TIER"),
     ],
 )
 def test_bad_values_name_the_flag(monkeypatch, flags, env, message):
@@ -197,3 +199,50 @@ def test_holds_and_row_costs_follow_the_tier():
         "gpt-5-mini", U, {"service_tier": "flex"}
     )
     assert spending.row_cost(base, row, "gpt-5-mini", U) == genai("gpt-5-mini", U, None)
+
+
+# -- gateways are not free --------------------------------------------------------------------
+
+PRIVATE = [
+    "http://localhost:11434/v1",
+    "http://127.0.0.1:8080/v1",
+    "http://[::1]:8000/v1",
+    "http://10.20.30.40/v1",
+    "http://192.168.1.9:8000/v1",
+    "http://172.16.0.2/v1",
+    "http://172.31.255.254/v1",
+    "http://llm-box.local:8000/v1",
+    "http://ollama:11434/v1",  # a single-label name: a container or machine on its network
+]
+PUBLIC = ["https://llm-gateway.example.com/v1", "http://172.32.0.1/v1", "https://8.8.8.8/v1"]
+
+
+@pytest.mark.parametrize("url", PRIVATE)
+def test_own_servers_are_free(url):
+    assert pricing.cost("gpt-5-mini", U, provider="chat", base_url=url) == 0
+    assert pricing.quote("gpt-5-mini", provider="chat", base_url=url).source == "self-hosted"
+
+
+@pytest.mark.parametrize("url", PUBLIC)
+def test_a_gateway_is_priced_at_the_models_list_price(url):
+    q = pricing.quote("gpt-5-mini", provider="chat", base_url=url)
+    assert q.gateway == url.split("/")[2].split(":")[0]
+    assert q.cost(U) == genai("gpt-5-mini", U, None) > 0
+    # ...at the job's tier too, and a model genai-prices does not know is unpriced, not free.
+    flex = pricing.cost("gpt-5-mini", U, provider="chat", base_url=url, tier="flex")
+    assert flex == genai("gpt-5-mini", U, {"service_tier": "flex"})
+    assert pricing.cost("house-finetune-7b", U, provider="chat", base_url=url) is None
+    # --provider local is free wherever its server is.
+    assert pricing.cost("gpt-5-mini", U, provider="local", base_url=url) == 0
+
+
+def test_price_file_base_urls_still_win(tmp_path):
+    path = tmp_path / "p.toml"
+    gw, own = "https://llm-gateway.example.com/v1", "http://10.0.0.5/v1"
+    path.write_text(f'[base_urls]\n"{gw}" = "groq"\n"{own}" = "openai"\n')
+    book = pricing.load_prices(path)
+    # Mapped to groq, which has no gpt-5-mini: unpriced rather than OpenAI's list price.
+    assert pricing.cost("gpt-5-mini", U, base_url=gw, prices=book) is None
+    # A private server billed as OpenAI: priced, and not reported as a gateway.
+    q = pricing.quote("gpt-5-mini", base_url=own, prices=book)
+    assert q.cost(U) == genai("gpt-5-mini", U, None) and q.gateway == ""

@@ -5,10 +5,13 @@ package); a user price file overrides or adds models, and can say which provider
 base URL is billed at (a gateway in front of OpenAI). Rules, in order:
 
 1. the model is in the price file: its prices;
-2. the provider is `local`, or the base URL belongs to no provider genai-prices knows
-   (Ollama, vLLM, llama.cpp on your own machine): free, 0;
-3. genai-prices knows the model at that provider: its prices;
-4. otherwise unpriced: `None`, never 0.
+2. the price file's [base_urls] names the base URL's provider: that provider's prices;
+3. the provider is `local`, or the base URL is on this machine or a private network
+   (worker.networks; Ollama, vLLM, llama.cpp on your own machines): free, 0;
+4. genai-prices knows the model at the base URL's provider (OpenAI for the default URL);
+   or, for a base URL on the internet that genai-prices does not know (a gateway), at the
+   model's own provider: its list price (`Quote.gateway` names the host);
+5. otherwise unpriced: `None`, never 0.
 
 Every rule prices a run at its tier (`tier`): "batch" for rows answered through the Batch API,
 "flex" and "priority" for rows the API says it answered at that service tier, anything else
@@ -46,6 +49,7 @@ from urllib.parse import urlsplit
 
 from worker.errors import ConfigError
 from worker.models import Usage
+from worker.networks import is_private
 
 MILLION = Decimal(1_000_000)
 NANO = Decimal("1e9")  # the spending ledger counts whole nano-dollars
@@ -53,6 +57,7 @@ PRICE_KEYS = ("input", "cached_input", "output", "reasoning")
 BATCH = "batch"
 PRICED_TIERS = (BATCH, "flex", "priority")  # the tiers with prices of their own
 OPENAI_HOST = "api.openai.com"
+GATEWAY = "(gateway)"  # _price_list's word for a public base URL genai-prices does not know
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,7 @@ class Quote:
     price: Price | None = None
     genai: tuple[Any, Any] | None = None  # (ModelInfo, Provider)
     tier: str = ""  # what the run is priced at: a PRICED_TIERS name, or "" for standard
+    gateway: str = ""  # the host of an unknown public base URL priced at list prices
 
     def cost(self, usage: Usage) -> Decimal | None:
         if self.source == "unpriced":
@@ -303,14 +309,17 @@ def quote(
     price_list = _price_list(provider, base_url, prices)
     if price_list is None:
         return SELF_HOSTED
+    # A gateway: the model's own provider (gpt-5-mini: OpenAI), found from its name.
+    gateway = (urlsplit(base_url.strip()).hostname or "") if price_list == GATEWAY else ""
     for name in names:
-        if (found := _genai_model(name, price_list)) is not None:
-            return Quote("genai-prices", genai=found, tier=tier)
+        if (found := _genai_model(name, None if gateway else price_list)) is not None:
+            return Quote("genai-prices", genai=found, tier=tier, gateway=gateway)
     return UNPRICED
 
 
 def _price_list(provider: str, base_url: str, prices: PriceBook) -> str | None:
-    """The genai-prices provider id a run is billed by, or None for a self-hosted server."""
+    """The genai-prices provider id a run is billed by, GATEWAY for an unknown server on the
+    internet, or None for a self-hosted one."""
     if mapped := prices.provider_of(base_url):
         return mapped
     if provider == "local":
@@ -322,10 +331,10 @@ def _price_list(provider: str, base_url: str, prices: PriceBook) -> str | None:
     try:
         return data_snapshot.get_snapshot().find_provider(None, None, base_url.strip()).id
     except LookupError:
-        return None
+        return None if is_private(base_url) else GATEWAY
 
 
-def _genai_model(model: str, provider_id: str) -> tuple[Any, Any] | None:
+def _genai_model(model: str, provider_id: str | None) -> tuple[Any, Any] | None:
     from genai_prices import data_snapshot
 
     try:

@@ -197,11 +197,10 @@ def result_of(
     turn: Turn,
     schema: dict | None,
     tools: ToolLog | None = None,
-    tier: str = "",
 ) -> Result:
     """A turn's row result, checked as every answer is (not empty; matching the structured
-    schema) and priced at `tier`: what a synchronous run and a batch line both record. The
-    caller sets where it was asked (thread, latency, attempts)."""
+    schema) and priced at the tier it was answered at: what a synchronous run and a batch
+    line both record. The caller sets where it was asked (thread, latency, attempts)."""
     if turn.status == COMPLETED and not turn.answer.strip():
         # A server that cut the answer off (or sent none) must not pass for an answer.
         turn.status, turn.error = FAILED, "the server sent an empty answer"
@@ -221,8 +220,9 @@ def result_of(
         run_id=turn.run_id,
         tool_calls=tools.cell() if tools else "",
         extra=extra,
-        cost_usd=spending.row_cost(spec, row, turn.model, turn.usage, tier),
-        service_tier=tier,
+        service_tier=turn.service_tier,
+        # Priced at the tier the API reports (a flex request may be answered at another).
+        cost_usd=spending.row_cost(spec, row, turn.model, turn.usage, turn.service_tier),
     )
 
 

@@ -23,7 +23,8 @@ from worker.tokens import parse_range
 PROVIDERS = ("responses", "chat", "assistants", "local")
 # The API's `service_tier` values askbatch sends ("" sends none: the project's default).
 SERVICE_TIERS = ("auto", "default", "flex", "priority")
-BATCH_PROVIDERS = ("responses", "chat")  # the surfaces the Batch API takes lines for
+# The surfaces the Batch API takes lines for, and the ones that take a service tier.
+BATCH_PROVIDERS = ("responses", "chat")
 BATCH_MAX_LINES = 50_000  # the Batch API's limit of requests per input file
 FLEX_TIMEOUT_S = 900.0  # flex answers may queue: OpenAI advises a 15-minute timeout
 OPENAI_URL = "https://api.openai.com/v1"
@@ -220,6 +221,11 @@ class Settings:
             raise ConfigError(
                 f"batch poll interval {self.batch_poll_s} must be more than 0 seconds "
                 "(ASKBATCH_BATCH_POLL_S)"
+            )
+        if self.service_tier and self.provider not in BATCH_PROVIDERS:
+            raise ConfigError(
+                f"--service-tier works with --provider {' or '.join(BATCH_PROVIDERS)}, not "
+                f"{self.provider!r}: drop it (or ASKBATCH_SERVICE_TIER) or choose one of those"
             )
         if not self.batch:
             return

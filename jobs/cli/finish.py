@@ -14,7 +14,7 @@ from jobs.csvout import write_job
 from jobs.intake import Worksheet
 from jobs.progress import ProgressLine
 from jobs.submit import answer_job
-from worker import local
+from worker import local, pricing
 from worker.fatal import Halt, is_halt
 from worker.limits import spending
 from worker.models import CANCELLED, COMPLETED, JobSpec, Row
@@ -85,7 +85,10 @@ def execute(
     if not args.quiet:
         from jobs import report
 
-        say(report.text(report.summarize(report.load(out)), time.monotonic() - t0))
+        answers = report.load(
+            out, pricing.PriceBook.from_json(spec.prices), spec.base_url, spec.provider
+        )
+        say(report.text(report.summarize(answers), time.monotonic() - t0))
         if how := pace.bound(pace.reports(store, spec.job_id, within_s=120)):
             say(how)
     say(f"answers: {out}")

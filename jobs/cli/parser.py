@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--base-url",
         dest="base_url",
-        help="server those older CSVs were answered by (prices them as self-hosted, etc.)",
+        help="server the CSVs were answered by: prices older CSVs (self-hosted, etc.) and "
+        "names rows a gateway's list price priced",
     )
 
     _job_commands(sub)

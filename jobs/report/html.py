@@ -95,7 +95,7 @@ def _overview(parts: list[tuple[Answers, Summary]], total: Summary) -> str:
 
 
 def _section(answers: Answers, s: Summary) -> str:
-    notes = "".join(f"<p class='note'>{escape(n)}</p>" for n in s.notes)
+    notes = "".join(f"<p class='note'>{escape(n)}</p>" for n in [*s.pricing_lines, *s.notes])
     return (
         f"<section><h2>{escape(s.name)}</h2>{_cards(s)}{notes}<div class='grid'>"
         f"<figure><figcaption>Cost by model</figcaption>{_cost_by_model(s)}</figure>"

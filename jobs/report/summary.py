@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from jobs.csvout import CLASH_PREFIX, PENDING
+from jobs.report import priced
 from worker import pricing
 from worker.errors import InputError
 from worker.models import RESULT_COLUMNS, Usage
@@ -24,7 +25,7 @@ from worker.models import RESULT_COLUMNS, Usage
 TOKEN_KINDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
 NUMBERS = (*TOKEN_KINDS, "total_tokens", "latency_s", "attempts")
 # What the report reads: our result columns, and the input's own id and question.
-WANTED = ("status", "error", *NUMBERS, "cost_usd", "model")
+WANTED = ("status", "error", *NUMBERS, "cost_usd", "model", "service_tier")
 COSTLIEST = 5
 
 
@@ -38,8 +39,15 @@ class Answers:
     notes: list[str] = field(default_factory=list)
 
 
-def load(path: Path, prices: pricing.PriceBook = pricing.NO_PRICES, base_url: str = "") -> Answers:
-    """Read an answers CSV; a file that is not one is an InputError naming it."""
+def load(
+    path: Path,
+    prices: pricing.PriceBook = pricing.NO_PRICES,
+    base_url: str = "",
+    provider: str = "",
+) -> Answers:
+    """Read an answers CSV; a file that is not one is an InputError naming it. `prices`,
+    `base_url` and `provider` are how its job was priced (for rows without cost_usd, the
+    standard price of tiered rows, and which rows a gateway's list price priced)."""
     path = Path(path)
     header = _header(path)
     ours = _result_columns(header)
@@ -74,7 +82,7 @@ def load(path: Path, prices: pricing.PriceBook = pricing.NO_PRICES, base_url: st
         if name not in frame:
             frame[name] = "0"
         frame[name] = _numbers(frame[name], path, ours.get(name, name))
-    for name in ("model", "error"):
+    for name in ("model", "error", "service_tier"):
         if name not in frame:
             frame[name] = ""
     frame["row"] = range(1, len(frame) + 1)
@@ -95,6 +103,7 @@ def load(path: Path, prices: pricing.PriceBook = pricing.NO_PRICES, base_url: st
     frame["no_usage"] = frame["sent"] & unreported
     used = (frame["prompt_tokens"] + frame["completion_tokens"]) > 0
     frame["unpriced"] = frame["cost"].isna() & used
+    priced.annotate(frame, prices, base_url, provider)
     # Decimal for sums; float only to sort by.
     frame["cost_order"] = pd.to_numeric(
         frame["cost"].map(lambda c: -1.0 if c is None else float(c))
@@ -180,6 +189,8 @@ class Summary:
     rows_retried: int
     costliest: pd.DataFrame  # label, row, model, total_tokens, cost, question
     notes: list[str]
+    # Cost by tier against standard prices, and rows a gateway's list price priced.
+    pricing_lines: list[str] = field(default_factory=list)
 
 
 def summarize(answers: Answers, name: str | None = None) -> Summary:
@@ -188,7 +199,7 @@ def summarize(answers: Answers, name: str | None = None) -> Summary:
     by_status = {str(k): int(v) for k, v in counts.items()}
     sent = f[f["sent"]]
     retried = f["attempts"].clip(lower=1) - 1
-    priced = f[f["cost"].notna()]
+    with_cost = f[f["cost"].notna()]
     models = f[f["sent"] | (f["total_tokens"] > 0)].assign(
         model=lambda d: d["model"].replace("", "(none)")
     )
@@ -231,7 +242,7 @@ def summarize(answers: Answers, name: str | None = None) -> Summary:
         done=int(len(f) - by_status.get(PENDING, 0)),
         by_status=by_status,
         tokens={k: int(f[k].sum()) for k in (*TOKEN_KINDS, "total_tokens")},
-        cost=_sum(priced["cost"]),
+        cost=_sum(with_cost["cost"]),
         unpriced_rows=int(f["unpriced"].sum()),
         by_model=by_model,
         latency=latency,
@@ -240,6 +251,7 @@ def summarize(answers: Answers, name: str | None = None) -> Summary:
         rows_retried=int((retried > 0).sum()),
         costliest=costliest[["label", "row", "model", "total_tokens", "cost", "question"]],
         notes=notes,
+        pricing_lines=priced.lines(f, usd),
     )
 
 
@@ -296,6 +308,7 @@ def text(s: Summary, elapsed_s: float | None = None) -> str:
     ]
     unpriced = f" + {rows(s.unpriced_rows)} unpriced" if s.unpriced_rows else ""
     lines.append(f"cost: {usd(s.cost)}{unpriced}")
+    lines += s.pricing_lines
     width = max((len(m) for m in s.by_model["model"]), default=0)
     for m in s.by_model.itertuples():
         cost = usd(m.cost)

@@ -13,6 +13,7 @@ asked, the answer text is ``final_answer(question, turn, schema=...)``.
 
 import json
 import re
+from fnmatch import fnmatchcase
 
 ANSWER_PREFIX = "answer: "
 
@@ -148,3 +149,21 @@ def final_answer(
         return json.dumps(obj, ensure_ascii=False)
     answer = answer_for(question, turn)
     return answer if outputs is None else tool_answer(answer, outputs)
+
+
+# Service tiers: the values the API takes, and the models the double offers flex for (the API
+# offers it on some models only).
+SERVICE_TIERS = ("auto", "default", "flex", "priority", "scale")
+FLEX_MODELS = ("gpt-5*", "o3*", "o4-mini*")
+
+
+def tier_used(requested: str | None, model: str) -> str | None:
+    """The ``service_tier`` an answer reports: "default" when none, ``auto`` or ``default``
+    was asked, else the tier asked for; None when flex is asked of a model that does not
+    offer it (the double answers 400 ``param: service_tier``). ``[[flexbusy:N]]`` makes the
+    first N flex requests of a question a 429 resource-unavailable."""
+    if requested in (None, "auto", "default"):
+        return "default"
+    if requested == "flex" and not any(fnmatchcase(model or "", p) for p in FLEX_MODELS):
+        return None
+    return requested

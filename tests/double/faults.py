@@ -6,7 +6,8 @@ A marker is ``[[name]]`` or ``[[name:arg:arg]]`` anywhere in the latest user mes
 ``x-should-retry: false``; ``[[fail]]``, ``[[incomplete]]``,
 ``[[expired]]``, ``[[cancelled]]``, ``[[requires_action]]``, ``[[never]]`` choose the outcome;
 ``[[sleep:S]]`` adds latency; ``[[cached:N]]``, ``[[reasoning:N]]`` fill usage details;
-``[[callagain]]`` repeats function-tool rounds. ``[[call:NAME[:JSON-ARGS]]]``, ``[[badjson]]``
+``[[callagain]]`` repeats function-tool rounds; ``[[flexbusy:N]]`` answers the first N flex
+requests 429 resource-unavailable. ``[[call:NAME[:JSON-ARGS]]]``, ``[[badjson]]``
 and ``[[wrongschema]]`` are read by ``expect`` (``marked_calls``, ``final_answer``).
 """
 
@@ -32,6 +33,7 @@ class Markers:
     cached: int = 0
     reasoning: int = 0
     call_again: bool = False
+    flex_busy: int = 0
 
     @property
     def transport(self) -> bool:
@@ -75,6 +77,8 @@ def parse_markers(text: str) -> Markers:
             found["reasoning"] = int(_num(args, 0))
         elif name == "callagain":
             found["call_again"] = True
+        elif name == "flexbusy":
+            found["flex_busy"] = int(_num(args, 0, 1))
     return Markers(**found) if found else NO_MARKERS
 
 
@@ -90,6 +94,15 @@ class FaultCounter:
 
     def clear(self) -> None:
         self._seen.clear()
+
+    def flex_busy(self, question: str, kind: str, markers: Markers) -> bool:
+        """Whether this flex request is one of the first ``[[flexbusy:N]]`` of its question."""
+        if not markers.flex_busy:
+            return False
+        key = (question, f"{kind}:flex")
+        index = self._seen.get(key, 0)
+        self._seen[key] = index + 1
+        return index < markers.flex_busy
 
     def transport_fault(self, question: str, kind: str, markers: Markers) -> str | None:
         """Return "429", "500", "reset" or None for this request."""

@@ -29,6 +29,7 @@ from .state import (
     new_id,
     now_s,
 )
+from .tiers import service_tier
 
 
 def answer_round(question, turn, messages, markers, plan, schema):
@@ -139,6 +140,7 @@ async def answer_response(
     markers, text, prompt, completion = answer_round(
         question, turn, messages, markers, plan, schema
     )
+    tier = service_tier(double, "response", body, question, markers)
     kind = "batch_response" if batch else "response"
     headers = double.admit(kind, question, markers, prompt + completion, run_creating=not batch)
     if not batch:
@@ -206,6 +208,7 @@ async def answer_response(
         "usage": usage,
         "user": None,
         "conversation": {"id": conversation.id} if conversation else None,
+        "service_tier": tier,
     }
     if plan.calls:
         double.stats.tool_rounds["responses"] += 1
@@ -238,6 +241,7 @@ async def answer_chat(
     markers, text, prompt, completion = answer_round(
         question, turn, prompt_messages, markers, plan, schema
     )
+    tier = service_tier(double, "chat", body, question, markers)
     kind = "batch_chat" if batch else "chat"
     headers = double.admit(kind, question, markers, prompt + completion, run_creating=not batch)
     if not batch:
@@ -267,7 +271,7 @@ async def answer_chat(
         "id": new_id("chatcmpl", "-"),
         "created": now_s(),
         "model": body.get("model"),
-        "service_tier": "default",
+        "service_tier": tier,
         "system_fingerprint": "fp_double",
     }
     tool_calls = [

@@ -59,7 +59,8 @@ def outcome(
     thread_id: str,
 ) -> Outcome:
     def made(turn: Turn, use_schema: dict | None = None) -> Result:
-        result = result_of(spec, row, turn, use_schema, tier=BATCH_TIER)
+        turn.service_tier = BATCH_TIER  # the Batch API's own tier: batch prices
+        result = result_of(spec, row, turn, use_schema)
         result.thread_id, result.latency_s, result.attempts = thread_id, latency_s, attempt
         return result
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ class Turn:
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     run_id: str = ""
+    service_tier: str = ""  # the tier the server says it answered at; "" when it said none
 
 
 class Provider(Protocol):
@@ -58,14 +59,16 @@ class JobContext:
 
     def per_request(self, model: str) -> dict[str, Any]:
         """What responses and chat send besides the row: one prompt cache key per job and
-        model, so that rows sharing the instructions reach the same cache, and the hashed
-        safety identifier when the user set one."""
+        model, so that rows sharing the instructions reach the same cache, the hashed
+        safety identifier when the user set one, and the job's service tier."""
         params = self._per_model.get(model)
         if params is None:
             digest = hashlib.sha256(f"{self.spec.job_id}\0{model}".encode()).hexdigest()
             params = {"prompt_cache_key": f"askbatch-{digest[:32]}"}
             if self.spec.safety_identifier:
                 params["safety_identifier"] = self.spec.safety_identifier
+            if self.spec.service_tier:
+                params["service_tier"] = self.spec.service_tier
             self._per_model[model] = params
         return params
 
@@ -93,3 +96,9 @@ def read_json(create: Callable[..., Any], **params: Any) -> dict[str, Any]:
 
 def too_many_rounds(rounds: int) -> str:
     return f"the model still asked for tools after {rounds} rounds; stopped (max_tool_rounds)"
+
+
+def tier_of(body: Mapping[str, Any]) -> str:
+    """The `service_tier` a response or chat completion says it was answered at, or ""."""
+    tier = body.get("service_tier")
+    return tier if isinstance(tier, str) else ""

@@ -12,7 +12,7 @@ from typing import Any
 import openai
 
 from worker.models import COMPLETED, FAILED, INCOMPLETE, JobSpec, Row, Usage
-from worker.providers.base import JobContext, Thread, Turn, read_json, too_many_rounds
+from worker.providers.base import JobContext, Thread, Turn, read_json, tier_of, too_many_rounds
 from worker.retry import Retrier
 from worker.tools import ToolLog
 
@@ -57,6 +57,7 @@ class ChatProvider:
                     usage=usage,
                     model=completion.get("model") or "",
                     run_id=completion.get("id") or "",
+                    service_tier=tier_of(completion),
                 )
             rounds += 1
             # The assistant's turn as sent back: what the server said, less its extras.
@@ -131,6 +132,7 @@ def turn_from_completion(completion: dict[str, Any], asked: str) -> Turn:
         usage=_usage(completion.get("usage")),
         model=completion.get("model") or asked,
         run_id=completion.get("id") or "",
+        service_tier=tier_of(completion),
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 
 from worker.models import COMPLETED, FAILED, INCOMPLETE, JobSpec, Row, Usage
-from worker.providers.base import JobContext, Thread, Turn, read_json, too_many_rounds
+from worker.providers.base import JobContext, Thread, Turn, read_json, tier_of, too_many_rounds
 from worker.retry import Retrier
 from worker.tools import ToolLog
 
@@ -138,6 +138,7 @@ def turn_from_response(response: Mapping[str, Any]) -> Turn:
         usage=usage,
         model=response.get("model") or "",
         run_id=response.get("id") or "",
+        service_tier=tier_of(response),
     )
     if turn.status == FAILED:
         error = response.get("error")
