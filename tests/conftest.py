@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.double.fixture import describe_contract_errors, start_double
+from tests.double.fixture import BATCH_OPTIONS, describe_contract_errors, start_double
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk-test-0123456789abcdef"  # planted: must never show up in outputs or logs
@@ -135,6 +135,7 @@ DOUBLE_OPTIONS = {
     "rpm": 0,
     "tpm": 0,
     "quota": 0,
+    **BATCH_OPTIONS,
 }
 
 

@@ -1,97 +1,24 @@
-"""The Batch API: batches over uploaded JSONL files, answered line by line on the double's
-clock, with output and error files.
-
-A batch advances lazily: every request that touches it (create, retrieve, cancel, list)
-moves it on to where the clock says it is, as assistants runs do; no background task runs.
-validating (``batch_validating_s``) -> in_progress (``batch_lines_per_s``, plus any
-``[[sleep:S]]`` of a line) -> finalizing (``batch_finalizing_s``) -> completed; or failed
-(validation), expired (``batch_expire_next``), cancelling (``batch_cancelling_s``) ->
-cancelled. Lines are answered by the functions that answer /v1/responses and
-/v1/chat/completions (``Surface``), in a deterministic shuffle of the input order.
+"""The Batch API's routes: create, retrieve, cancel and list batches over files uploaded with
+the Files API (``files``); a file is validated by ``batchfile``, and a batch moved on by
+``batchrun``, whenever a request touches it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import NamedTuple
 
 from aiohttp import web
 
-from . import accounts, batchfile, files, watch
-from .core import (
-    ApiError,
-    ConnectionReset,
-    Double,
-    api,
-    json_body,
-    json_response,
-    list_page,
-    rate_limited,
-    server_error,
-)
-from .faults import parse_markers
+from . import batchfile, files
+from .batchrun import CANCELLABLE, ENQUEUED, BatchJob, Surface, advance, start_cancelling
+from .core import ApiError, Double, api, json_body, json_response, list_page, rate_limited
 from .state import new_id, now_s
 
 WINDOW_S = 24 * 3600
-ENQUEUED = frozenset({"validating", "in_progress", "finalizing"})
-CANCELLABLE = ENQUEUED
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-# Refused inside a batch: OpenAI does not document them there, so askbatch must not use them.
-UNBATCHABLE = ("conversation", "previous_response_id")
-
-
-class Surface(NamedTuple):
-    """How lines for one endpoint are answered: the accounts kind ("response", "chat"), the
-    server's answering function ``answer(double, body, batch=True) -> (object, headers)``,
-    and the line body's dialogue (for the input tokens a batch enqueues)."""
-
-    kind: str
-    answer: Callable[..., Awaitable[object]]
-    dialogue: batchfile.Dialogue
-    contract: tuple[str, str]  # the contract's endpoint for a line's body, its answer's kind
-
-
+MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 SURFACES = web.AppKey("batch_surfaces", dict)
-
-
-@dataclass(slots=True, eq=False)
-class BatchJob:
-    """A batch's public object plus what the double needs to move it on."""
-
-    obj: dict
-    input_path: Path
-    scan: batchfile.Scan
-    created: float  # monotonic
-    clock: float = 0.0  # monotonic time the answering has reached
-    done: int = 0  # lines of scan.order answered
-    expire_after: int | None = None  # lines answered before it expires
-    deadline: float = 0.0  # end of finalizing or cancelling
-    output_path: Path = field(default_factory=files.new_path)
-    error_path: Path = field(default_factory=files.new_path)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def status(self) -> str:
-        return self.obj["status"]
-
-    @property
-    def live(self) -> bool:
-        return self.status not in TERMINAL
-
-    def discard(self) -> None:
-        for path in (self.input_path, self.output_path, self.error_path):
-            path.unlink(missing_ok=True)
-
-
-def wall(monotonic: float) -> int:
-    """The Unix time of a moment on the monotonic clock."""
-    return int(time.time() - (time.monotonic() - monotonic))
 
 
 def new_object(body: dict, model: str | None) -> dict:
@@ -126,163 +53,6 @@ def new_object(body: dict, model: str | None) -> dict:
         },
         "metadata": body.get("metadata"),
     }
-
-
-# --- the lifecycle ---
-
-
-async def advance(double: Double, job: BatchJob, surface: Surface) -> None:
-    """Move a batch on to where the clock says it is."""
-    async with job.lock:
-        now = time.monotonic()
-        config = double.config
-        if job.status == "validating":
-            ended = job.created + config.batch_validating_s
-            if now < ended:
-                return
-            if job.scan.errors:
-                job.obj["errors"] = {"object": "list", "data": job.scan.errors}
-                _set_status(double, job, "failed", ended)
-                return
-            job.obj["request_counts"]["total"] = len(job.scan.order)
-            job.clock = ended
-            _set_status(double, job, "in_progress", ended)
-        if job.status == "in_progress":
-            await _answer_due(double, job, surface, now)
-        if job.status == "finalizing" and now >= job.deadline:
-            _finish(double, job, "completed", job.deadline)
-        elif job.status == "cancelling" and now >= job.deadline:
-            _write_not_run(job, "batch_cancelled", double)
-            _finish(double, job, "cancelled", job.deadline)
-
-
-def _set_status(double: Double, job: BatchJob, status: str, at: float) -> None:
-    job.obj["status"] = status
-    job.obj[f"{status}_at"] = wall(at)
-    if status in TERMINAL:
-        double.stats.batches[status] += 1
-
-
-async def _answer_due(double: Double, job: BatchJob, surface: Surface, now: float) -> None:
-    """Answer the lines whose time has come; then finalize, or expire."""
-    rate = double.config.batch_lines_per_s
-    step = 1 / rate if rate > 0 else 0.0
-    order = job.scan.order
-    with (
-        job.input_path.open("rb") as source,
-        job.output_path.open("ab") as output,
-        job.error_path.open("ab") as errors,
-    ):
-        while job.done < len(order):
-            if job.expire_after is not None and job.done >= job.expire_after:
-                break
-            source.seek(order[job.done])
-            line = json.loads(source.readline())
-            due = job.clock + step + _sleep_s(surface, line["body"])
-            if due > now:
-                return
-            job.clock = due
-            await _answer_line(double, job, surface, line, output, errors)
-            job.done += 1
-    if job.done < len(order):  # this batch was made to expire
-        _write_not_run(job, "batch_expired", double)
-        _finish(double, job, "expired", job.clock)
-    else:
-        _set_status(double, job, "finalizing", job.clock)
-        job.deadline = job.clock + double.config.batch_finalizing_s
-
-
-def _sleep_s(surface: Surface, body: dict) -> float:
-    try:
-        return parse_markers(surface.dialogue(body)[0]).sleep
-    except ApiError:
-        return 0.0
-
-
-async def _answer_line(
-    double: Double, job: BatchJob, surface: Surface, line: dict, output, errors
-) -> None:
-    body = line["body"]
-    exchange = watch.current()
-    if exchange is not None:  # a line keeps to the SDK's types like a synchronous request
-        checks = exchange.contract
-        exchange.record("batch line", checks.check_request(surface.contract[0], body))
-    try:
-        for param in UNBATCHABLE:
-            if body.get(param) is not None:
-                raise ApiError(
-                    400,
-                    f"'{param}' is not supported in a batch request: send the earlier turns "
-                    "in the request's input instead.",
-                    param=param,
-                )
-        if body.get("stream"):
-            raise ApiError(400, "A batch request cannot stream.", param="stream")
-        accounts.check_body(double, surface.kind, body)
-        answer, _ = await surface.answer(double, body, batch=True)
-        status = 200
-    except ApiError as refused:
-        status, answer = refused.status, refused.body
-    except ConnectionReset:  # inside a batch a dropped connection is a server error
-        status, answer = 500, server_error().body
-    if exchange is not None:
-        kind = surface.contract[1] if status == 200 else "error"
-        exchange.record("batch answer", checks.check_response(kind, answer))
-    counts = job.obj["request_counts"]
-    if status == 200:
-        output.write(batchfile.output_line(line["custom_id"], status, answer))
-        counts["completed"] += 1
-        double.stats.batch_lines["answered"] += 1
-        _add_usage(job.obj["usage"], answer.get("usage") or {})
-    else:
-        errors.write(batchfile.output_line(line["custom_id"], status, answer))
-        counts["failed"] += 1
-        double.stats.batch_lines["failed"] += 1
-
-
-def _add_usage(total: dict, usage: dict) -> None:
-    """Add a line's usage (Responses' or Chat's names) to the batch's."""
-    given = usage.get("input_tokens", usage.get("prompt_tokens", 0))
-    made = usage.get("output_tokens", usage.get("completion_tokens", 0))
-    inputs = usage.get("input_tokens_details") or usage.get("prompt_tokens_details") or {}
-    outputs = usage.get("output_tokens_details") or usage.get("completion_tokens_details") or {}
-    total["input_tokens"] += given
-    total["input_tokens_details"]["cached_tokens"] += inputs.get("cached_tokens", 0)
-    total["output_tokens"] += made
-    total["output_tokens_details"]["reasoning_tokens"] += outputs.get("reasoning_tokens", 0)
-    total["total_tokens"] += given + made
-
-
-def _write_not_run(job: BatchJob, code: str, double: Double) -> None:
-    """The error-file lines of every line not answered (none for a file that failed)."""
-    if job.scan.errors:
-        return
-    order = job.scan.order
-    with job.input_path.open("rb") as source, job.error_path.open("ab") as errors:
-        for offset in order[job.done :]:
-            source.seek(offset)
-            custom_id = json.loads(source.readline())["custom_id"]
-            errors.write(batchfile.not_run_line(custom_id, code))
-            double.stats.batch_lines[code.removeprefix("batch_")] += 1
-    job.done = len(order)
-
-
-def _finish(double: Double, job: BatchJob, status: str, at: float) -> None:
-    """End the batch: its output and error files (each only if it has lines)."""
-    batch_id = job.obj["id"]
-    for path, key, suffix in (
-        (job.output_path, "output_file_id", "output"),
-        (job.error_path, "error_file_id", "error"),
-    ):
-        if path.exists() and path.stat().st_size > 0:
-            stored = files.store(double, path, f"{batch_id}_{suffix}.jsonl", "batch_output")
-            job.obj[key] = stored.id
-        else:
-            path.unlink(missing_ok=True)
-    _set_status(double, job, status, at)
-
-
-# --- handlers ---
 
 
 def _surface(request: web.Request, job: BatchJob) -> Surface:
@@ -320,7 +90,35 @@ def _check_create(request: web.Request, body: dict) -> Surface:
             "Invalid value for 'completion_window': only '24h' is supported.",
             param="completion_window",
         )
+    _check_metadata(body.get("metadata"))
     return surfaces[body["endpoint"]]
+
+
+def _check_metadata(metadata: object) -> None:
+    """OpenAI's metadata rules: at most 16 string pairs, keys to 64 characters, values to 512."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA:
+        raise ApiError(
+            400,
+            f"Invalid 'metadata': expected an object with at most {MAX_METADATA} properties.",
+            param="metadata",
+        )
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY:
+            raise ApiError(
+                400,
+                f"Invalid 'metadata': the key {key[:20]!r}... is longer than "
+                f"{MAX_METADATA_KEY} characters.",
+                param="metadata",
+            )
+        if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
+            raise ApiError(
+                400,
+                f"Invalid 'metadata.{key}': expected a string of at most "
+                f"{MAX_METADATA_VALUE} characters.",
+                param=f"metadata.{key}",
+            )
 
 
 def _check_rate(double: Double) -> None:
@@ -335,6 +133,26 @@ def _check_rate(double: Double) -> None:
             oldest - since,
             message=f"Too many batches created: the limit is {cap:,} per hour. Try again later.",
         )
+
+
+def _check_enqueued(double: Double, scan: batchfile.Scan) -> None:
+    """Fail the file if its input tokens would pass the organisation's enqueued-token limit
+    beside those of the batches still validating, in progress or finalizing."""
+    limit = double.config.batch_enqueued_tokens
+    if limit <= 0:
+        return
+    enqueued = sum(
+        job.scan.tokens
+        for job in double.store.batches.values()
+        if job.status in ENQUEUED and not job.scan.errors
+    )
+    if enqueued + scan.tokens > limit:
+        message = (
+            f"Enqueued token limit reached for {scan.model} in organization org-double. "
+            f"Limit: {limit:,} enqueued tokens. "
+            "Please try again once some in_progress batches have been completed."
+        )
+        scan.errors.append(batchfile.error("token_limit_exceeded", message))
 
 
 @api("batch_create")
@@ -354,33 +172,26 @@ async def create_batch(double: Double, request: web.Request) -> web.Response:
     _check_rate(double)
     await _advance_all(double, request)  # the enqueued tokens of the batches still live
     config = double.config
-    scan = batchfile.scan(stored.path, body["endpoint"], surface.dialogue, config, stored.id)
-    if not scan.errors and config.batch_enqueued_tokens > 0:
-        enqueued = sum(
-            job.scan.tokens
-            for job in double.store.batches.values()
-            if job.status in ENQUEUED and not job.scan.errors
-        )
-        if enqueued + scan.tokens > config.batch_enqueued_tokens:
-            scan.errors.append(
-                batchfile.error(
-                    "token_limit_exceeded",
-                    f"Enqueued token limit reached for {scan.model} in organization "
-                    f"org-double. Limit: {config.batch_enqueued_tokens:,} enqueued tokens. "
-                    "Please try again once some in_progress batches have been completed.",
-                )
-            )
     # The batch reads its own link to the bytes: deleting the input file does not stop it.
     own_input = files.new_path()
     os.link(stored.path, own_input)
+    try:
+        # A 200 MB file takes seconds to read: in a thread, so other requests are answered.
+        scan = await asyncio.to_thread(
+            batchfile.scan, own_input, body["endpoint"], surface.dialogue, config, stored.id
+        )
+    except BaseException:
+        own_input.unlink()
+        raise
+    if not scan.errors:
+        _check_enqueued(double, scan)
     job = BatchJob(new_object(body, scan.model), own_input, scan, time.monotonic())
     if not scan.errors and config.batch_expire_next > 0:
         config.batch_expire_next -= 1
         job.expire_after = len(scan.order) // 2
     double.store.batches[job.obj["id"]] = job
     double.stats.batches["created"] += 1
-    await advance(double, job, surface)  # with no validating time it is in_progress already
-    return json_response(job.obj)
+    return json_response(job.obj)  # validating, as OpenAI answers: the next look moves it on
 
 
 @api("batch_retrieve")
@@ -396,12 +207,7 @@ async def cancel_batch(double: Double, request: web.Request) -> web.Response:
     await advance(double, job, _surface(request, job))
     if job.status not in CANCELLABLE:
         raise ApiError(400, f"Cannot cancel a batch with status '{job.status}'.")
-    now = time.monotonic()
-    if not job.scan.errors:
-        job.obj["request_counts"]["total"] = len(job.scan.order)
-    job.obj["status"] = "cancelling"
-    job.obj["cancelling_at"] = wall(now)
-    job.deadline = now + double.config.batch_cancelling_s
+    start_cancelling(double, job)
     await advance(double, job, _surface(request, job))
     return json_response(job.obj)
 

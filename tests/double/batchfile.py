@@ -66,7 +66,7 @@ def scan(path: Path, endpoint: str, dialogue: Dialogue, config: Config, seed: st
                 continue
             if len(found.order) >= config.batch_max_lines:
                 found.fail(
-                    "too_many_requests",
+                    "too_many_tasks",
                     f"The input file has more than {config.batch_max_lines:,} requests, "
                     "the most one batch may hold. Split it into several batches.",
                     number,
@@ -111,7 +111,7 @@ def _check_line(
         )
     if line.get("url") != endpoint:
         found.fail(
-            "mismatched_endpoint",
+            "url_mismatch",
             f"The url {line.get('url')!r} of this request does not match the batch's "
             f"endpoint {endpoint!r}.",
             number,
@@ -128,7 +128,7 @@ def _check_line(
     found.model = found.model or model
     if model != found.model:
         found.fail(
-            "mismatched_model",
+            "model_mismatch",
             f"The model {model!r} of this request differs from the model {found.model!r} "
             "of earlier requests: a batch file may use only one model.",
             number,

@@ -13,16 +13,14 @@ from .core import (
     ApiError,
     Double,
     api,
-    content_text,
     dialogue,
     json_body,
     json_response,
     sse_response,
 )
 from .faults import parse_markers
+from .items import chat_dialogue, chat_items, input_items, response_dialogue
 from .state import (
-    FUNCTION_CALL,
-    FUNCTION_CALL_OUTPUT,
     Config,
     Conversation,
     Item,
@@ -48,34 +46,6 @@ def answer_round(question, turn, messages, markers, plan, schema):
     text = expect.partial_answer(answer) if markers.outcome == "incomplete" else answer
     prompt, completion = expect.usage_for(messages, text, markers.reasoning)
     return markers, text, prompt, completion
-
-
-def input_items(value: object) -> list[Item]:
-    """Responses/Conversations input: a string, or a list of message, function_call and
-    function_call_output items (other item types are ignored)."""
-    if isinstance(value, str):
-        return [Item("user", value)]
-    items = []
-    for item in value if isinstance(value, list) else ():
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type", "message")
-        if kind == "message":
-            items.append(Item(item.get("role", "user"), content_text(item.get("content"))))
-        elif kind == FUNCTION_CALL:
-            items.append(
-                Item(
-                    FUNCTION_CALL,
-                    str(item.get("arguments", "")),
-                    str(item.get("call_id")),
-                    str(item.get("name")),
-                )
-            )
-        elif kind == FUNCTION_CALL_OUTPUT:
-            output = item.get("output")
-            text = output if isinstance(output, str) else content_text(output)
-            items.append(Item(FUNCTION_CALL_OUTPUT, text, str(item.get("call_id"))))
-    return items
 
 
 def function_call_item(call: Item) -> dict:
@@ -315,45 +285,6 @@ async def answer_chat(
     return completion_obj, headers
 
 
-def response_dialogue(body: dict) -> tuple[str, int, list[str]]:
-    """(question, turn, prompt) of a Responses body without a stored conversation."""
-    return dialogue(body.get("instructions"), input_items(body.get("input")))
-
-
-def chat_dialogue(body: dict) -> tuple[str, int, list[str]]:
-    messages = body.get("messages")
-    return dialogue(None, chat_items(messages if isinstance(messages, list) else []))
-
-
-def chat_items(messages: list) -> list[Item]:
-    """A chat history as items: an assistant message's ``tool_calls`` become function
-    calls (its content joins only when non-empty), ``tool`` messages tool outputs."""
-    items = []
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        role = message.get("role")
-        text = content_text(message.get("content"))
-        if role == "tool":
-            items.append(Item(FUNCTION_CALL_OUTPUT, text, str(message.get("tool_call_id"))))
-        elif role == "assistant" and message.get("tool_calls"):
-            if text:
-                items.append(Item("assistant", text))
-            for call in message["tool_calls"]:
-                function = (call.get("function") if isinstance(call, dict) else None) or {}
-                items.append(
-                    Item(
-                        FUNCTION_CALL,
-                        str(function.get("arguments", "")),
-                        str(call.get("id")),
-                        str(function.get("name")),
-                    )
-                )
-        else:
-            items.append(Item(role, text))
-    return items
-
-
 async def stream_chat(
     request: web.Request,
     head: dict,
@@ -403,6 +334,8 @@ async def control_stats(request: web.Request) -> web.Response:
     double = request.app[DOUBLE]
     stats = {**double.stats.as_dict(), "config": double.config.as_dict()}
     stats.update(contract_checking=double.check_contract, contract_errors=double.contract_errors)
+    stored = double.store.files.values()  # what is stored now (stats["files"]: ever)
+    stats.update(files_live=len(stored), files_live_bytes=sum(f.obj["bytes"] for f in stored))
     return json_response(stats)
 
 

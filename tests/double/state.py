@@ -92,10 +92,13 @@ class Stats:
     errors: Counter = field(default_factory=Counter)  # every error answered, by HTTP status
     quota_used: int = 0
     # The Batch API: batches by status reached ("created" counts every one), lines by
-    # outcome (answered, failed, expired, cancelled), files by purpose.
+    # outcome (answered, failed, expired, cancelled), files by purpose; the custom_ids
+    # answered (200), and how many lines were answered for a custom_id answered before.
     batches: Counter = field(default_factory=Counter)
     batch_lines: Counter = field(default_factory=Counter)
     files: Counter = field(default_factory=Counter)
+    batch_answered: set = field(default_factory=set)
+    batch_repeats: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -114,6 +117,7 @@ class Stats:
             "batches": dict(self.batches),
             "batch_lines": dict(self.batch_lines),
             "files": dict(self.files),
+            "batch_repeats": self.batch_repeats,
             "cpu_s": time.process_time(),
         }
 
