@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import API_KEY, askbatch, base_env, write_csv
 from tests.double.fixture import BATCH_OPTIONS
 from tests.jobtools import Background, asked, fresh_db, read_rows, wait_for
+from worker.batch import records
+from worker.store import LocalStore
 
 ROWS = [[str(i), "", f"question number {i}"] for i in range(12)]
 
@@ -50,7 +52,11 @@ def test_killed_run_then_resume_asks_every_line_once(tmp_path, batch_api):
     assert [r["status"] for r in read_rows(out)] == ["completed"] * 12
     assert batches_created(batch_api) == 3, "resume picked the batches up, created none"
     assert all(n == 1 for n in asked(batch_api).values()), asked(batch_api)
-    assert len(asked(batch_api)) == 12
+    assert len(asked(batch_api)) == 12 and batch_api.stats()["batch_repeats"] == 0
+    # No row was put in a second batch: every row sits in exactly one of the job's batches.
+    found = records.load(LocalStore(tmp_path / "state"), job)[0]
+    held = [index for record in found for index, _ in record.rows]
+    assert sorted(held) == list(range(12)) and len(found) == 3
     assert API_KEY not in resumed.stderr + run.text()
 
 
@@ -94,24 +100,35 @@ def test_the_spending_cap_submits_no_batch_beyond_it(tmp_path, batch_api):
     assert sum(Decimal(r["cost_usd"]) for r in rows[:4]) < Decimal("0.01")
 
 
-def test_distributed_job_finishes_on_the_workers_after_run_exits(tmp_path, batch_api, redis_server):
-    from tests.conftest import start_workers
-
-    broker = fresh_db(redis_server.url, 7)
-    env = base_env(tmp_path, batch_api) | {
-        "ASKBATCH_BROKER_URL": broker,
+def distributed_env(tmp_path, api, redis_server, db: int) -> dict[str, str]:
+    return base_env(tmp_path, api) | {
+        "ASKBATCH_BROKER_URL": fresh_db(redis_server.url, db),
         "ASKBATCH_BATCH_MAX_LINES": "4",
         "ASKBATCH_BATCH_POLL_S": "1",
     }
+
+
+def run_then_kill(tmp_path, api, env, out, batches: int) -> str:
+    """`run --batch` on workers, killed once `batches` batches are out; returns the job id."""
+    api.configure(batch_lines_per_s=2)
+    run = Background.start(["run", str(sheet(tmp_path)), "-o", str(out), "--batch"], env,
+                           tmp_path / "run.log")  # fmt: skip
+    job = run.job_id()
+    wait_for("batches created", lambda: batches_created(api) >= batches, timeout=60)
+    run.kill(signal.SIGKILL)  # the submitting machine goes away
+    return job
+
+
+def test_distributed_job_finishes_on_the_workers_after_run_exits(tmp_path, batch_api, redis_server):
+    from tests.conftest import start_workers
+
+    env = distributed_env(tmp_path, batch_api, redis_server, 7)
     workers = start_workers(env, 1, tmp_path, concurrency=2)
     try:
-        batch_api.configure(batch_lines_per_s=2)
         out = tmp_path / "out.csv"
-        run = Background.start(["run", str(sheet(tmp_path)), "-o", str(out), "--batch"], env,
-                               tmp_path / "run.log")  # fmt: skip
-        job = run.job_id()
-        wait_for("a batch created", lambda: batches_created(batch_api) >= 1, timeout=60)
-        run.kill(signal.SIGKILL)  # the submitting machine goes away
+        job = run_then_kill(tmp_path, batch_api, env, out, 1)
+        shown = askbatch(["status", job], env, out)
+        assert "batches:" in shown.stdout and "batch_" in shown.stdout, shown.stdout
         batch_api.configure(batch_lines_per_s=2000)
 
         def finished():
@@ -123,6 +140,28 @@ def test_distributed_job_finishes_on_the_workers_after_run_exits(tmp_path, batch
         assert collected.code == 0, collected.stderr
         assert [r["status"] for r in read_rows(out)] == ["completed"] * 12
         assert all(n == 1 for n in asked(batch_api).values())
+        assert batch_api.stats()["batch_repeats"] == 0
     finally:
         workers.stop()
     assert API_KEY not in workers.log_text()
+
+
+def test_distributed_resume_takes_over_the_looks(tmp_path, batch_api, redis_server):
+    """A resume starts a new chain of looks on the workers; the run's chain ends, and no
+    batch is created twice."""
+    from tests.conftest import start_workers
+
+    env = distributed_env(tmp_path, batch_api, redis_server, 8)
+    workers = start_workers(env, 2, tmp_path, concurrency=2)
+    try:
+        out = tmp_path / "out.csv"
+        job = run_then_kill(tmp_path, batch_api, env, out, 3)
+        batch_api.configure(batch_lines_per_s=2000)
+        resumed = askbatch(["resume", job, "--overwrite"], env, out)
+        assert resumed.code == 0, resumed.stderr
+        assert [r["status"] for r in read_rows(out)] == ["completed"] * 12
+        assert batches_created(batch_api) == 3
+        assert all(n == 1 for n in asked(batch_api).values()) and len(asked(batch_api)) == 12
+    finally:
+        workers.stop()
+    assert "looking again" not in workers.log_text(), "no look failed"
