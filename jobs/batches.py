@@ -1,5 +1,5 @@
-"""A --batch job as a whole: check it can be asked that way, keep its rows with it, run its
-looks (embedded) or hand them to the workers (distributed), cancel it, describe its batches.
+"""A --batch job as a whole: keep its rows with it, run its looks (embedded) or hand them to
+the workers (distributed), cancel it, describe its batches.
 
 The looks themselves are worker/batch/tick.py; this module is what `run`, `resume`, `cancel`
 and `status` call for a job asked through the Batch API.
@@ -15,25 +15,11 @@ import openai
 
 from worker import runtime
 from worker.batch import records, rounds, tick
-from worker.errors import ConfigError
 from worker.models import CANCELLED, JobSpec, Row
-from worker.profile import Profile
-from worker.settings import Settings
 from worker.store import Progress, Store
 
 NOTE_EVERY_S = 2.0  # a distributed job's progress line reads the workers' note this often
 CANCEL_WAIT_S = 120.0  # `cancel` of a job no process runs waits this long for its batches
-
-
-def check(settings: Settings, profile: Profile) -> None:
-    """Refuse, before anything is sent, what the Batch API route cannot ask (the providers
-    without one are refused by Settings.validate)."""
-    if settings.batch and profile.tools:
-        raise ConfigError(
-            "--batch does not run function tools: the profile's [[tools]] need an answer "
-            "between requests, which a batch cannot give. Run without --batch, or use a "
-            "profile without tools"
-        )
 
 
 def prepare(store: Store, spec: JobSpec, groups: Iterator[list[Row]]) -> None:

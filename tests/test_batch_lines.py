@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from worker.batch import results
@@ -127,7 +128,7 @@ def test_a_responses_output_line_gives_the_synchronous_cells():
     raw = json.dumps(_line(custom_id(s.job_id, 7, 2), 200, body))
     index, attempt, line = results.parse(raw, s.job_id)
     assert (index, attempt) == (7, 2)
-    out = results.outcome(s, Row(7, "", ""), attempt, line, {"type": "object"}, 12.5, "batch_x")
+    out = results.outcome(JobContext(s), Row(7, "", ""), attempt, line, 12.5, "batch_x")
     r = out.result
     assert r.status == COMPLETED and r.answer == "{}" and r.run_id == "resp_1"
     assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.cached_tokens) == (
@@ -142,7 +143,7 @@ def test_a_responses_output_line_gives_the_synchronous_cells():
 
 
 def test_a_chat_output_line_and_the_error_lines():
-    s = spec("chat")
+    s = replace(spec("chat"), profile={})  # no schema: a plain answer
     body = {
         "id": "chatcmpl-1",
         "model": "gpt-5-mini",
@@ -151,18 +152,17 @@ def test_a_chat_output_line_and_the_error_lines():
         "usage": {"prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10},
     }  # fmt: skip
     row = Row(1, "", "")
-    done = results.outcome(s, row, 1, _line("x", 200, body), None, 1.0, "t")
+    job = JobContext(s)
+
+    def outcome(code, body=None, error=None):
+        return results.outcome(job, row, 1, _line("x", code, body, error), 1.0, "t")
+
+    done = outcome(200, body)
     assert done.result.status == COMPLETED and done.result.answer == "hi"
-    busy = results.outcome(s, row, 1, _line("x", 429, {"error": {"message": "slow down"}}), None,
-                           1.0, "t")  # fmt: skip
+    busy = outcome(429, {"error": {"message": "slow down"}})
     assert busy.result is None and "slow down" in busy.again
-    down = results.outcome(s, row, 1, _line("x", 503, {"error": {"message": "down"}}), None, 1, "t")
-    assert down.result is None
-    bad = results.outcome(s, row, 1, _line("x", 400, {"error": {"message": "bad\nimage"}}), None,
-                          1.0, "t")  # fmt: skip
+    assert outcome(503, {"error": {"message": "down"}}).result is None
+    bad = outcome(400, {"error": {"message": "bad\nimage"}})
     assert bad.result.status == FAILED and bad.result.error == "400: bad image"
-    late = results.outcome(
-        s, row, 1, _line("x", None, error={"code": "batch_expired", "message": "too late"}), None,
-        1.0, "t",
-    )  # fmt: skip
+    late = outcome(None, error={"code": "batch_expired", "message": "too late"})
     assert late.result is None and late.unfinished

@@ -140,16 +140,40 @@ def test_providers_without_a_batch_route_are_refused(tmp_path, batch_api, provid
     assert not batch_api.stats()["batches"], "nothing was sent"
 
 
-def test_function_tools_are_refused(tmp_path, batch_api):
+@pytest.mark.parametrize("provider", ["responses", "chat"])
+def test_function_tools_run_in_rounds_as_a_synchronous_run_does(tmp_path, batch_api, provider):
+    from tests.test_threads_tools import TOOL_ROWS, TOOLS_PROFILE
+
     profile = tmp_path / "tools.toml"
-    profile.write_text(
-        'model = "gpt-5-mini"\n[[tools]]\nfunction = "worker.builtin_tools:evaluate"\n'
-        'parameters = { type = "object", properties = { expression = { type = "string" } } }\n'
-    )
-    result = run(tmp_path, batch_api, ["--batch", "--assistant", str(profile)], [["1", "", "q"]])
-    assert result.code == 2, result.stderr
-    assert "--batch does not run function tools" in result.stderr
-    assert "Traceback" not in result.stderr
+    profile.write_text(TOOLS_PROFILE)
+    rows = TOOL_ROWS
+    header = ("id", "question", "model")
+    env = {"ASKBATCH_MAX_TOOL_ROUNDS": "2"}
+    flags = ["--provider", provider, "--assistant", str(profile)]
+    sync = run(tmp_path, batch_api, flags, rows, name="sync", header=header, env=env)
+    batch_api.reset()
+    batched = run(tmp_path, batch_api, [*flags, "--batch"], rows, header=header, env=env)
+    assert sync.code == batched.code == 1, batched.stderr
+    got = batched.rows()
+    calc, broke, loop, plain = got
+    assert (calc["status"], calc["tool_calls"]) == ("completed", "evaluate x1")
+    assert broke["tool_calls"] == "boom x1" and "the tool broke" in broke["error"]
+    assert loop["status"] == "failed" and "after 2 rounds" in loop["error"]
+    assert loop["tool_calls"] == "evaluate x2" and plain["status"] == "completed"
+    # Every row that ends where the synchronous run ends has its cells, usage of every
+    # round included; the looping row's synchronous responses run makes one more request,
+    # without tools, and keeps its answer: the batch row just fails.
+    same = DIFFERENT | {"answer", "prompt_tokens", "completion_tokens", "total_tokens"}
+    for s, b in zip(sync.rows(), got, strict=True):
+        skip = same if s["id"] == "3" and provider == "responses" else DIFFERENT
+        assert {k: v for k, v in s.items() if k not in skip} == {
+            k: v for k, v in b.items() if k not in skip
+        }
+    stats = batch_api.stats()
+    # Round 1: four lines; round 2: rows 1-3 with their tools' outputs; round 3: row 3 again.
+    # Row 2 asks another model, so rounds 1 and 2 are two files (two batches) each.
+    assert stats["batches"].get("completed") == 5, stats["batches"]
+    assert stats["batch_repeats"] == 0
 
 
 def test_the_enqueued_token_limit_waits_and_goes_again_smaller(tmp_path, batch_api):

@@ -27,7 +27,6 @@ def command(args: argparse.Namespace) -> int:
     check_output_path(out, args.input, args.overwrite)
     settings.require_credentials()
     profile = load_job_profile(settings)
-    batches.check(settings, profile)
     if settings.provider == "local":
         settings = local.prepare_run(settings, quiet=args.quiet)
         profile = local.cap_answers(profile, settings)

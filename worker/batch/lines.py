@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,25 +47,32 @@ class LineBuilder:
         mod = responses if self.provider == "responses" else chat
         self.static = mod.static_params(job)
 
-    def body(self, row: Row, history: list[dict[str, Any]]) -> dict[str, Any]:
-        """`history`: the thread's earlier turns as user/assistant messages."""
+    def body(
+        self, row: Row, history: list[dict[str, Any]], items: Sequence[dict[str, Any]] = ()
+    ) -> dict[str, Any]:
+        """`history`: the thread's earlier turns as user/assistant messages; `items`: this
+        turn's tool calls and their outputs so far (worker/batch/toolrounds.py)."""
+        user = [{"role": "user", "content": row.question}]
         if self.provider == "responses":
             # A first turn sends the plain string, as a synchronous run does.
-            turn = [*history, {"role": "user", "content": row.question}] if history else None
-            return responses.request_params(
-                self.job, self.static, row, turn if turn else row.question
-            )
-        user = [{"role": "user", "content": row.question}]
-        return chat.request_params(self.job, self.static, row, history, user)
+            turn = [*history, *user, *items] if history or items else row.question
+            return responses.request_params(self.job, self.static, row, turn)
+        return chat.request_params(self.job, self.static, row, history, [*user, *items])
 
-    def line(self, row: Row, attempt: int, history: list[dict[str, Any]]) -> bytes:
+    def line(
+        self,
+        row: Row,
+        attempt: int,
+        history: list[dict[str, Any]],
+        items: Sequence[dict[str, Any]] = (),
+    ) -> bytes:
         return (
             json.dumps(
                 {
                     "custom_id": custom_id(self.job.spec.job_id, row.index, attempt),
                     "method": "POST",
                     "url": self.url,
-                    "body": self.body(row, history),
+                    "body": self.body(row, history, items),
                 },
                 ensure_ascii=False,
                 separators=(",", ":"),

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.batch.lines import parse_custom_id
+from worker.batch.toolrounds import Continuing, calls_in, run_tools
 from worker.fatal import one_line
-from worker.models import BATCH_TIER, EXPIRED, FAILED, JobSpec, Result, Row
-from worker.providers.base import Turn
+from worker.models import BATCH_TIER, EXPIRED, FAILED, Result, Row, Usage
+from worker.providers.base import JobContext, Turn, too_many_rounds
 from worker.providers.chat import turn_from_completion
 from worker.providers.responses import turn_from_response
 from worker.runner import result_of
@@ -33,6 +34,7 @@ class Outcome:
     result: Result | None = None
     again: str = ""
     unfinished: bool = False  # not asked at all (the batch expired or was cancelled first)
+    continuing: Continuing | None = None  # it asked for tools: they ran, the row goes on
 
 
 def parse(raw: bytes | str, job_id: str) -> tuple[int, int, dict[str, Any]] | None:
@@ -50,19 +52,27 @@ def parse(raw: bytes | str, job_id: str) -> tuple[int, int, dict[str, Any]] | No
 
 
 def outcome(
-    spec: JobSpec,
+    job: JobContext,
     row: Row,
     attempt: int,
     line: dict[str, Any],
-    schema: dict | None,
     latency_s: float,
     thread_id: str,
+    so_far: Continuing | None = None,
 ) -> Outcome:
-    def made(turn: Turn, use_schema: dict | None = None) -> Result:
+    """`so_far`: the row's tool rounds before this line, if it had any."""
+    spec = job.spec
+    so_far = so_far or Continuing()
+
+    def made(turn: Turn, schema: dict | None = None) -> Outcome:
         turn.service_tier = BATCH_TIER  # the Batch API's own tier: batch prices
-        result = result_of(spec, row, turn, use_schema)
+        if so_far.rounds:  # every round's usage is the row's
+            total = Usage(**{name: getattr(so_far.usage, name) for name in Usage.__slots__})
+            total.add(turn.usage)
+            turn.usage = total
+        result = result_of(spec, row, turn, schema, so_far.log())
         result.thread_id, result.latency_s, result.attempts = thread_id, latency_s, attempt
-        return result
+        return Outcome(row.index, attempt, result)
 
     response = line.get("response") or {}
     code = response.get("status_code")
@@ -72,21 +82,26 @@ def outcome(
             turn = turn_from_response(body)
         else:
             turn = turn_from_completion(body, row.model or spec.model)
-        return Outcome(row.index, attempt, made(turn, schema))
+        calls = calls_in(spec.provider, body) if job.toolbox else []
+        if not calls:
+            return made(turn, job.profile.schema)
+        if so_far.rounds == spec.max_tool_rounds:
+            turn.status, turn.error = FAILED, too_many_rounds(so_far.rounds)
+            return made(turn)
+        going_on = run_tools(job, body, calls, so_far, turn.usage, attempt)
+        return Outcome(row.index, attempt, continuing=going_on)
     if code is not None:
         error = body.get("error") or {}
         message = one_line(f"{code}: {error.get('message') or error.get('code') or body}")
         if code == 429 or code >= 500:
             return Outcome(row.index, attempt, again=message)
-        turn = Turn(FAILED, error=message)
-        return Outcome(row.index, attempt, made(turn))
+        return made(Turn(FAILED, error=message))
     error = line.get("error") or {}
     code_word = str(error.get("code") or "")
     message = one_line(f"{code_word or 'error'}: {error.get('message') or 'no message'}")
     if code_word in UNFINISHED:
         return Outcome(row.index, attempt, again=message, unfinished=True)
-    turn = Turn(FAILED, error=message)
-    return Outcome(row.index, attempt, made(turn))
+    return made(Turn(FAILED, error=message))
 
 
 def gave_up(row: Row, attempt: int, reason: str, expired: bool) -> Result:

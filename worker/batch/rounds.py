@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.batch.records import BatchRecord
+from worker.batch.toolrounds import CONTINUING, Continuing
 from worker.models import COMPLETED, JobSpec, Result, Row
 from worker.runner import skipped_result
 from worker.store import Store
@@ -27,6 +28,7 @@ class Due:
     attempt: int  # the line's attempt number (its custom_id's last part)
     history: list[dict[str, Any]] = field(default_factory=list)
     prior: Result | None = None  # the thread's previous turn, for the spending cap's hold
+    continuing: Continuing | None = None  # its tool rounds so far (worker/batch/toolrounds)
 
 
 class Threads:
@@ -87,7 +89,8 @@ def due_rows(
             continue  # a later round
         waiting.append((index, earlier))
     wanted = {i for index, earlier in waiting for i in (index, *earlier)}
-    rows = {i: Row.from_json(r) for i, r in store.rows_get(spec.job_id, wanted).items()}
+    raw = store.rows_get(spec.job_id, wanted)
+    rows = {i: Row.from_json(r) for i, r in raw.items()}
     done = store.get(spec.job_id, {e for _, earlier in waiting for e in earlier})
     due: list[Due] = []
     for index, earlier in waiting:
@@ -104,7 +107,16 @@ def due_rows(
                     {"role": "user", "content": rows[e].question},
                     {"role": "assistant", "content": turn.answer},
                 ]
-        due.append(Due(row, sent.get(index, 0) + 1, history, turns[-1] if turns else None))
+        so_far = raw[index].get(CONTINUING)
+        due.append(
+            Due(
+                row,
+                sent.get(index, 0) + 1,
+                history,
+                turns[-1] if turns else None,
+                Continuing.from_json(so_far) if so_far else None,
+            )
+        )
     return due
 
 

@@ -19,7 +19,7 @@ import httpx2
 import openai
 
 from worker import pricing
-from worker.batch import api, records, results, rounds
+from worker.batch import api, records, results, rounds, toolrounds
 from worker.batch.lines import LineBuilder, write_files
 from worker.batch.records import TERMINAL, BatchRecord, JobState
 from worker.fatal import HALT_ACCESS, classify, is_halt, one_line
@@ -118,7 +118,6 @@ class Batcher:
         self.workdir = workdir
         self.job = JobContext(spec)
         self.builder = LineBuilder(self.job)
-        self.schema = self.job.profile.schema
 
     def look(self) -> Look:
         spec, job = self.spec, self.spec.job_id
@@ -249,6 +248,9 @@ class Batcher:
         spec, job = self.spec, self.spec.job_id
         pending = {index: attempt for index, attempt in record.rows}
         latency = max(0.0, time.time() - record.submitted_at)
+        # With function tools, the rows' tool rounds so far (kept with the rows).
+        stored = self.store.rows_get(job, pending) if self.job.toolbox else {}
+        going_on: list[dict] = []
         for file_id in (record.output_file_id, record.error_file_id):
             if not file_id:
                 continue
@@ -260,11 +262,21 @@ class Batcher:
                 del pending[index]
                 row = Row(index, "", "", model=record.model)
                 thread_id = threads.thread_id(job, index)
-                out = results.outcome(spec, row, attempt, line, self.schema, latency, thread_id)
-                if out.result is not None:
+                so_far = toolrounds.Continuing.from_json(
+                    stored.get(index, {}).get(toolrounds.CONTINUING)
+                )
+                if so_far.after == attempt:
+                    continue  # its tools ran when an earlier look read this line
+                out = results.outcome(self.job, row, attempt, line, latency, thread_id, so_far)
+                if out.continuing is not None:
+                    cont = out.continuing.to_json()
+                    going_on.append({**stored[index], toolrounds.CONTINUING: cont})
+                elif out.result is not None:
                     yield out.result
                 elif asked.get(index) >= spec.max_attempts:
                     yield results.gave_up(row, asked[index], out.again, out.unfinished)
+        if going_on:  # stored before the batch is marked read, so a crash loses no round
+            self.store.rows_put(job, going_on)
         cancelled = bool(stop) and stop[0] == CANCELLED
         for index in pending:  # lines the batch returned nothing for
             reason = record.error or f"the batch ended {record.status} before the line was asked"
@@ -274,6 +286,11 @@ class Batcher:
                 yield results.gave_up(Row(index, "", ""), asked[index], reason, True)
 
     # --- submitting -------------------------------------------------------------------
+
+    def _line(self, due: rounds.Due) -> tuple[str, int, int, bytes]:
+        items = due.continuing.items if due.continuing else []
+        line = self.builder.line(due.row, due.attempt, due.history, items)
+        return self.job.model(due.row), due.row.index, due.attempt, line
 
     def _submit(
         self,
@@ -296,11 +313,7 @@ class Batcher:
         by_index = {d.row.index: d for d in due}
         seq = max((r.seq for r in found), default=0)
         cap = int(Decimal(spec.max_cost) * pricing.NANO) if spec.max_cost else 0
-        lines = (
-            (self.job.model(d.row), d.row.index, d.attempt, self.builder.line(d.row, d.attempt,
-                                                                              d.history))
-            for d in due
-        )  # fmt: skip
+        lines = (self._line(d) for d in due)
         note = ""
         for part in write_files(lines, state.line_cap or spec.batch_max_lines, self.workdir):
             try:
