@@ -165,3 +165,24 @@ def test_distributed_resume_takes_over_the_looks(tmp_path, batch_api, redis_serv
     finally:
         workers.stop()
     assert "looking again" not in workers.log_text(), "no look failed"
+
+
+def test_cancel_with_no_process_running_the_job(tmp_path, batch_api):
+    """`run` was killed; `cancel` itself cancels the batches, keeps what they finished and
+    writes the rest cancelled; `collect` then writes the CSV."""
+    batch_api.configure(batch_lines_per_s=1)
+    env = base_env(tmp_path, batch_api) | {"ASKBATCH_BATCH_MAX_LINES": "6"}
+    out = tmp_path / "out.csv"
+    run = Background.start(["run", str(sheet(tmp_path)), "-o", str(out), "--batch"], env,
+                           tmp_path / "run.log")  # fmt: skip
+    job = run.job_id()
+    wait_for("a line answered", lambda: batch_api.stats()["batch_lines"].get("answered", 0) >= 1)
+    run.kill(signal.SIGKILL)
+    cancelled = askbatch(["cancel", job], env, out)
+    assert cancelled.code == 0, cancelled.stderr
+    assert "are marked cancelled" in cancelled.stdout, cancelled.stdout
+    collected = askbatch(["collect", job], env, out)
+    assert collected.code == 1, collected.stderr
+    statuses = [r["status"] for r in read_rows(out)]
+    assert "cancelled" in statuses and set(statuses) <= {"completed", "cancelled"}
+    assert statuses.count("completed") == batch_api.stats()["batch_lines"].get("answered", 0)

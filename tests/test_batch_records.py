@@ -74,11 +74,11 @@ def uploaded(tmp_path, client):
     return store, builder, part, batch_api.upload(client, part.path)
 
 
-def looks_until_done(store, client):
-    look = tick.look(store, SPEC, client)
+def looks_until_done(store, client, spec=SPEC):
+    look = tick.look(store, spec, client)
     while look.delay is not None:
         time.sleep(min(look.delay, 0.2))
-        look = tick.look(store, SPEC, client)
+        look = tick.look(store, spec, client)
 
 
 def test_a_batch_created_but_not_recorded_is_found_not_made_again(tmp_path, api, client):
@@ -103,3 +103,37 @@ def test_an_uploaded_file_without_a_batch_gets_one(tmp_path, api, client):
     looks_until_done(store, client)
     assert api.stats()["batches"]["created"] == 1
     assert len(store.get(SPEC.job_id, range(3))) == 3
+
+
+def test_a_batch_read_twice_runs_its_tools_once(tmp_path, api, client):
+    """A look that died after running a line's tools, before marking its batch read."""
+    from dataclasses import replace
+
+    from worker.batch.toolrounds import CONTINUING
+    from worker.profile import Profile, Tool
+
+    expression = {"type": "object", "properties": {"expression": {"type": "string"}}}
+    tool = Tool("evaluate", "worker.builtin_tools:evaluate", parameters=expression)
+    spec = replace(SPEC, total=1, profile=Profile(tools=(tool,)).to_json())
+    store = LocalStore(tmp_path)
+    store.create_job(spec)
+    row = Row(0, "1", 'sum [[call:evaluate:{"expression": "2+3"}]]')
+    store.rows_put(spec.job_id, [row.to_json()])
+    rounds.save_threads(store, spec.job_id, [])
+    tick.look(store, spec, client)  # round 1 submitted
+    deadline = time.monotonic() + 60
+    while len(records.load(store, spec.job_id)[0]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the double moves a batch on when it is looked at
+        tick.look(store, spec, client)  # round 1 read: the tool ran; round 2 submitted
+    first = records.load(store, spec.job_id)[0][0]
+    assert first.ended
+    first.ended = False  # as if the look had died before recording it read
+    records.save(store, spec.job_id, first)
+    tick._settled.clear()
+    tick.look(store, spec, client)
+    so_far = store.rows_get(spec.job_id, [0])[0][CONTINUING]
+    assert so_far["calls"] == {"evaluate": 1} and len(so_far["items"]) == 2
+    looks_until_done(store, client, spec)
+    (result,) = store.get(spec.job_id, [0]).values()
+    assert result.status == COMPLETED and result.tool_calls == "evaluate x1"
+    assert "5" in result.answer
