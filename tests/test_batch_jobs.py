@@ -60,14 +60,21 @@ def test_killed_run_then_resume_asks_every_line_once(tmp_path, batch_api):
     assert API_KEY not in resumed.stderr + run.text()
 
 
-def test_cancel_keeps_finished_lines_and_cancels_the_rest(tmp_path, batch_api):
-    batch_api.configure(batch_lines_per_s=1)
-    env = base_env(tmp_path, batch_api) | {"ASKBATCH_BATCH_MAX_LINES": "6"}
+def answering(tmp_path, api, answered: int):
+    """`run --batch` of 12 rows in 2 batches answered a line a second, once `answered` lines
+    are: (the run, its job id, its environment, its output)."""
+    api.configure(batch_lines_per_s=1)
+    env = base_env(tmp_path, api) | {"ASKBATCH_BATCH_MAX_LINES": "6"}
     out = tmp_path / "out.csv"
     run = Background.start(["run", str(sheet(tmp_path)), "-o", str(out), "--batch"], env,
                            tmp_path / "run.log")  # fmt: skip
     job = run.job_id()
-    wait_for("a line answered", lambda: batch_api.stats()["batch_lines"].get("answered", 0) >= 2)
+    wait_for("lines answered", lambda: api.stats()["batch_lines"].get("answered", 0) >= answered)
+    return run, job, env, out
+
+
+def test_cancel_keeps_finished_lines_and_cancels_the_rest(tmp_path, batch_api):
+    run, job, env, out = answering(tmp_path, batch_api, 2)
     cancelled = askbatch(["cancel", job], env, out)
     assert cancelled.code == 0, cancelled.stderr
     assert "cancelling 2 batches" in cancelled.stdout, cancelled.stdout
@@ -170,13 +177,7 @@ def test_distributed_resume_takes_over_the_looks(tmp_path, batch_api, redis_serv
 def test_cancel_with_no_process_running_the_job(tmp_path, batch_api):
     """`run` was killed; `cancel` itself cancels the batches, keeps what they finished and
     writes the rest cancelled; `collect` then writes the CSV."""
-    batch_api.configure(batch_lines_per_s=1)
-    env = base_env(tmp_path, batch_api) | {"ASKBATCH_BATCH_MAX_LINES": "6"}
-    out = tmp_path / "out.csv"
-    run = Background.start(["run", str(sheet(tmp_path)), "-o", str(out), "--batch"], env,
-                           tmp_path / "run.log")  # fmt: skip
-    job = run.job_id()
-    wait_for("a line answered", lambda: batch_api.stats()["batch_lines"].get("answered", 0) >= 1)
+    run, job, env, out = answering(tmp_path, batch_api, 1)
     run.kill(signal.SIGKILL)
     cancelled = askbatch(["cancel", job], env, out)
     assert cancelled.code == 0, cancelled.stderr
