@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from worker.fatal import one_line
 from worker.store import Store
 
 # The Batch API's statuses, and the ones after which nothing more happens to a batch.
@@ -86,6 +87,26 @@ class BatchRecord:
     @property
     def live(self) -> bool:
         return not self.ended
+
+    def follow(self, batch: Any) -> bool:
+        """Copy what the API says of the batch (an SDK `Batch`) into the record; True if
+        anything changed."""
+        counts = batch.request_counts
+        errors = list((batch.errors.data or []) if batch.errors else [])
+        new = {
+            "status": batch.status,
+            "completed": counts.completed if counts else 0,
+            "failed": counts.failed if counts else 0,
+            "output_file_id": batch.output_file_id or "",
+            "error_file_id": batch.error_file_id or "",
+            "error": one_line("; ".join(f"{e.code}: {e.message}" for e in errors[:3]), 500),
+            "token_limited": batch.status == "failed"
+            and any(e.code == "token_limit_exceeded" for e in errors),
+        }
+        changed = any(getattr(self, k) != v for k, v in new.items())
+        for k, v in new.items():
+            setattr(self, k, v)
+        return changed
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

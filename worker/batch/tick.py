@@ -145,7 +145,7 @@ class Batcher:
             if live:
                 return Look(self._delay(live), f"stopping: {_batches(len(live))} out")
             self.store.mark_unstarted(job, self.store.missing(job, spec.total), *stop)
-            return Look(None)
+            return self._ended(state)
         # Rows become due only when a batch ends, when a look stopped short of submitting
         # them, or when results are dropped (resume --retry-failed): a look that finds the
         # job as the last one in this process left it, every due row sent, skips the search.
@@ -163,15 +163,23 @@ class Batcher:
             _settled[job] = _seen(found, progress.done)
         if not live and (progress.done >= spec.total or not due):
             # Done; or nothing out and nothing to send (rows that can never be asked).
-            _settled.pop(job, None)
-            return Look(None)
+            return self._ended(state)
         if not note:
             waiting = spec.total - progress.done - sum(len(r.rows) for r in live)
-            note = f"{_batches(len(live))} out" + (f", {waiting} rows waiting" if waiting else "")
+            rows = f"{waiting} row" + "s" * (waiting != 1)
+            note = f"{_batches(len(live))} out" + (f", {rows} waiting" if waiting else "")
         if state.note != note:
             state.note = note
             records.save_state(self.store, job, state)
         return Look(self._delay(live) if live else RETRY_S, note)
+
+    def _ended(self, state: JobState) -> Look:
+        """Nothing more to do: no note left for `status` to show."""
+        _settled.pop(self.spec.job_id, None)
+        if state.note:
+            state.note = ""
+            records.save_state(self.store, self.spec.job_id, state)
+        return Look(None)
 
     def _delay(self, live: list[BatchRecord]) -> float:
         """The poll interval, shorter while the batches are young (small batches end fast)."""
@@ -201,7 +209,7 @@ class Batcher:
             record.batch_id, record.submitted_at = batch.id, float(batch.created_at)
             records.save(self.store, job, record)
         batch = api.retrieve(self.client, record.batch_id)
-        changed = _update(record, batch)
+        changed = record.follow(batch)
         if record.status in TERMINAL:
             self._ingest(record, stop, asked, threads)
             record.ended = True
@@ -367,23 +375,3 @@ def _last_ok(found: list[BatchRecord]) -> int:
 
 def _hold(spec: JobSpec, row: Row, prior: Result | None) -> Decimal:
     return spending.hold_for(spec, row, prior.usage if prior else None)
-
-
-def _update(record: BatchRecord, batch) -> bool:
-    """Copy what the API says of the batch into its record; True if anything changed."""
-    counts = batch.request_counts
-    errors = [e for e in ((batch.errors.data or []) if batch.errors else [])]
-    new = {
-        "status": batch.status,
-        "completed": counts.completed if counts else 0,
-        "failed": counts.failed if counts else 0,
-        "output_file_id": batch.output_file_id or "",
-        "error_file_id": batch.error_file_id or "",
-        "error": one_line("; ".join(f"{e.code}: {e.message}" for e in errors[:3]), 500),
-        "token_limited": batch.status == "failed"
-        and any(e.code == "token_limit_exceeded" for e in errors),
-    }
-    changed = any(getattr(record, k) != v for k, v in new.items())
-    for k, v in new.items():
-        setattr(record, k, v)
-    return changed
