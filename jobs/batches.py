@@ -76,6 +76,11 @@ def hand_to_workers(store: Store, spec: JobSpec) -> None:
     tasks.batch_tick.apply_async(args=(spec.job_id, chain))
 
 
+def looked_at(store: Store, spec: JobSpec) -> bool:
+    """Whether a look has recorded a batch of the job yet."""
+    return bool(records.load(store, spec.job_id)[0])
+
+
 def with_note(store: Store, spec: JobSpec, show: Callable[[Progress], None]):
     """`show`, with the note the workers' last look left (read every NOTE_EVERY_S)."""
     seen = {"at": 0.0, "note": ""}

@@ -293,7 +293,10 @@ def _answer_batches(
         return batches.run_here(store, spec, show)
     batches.hand_to_workers(store, spec)
     shown = batches.with_note(store, spec, show)
-    return wait(store, spec, shown, on_idle=on_idle, idle_after_s=settings.idle_warning_s)
+    # A --batch job's rows are never claimed, so "started" stays 0: the warning is for a job
+    # no worker has looked at yet (no batch recorded).
+    idle = on_idle and (lambda: None if batches.looked_at(store, spec) else on_idle())
+    return wait(store, spec, shown, on_idle=idle, idle_after_s=settings.idle_warning_s)
 
 
 def finish_stopped(store: Store, spec: JobSpec) -> None:

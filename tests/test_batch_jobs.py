@@ -112,6 +112,8 @@ def distributed_env(tmp_path, api, redis_server, db: int) -> dict[str, str]:
         "ASKBATCH_BROKER_URL": fresh_db(redis_server.url, db),
         "ASKBATCH_BATCH_MAX_LINES": "4",
         "ASKBATCH_BATCH_POLL_S": "1",
+        # A job the workers are looking at is not idle, though no row is ever "started".
+        "ASKBATCH_IDLE_WARNING": "1",
     }
 
 
@@ -163,9 +165,10 @@ def test_distributed_resume_takes_over_the_looks(tmp_path, batch_api, redis_serv
     try:
         out = tmp_path / "out.csv"
         job = run_then_kill(tmp_path, batch_api, env, out, 3)
-        batch_api.configure(batch_lines_per_s=2000)
+        batch_api.configure(batch_lines_per_s=1)  # a resume that waits a few seconds
         resumed = askbatch(["resume", job, "--overwrite"], env, out)
         assert resumed.code == 0, resumed.stderr
+        assert "no worker has picked up" not in resumed.stderr
         assert [r["status"] for r in read_rows(out)] == ["completed"] * 12
         assert batches_created(batch_api) == 3
         assert all(n == 1 for n in asked(batch_api).values()) and len(asked(batch_api)) == 12
