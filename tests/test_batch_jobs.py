@@ -61,9 +61,10 @@ def test_killed_run_then_resume_asks_every_line_once(tmp_path, batch_api):
 
 
 def answering(tmp_path, api, answered: int):
-    """`run --batch` of 12 rows in 2 batches answered a line a second, once `answered` lines
-    are: (the run, its job id, its environment, its output)."""
-    api.configure(batch_lines_per_s=1)
+    """`run --batch` of 12 rows in 2 batches answered a line every 2 seconds (so that a
+    loaded machine's `cancel` still finds them running), once `answered` lines are: (the
+    run, its job id, its environment, its output)."""
+    api.configure(batch_lines_per_s=0.5)
     env = base_env(tmp_path, api) | {"ASKBATCH_BATCH_MAX_LINES": "6"}
     out = tmp_path / "out.csv"
     run = Background.start(["run", str(sheet(tmp_path)), "-o", str(out), "--batch"], env,

@@ -68,18 +68,22 @@ def look(store: Store, spec: JobSpec, client: openai.OpenAI, workdir: str | None
 
 
 def cancel(store: Store, spec: JobSpec, client: openai.OpenAI) -> int:
-    """Cancel every live batch of the job at the API; returns how many were asked to stop.
-    Lines they finished are kept when they are read (`look`); the rest end `cancelled`."""
-    cancelled = 0
+    """Cancel every live batch of the job at the API; returns how many are stopping. Lines
+    they finished are kept when they are read (`look`); the rest end `cancelled`."""
+    stopping = 0
     for record in records.load(store, spec.job_id)[0]:
-        if record.live and record.batch_id and record.status not in (*TERMINAL, "cancelling"):
-            try:
-                api.cancel(client, record.batch_id)
-            except openai.APIStatusError as exc:  # it ended meanwhile: read at the next look
-                log.info("batch %s not cancelled: %s", record.batch_id, short_error(exc))
-                continue
-            cancelled += 1
-    return cancelled
+        if not (record.live and record.batch_id and record.status not in TERMINAL):
+            continue
+        stopping += 1
+        if record.status == "cancelling":
+            continue
+        try:
+            api.cancel(client, record.batch_id)
+        except openai.APIStatusError as exc:
+            # Ended meanwhile, or already cancelling (the run's own look cancelled it first):
+            # either way the next look reads it.
+            log.info("batch %s not cancelled: %s", record.batch_id, short_error(exc))
+    return stopping
 
 
 # Per job, how the last look in this process left it (records, ended, rows done) when it had
