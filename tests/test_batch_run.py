@@ -220,3 +220,19 @@ def test_structured_answers_and_a_model_per_row_as_a_synchronous_run(tmp_path, b
     assert got[3]["status"] == "failed" and "does not match the schema" in got[3]["error"]
     # Round 1 holds two models: a file (and a batch) each; round 2 the thread's second turn.
     assert batch_api.stats()["batches"].get("completed") == 3
+
+
+@pytest.mark.parametrize("provider", ["responses", "chat"])
+def test_a_failed_turn_skips_the_rest_of_its_thread(tmp_path, batch_api, provider):
+    rows = [["s1", "A", "first"], ["s2", "A", "second [[fail]]"], ["s3", "A", "third"],
+            ["s4", "A", "fourth"], ["o1", "B", "other thread"]]  # fmt: skip
+    flags = ["--provider", provider, "--batch"]
+    got = run(tmp_path, batch_api, flags, rows).rows()
+    assert [r["status"] for r in got] == ["completed", "failed", "skipped", "skipped", "completed"]
+    assert "row 2" in got[2]["error"] and got[3]["thread_id"] == got[0]["thread_id"]
+    assert "third" not in asked(batch_api) and "fourth" not in asked(batch_api)
+    batch_api.reset()
+    again = run(tmp_path, batch_api, [*flags, "--continue-on-error"], rows, name="again").rows()
+    assert [r["status"] for r in again] == ["completed", "failed", *["completed"] * 3]
+    # The later turns carry the turns that completed, as a synchronous chat thread does.
+    assert again[2]["answer"].startswith("[turn 2]") and again[3]["answer"].startswith("[turn 3]")
