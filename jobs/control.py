@@ -9,7 +9,7 @@ thin layers over these functions.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -17,13 +17,15 @@ from pathlib import Path
 import redis
 
 from jobs import batches, pace
+from jobs.csvout import write_job
 from jobs.intake import Worksheet
-from jobs.record import DISTRIBUTED, EMBEDDED, JobRecord, input_key
+from jobs.record import DISTRIBUTED, EMBEDDED, JobRecord, check_worksheet, input_key
 from jobs.submit import task_groups
 from worker import runtime
 from worker.errors import ConfigError
 from worker.fatal import is_halt
 from worker.models import CANCELLED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row
+from worker.pricing import NANO
 from worker.settings import Settings, mask_url
 from worker.store import LocalStore, Progress, Store
 
@@ -74,8 +76,11 @@ def _use(settings: Settings) -> Store:
     return connect_store(settings)
 
 
-def locate(settings: Settings, job_id: str) -> Job:
-    """The job with this id: on local disk first, else in the broker's Redis."""
+def locate(settings: Settings, job_id: str, use: Callable[[Settings], Store] = _use) -> Job:
+    """The job with this id: on local disk first, else in the broker's Redis.
+
+    `use` gives the store for the job's settings; by default it configures this process for
+    them (a command works on one job). A server holding many jobs passes its own stores."""
     if not _JOB_ID.fullmatch(job_id):
         raise ConfigError(f"{job_id!r} is not a job id (they look like 20250301-142501-1a2b3c)")
     if LocalStore(settings.state_dir).path(job_id).exists():
@@ -88,7 +93,7 @@ def locate(settings: Settings, job_id: str) -> Job:
             f"no job {job_id} in {settings.state_dir}. A job that ran on workers is found "
             "through its broker: give --broker or set ASKBATCH_BROKER_URL."
         )
-    store = _use(settings)
+    store = use(settings)
     try:
         spec = store.job(job_id)
     except KeyError:
@@ -129,13 +134,7 @@ def status_report(job: Job) -> str:
     """What `askbatch status` prints: counts by status, tokens and cost so far, and state."""
     spec, record, store = job.spec, job.record, job.store
     progress = store.progress(job.id)
-    cost, unpriced = Decimal(0), 0
-    for result in all_results(store, job.id, spec.total):
-        row_cost = getattr(result, "cost_usd", None)
-        if row_cost is not None:
-            cost += row_cost
-        elif result.usage.total_tokens:
-            unpriced += 1
+    cost, unpriced = Decimal(progress.cost_nusd) / NANO, progress.unpriced
     statuses = ", ".join(
         f"{n} {s}" for s, n in sorted(progress.by_status.items(), key=lambda kv: -kv[1]) if n
     )
@@ -149,8 +148,9 @@ def status_report(job: Job) -> str:
         f"completion = {progress.total_tokens:,}",
         f"  cost so far: ${cost:.6f}"
         + (f" (+ {unpriced} rows of unpriced models)" if unpriced else ""),
+        f"  retries: {progress.retries:,}",
         *(batches.status_lines(store, spec) if spec.batch else ()),
-        f"  state: {_state(job, progress)}",
+        f"  state: {state_line(job, progress)}",
         *[f"  pace: {text}" for text in [pace.line(pace.reports(store, job.id))] if text],
         f"  answers: {record.output}"
         + ("" if Path(record.output).exists() else " (not written yet: askbatch collect)"),
@@ -158,7 +158,8 @@ def status_report(job: Job) -> str:
     return "\n".join(lines)
 
 
-def _state(job: Job, progress: Progress) -> str:
+def state_line(job: Job, progress: Progress) -> str:
+    """Whether the job is still going, and what to do next, in a line."""
     stop = job.store.stopped(job.id)
     left = job.spec.total - progress.done
     if left <= 0:
@@ -180,6 +181,19 @@ def _state(job: Job, progress: Progress) -> str:
         f"{left} rows without a result: being answered if workers are running "
         f"(otherwise: askbatch resume {job.id})"
     )
+
+
+# --- collect ----------------------------------------------------------------------------
+
+
+def collect(job: Job, out: Path, sanitize: bool = True) -> Progress:
+    """Write the job's answers CSV from what is done (`askbatch collect`, the page's download):
+    rows without a result yet are `pending`, with a halt's reason when one stopped the job."""
+    sheet = check_worksheet(job.record, job.id)
+    stop = job.store.stopped(job.id)
+    reason = f"not asked: {stop[1]}" if is_halt(stop) else ""
+    write_job(job.store, job.spec, sheet, out, sanitize=sanitize, pending_reason=reason)
+    return job.store.progress(job.id)
 
 
 # --- cancel -----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def line(rows: list[dict]) -> str:
     limit = sum(r.get("limit", 0) for r in rows)
     limits = limit_text(rows)
     if not limits and any(r.get("allowed") == 0 for r in rows):
-        limits = "limit not known yet"
+        limits = "not known yet"
     head = f"limit {limits}; " if limits else "no rate limit; "
     return f"{head}{rate * 60:,.0f} requests/min, {active} in flight (up to {limit})"
 

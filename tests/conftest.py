@@ -204,11 +204,16 @@ class Workers:
 
 
 def start_workers(
-    env: dict[str, str], n: int, log_dir: Path, concurrency: int = 16, loglevel: str = "INFO"
+    env: dict[str, str],
+    n: int,
+    log_dir: Path,
+    concurrency: int = 16,
+    loglevel: str = "INFO",
+    name: str = "w",
 ) -> Workers:
     procs, logs = [], []
     for i in range(n):
-        log = log_dir / f"worker{i}.log"
+        log = log_dir / f"worker{i}{name.removeprefix('w')}.log"
         logs.append(log)
         procs.append(
             subprocess.Popen(
@@ -218,7 +223,7 @@ def start_workers(
                     "--concurrency",
                     str(concurrency),
                     "-n",
-                    f"w{i}-{os.getpid()}@%h",
+                    f"{name}{i}-{os.getpid()}@%h",
                     "--loglevel",
                     loglevel,
                 ],

@@ -16,6 +16,8 @@ from pathlib import Path
 import redis
 
 from tests.conftest import ROOT, askbatch_command
+from worker.models import JobSpec
+from worker.store import LocalStore, RedisStore
 
 JOB_ID = re.compile(r"job (\d{8}-\d{6}-[0-9a-f]{6})")
 
@@ -29,6 +31,26 @@ def fresh_db(url: str, db: int) -> str:
     url = db_url(url, db)
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+def backend_store(request, tmp_path: Path, db: int):
+    """For a fixture with params ["redis", "sqlite"]: a store of that backend, empty."""
+    if request.param == "redis":
+        url = fresh_db(request.getfixturevalue("redis_server").url, db)
+        return RedisStore(url, lease_s=2.0)
+    return LocalStore(tmp_path)
+
+
+def new_job(store, total: int = 6):
+    """A job of `total` rows created in `store`, with an id of its own."""
+    spec = JobSpec(
+        job_id=f"20250101-000000-{time.monotonic_ns() % 0xFFFFFF:06x}",
+        provider="chat",
+        model="m",
+        total=total,
+    )
+    store.create_job(spec)
+    return spec
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 120, every: float = 0.1):

@@ -277,3 +277,34 @@ def test_two_workers_against_1200_rpm_get_under_1_percent_429s(redis_server, tmp
     assert run.code == 0, run.stderr
     assert stats["status_429"] <= 0.01 * stats["requests"]["chat"]
     assert "1,200 RPM (learned)" in run.stderr
+
+
+def test_a_worker_joining_mid_run_sends_no_burst(redis_server, tmp_path):
+    """1,200 RPM enforced per second: a second worker started while the first runs at the
+    learned limit paces by the shared budget from its first request (429s stay under 1 %)."""
+    with start_double(rpm=1200, rate_period=1, latency=0.5) as double:
+        env = base_env(tmp_path, double)
+        env["ASKBATCH_BROKER_URL"] = redis_server.url
+        first = start_workers(env, 1, tmp_path, concurrency=64)
+        late: list = []
+
+        def join() -> None:
+            time.sleep(6)  # the first worker has learned the limit and runs at it
+            late.append(start_workers(env, 1, tmp_path, concurrency=64, name="late"))
+
+        joiner = threading.Thread(target=join, daemon=True)
+        try:
+            joiner.start()
+            sheet = write_csv(tmp_path / "q.csv", ["question"], [[f"Q {i}?"] for i in range(500)])
+            run = _run([str(sheet)], env, tmp_path / "a.csv", timeout=300)
+            stats = double.stats()
+            joiner.join(60)
+            logs = "".join(w.log_text() for w in late)
+        finally:
+            first.stop()
+            for workers in late:
+                workers.stop()
+    assert run.code == 0, run.stderr
+    assert [r["status"] for r in run.rows()] == ["completed"] * 500
+    assert late and "askbatch.answer" in logs, "the late worker answered rows too"
+    assert stats["status_429"] <= 0.01 * stats["requests"]["chat"], stats

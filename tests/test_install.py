@@ -19,7 +19,7 @@ def runtime(name: str) -> str:
 
 def test_the_runtime_environment_holds_no_test_packages():
     # If it did, a missing runtime dependency could hide behind them, as `packaging` once did.
-    for module in ("pytest", "aiohttp", "hypothesis", "ruff"):
+    for module in ("pytest", "aiohttp", "hypothesis", "ruff", "playwright"):
         found = subprocess.run(
             [runtime("python"), "-c", f"import {module}"], capture_output=True, check=False
         )

@@ -174,3 +174,82 @@ def test_distributed_worker_runs_its_own_local_server(tmp_path, llama, bundled, 
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def test_the_server_samples_greedily_unless_asked_otherwise(tmp_path, llama, bundled):
+    """llama.cpp's own default is temperature 0.8 with a random seed, under which the sample's
+    `3x + 11 = 14` came out right in one run and wrong in the next; askbatch's server is
+    greedy for requests that send no temperature (a profile's temperature still wins), with a
+    repeat penalty against the loops greedy decoding fell into."""
+    import json
+    import urllib.request
+
+    def get(url: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as answer:
+            return json.load(answer)
+
+    with local.LocalServer(bundled, parallel=1, log_dir=tmp_path) as server:
+        server.start()
+        props = get(server.base_url.removesuffix("/v1") + "/props")
+        defaults = props["default_generation_settings"]["params"]
+        assert defaults["temperature"] == 0 and defaults["repeat_penalty"] > 1, defaults
+        ask = {
+            "model": server.alias,
+            "messages": [{"role": "user", "content": "Name a colour. One word."}],
+            "max_tokens": 8,
+        }
+        url = server.base_url + "/chat/completions"
+        answers = set()
+        for _ in range(2):
+            body = get(url, ask)
+            answers.add(body["choices"][0]["message"]["content"])
+        assert len(answers) == 1, answers  # greedy: the same answer both times
+
+
+def test_the_compose_local_model_service_answers_workers_without_the_extra(
+    tmp_path, llama, bundled
+):
+    """docker-compose's `local-model` command as written (no Docker engine here: run by sh as
+    the container would, on loopback), then a job from the runtime-only environment — no
+    xllamacpp, no model packages — pointed at it with --base-url: nothing is started there."""
+    from tests.conftest import askbatch as runtime_askbatch
+    from tests.conftest import free_port
+
+    compose = (ROOT / "docker-compose.yml").read_text()
+    found = re.search(
+        r"exec python -m worker\.local\.serve .*?\n(?=\s*environment:)", compose, re.S
+    )
+    assert found, "the local-model service's command"
+    port = free_port()
+    script = " ".join(found[0].replace("$$", "$").split()).replace(
+        "--host 0.0.0.0", "--host 127.0.0.1"
+    )
+    script = script.replace("--port 8000", f"--port {port}")
+    env = local_env(tmp_path, bundled)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # the image's python
+    server = subprocess.Popen(
+        ["sh", "-c", script], env=env, stdout=(tmp_path / "serve.log").open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not listening(port) and time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(0.5)
+        sheet = write_csv(tmp_path / "c.csv", ["id", "question"], [QUESTIONS[0][:2]])
+        profile = tmp_path / "short.toml"
+        profile.write_text(SHORT)
+        out = tmp_path / "c.answers.csv"
+        base_url = f"http://127.0.0.1:{port}/v1"
+        args = ["run", str(sheet), "-o", str(out), "--provider", "local", "--base-url", base_url]
+        run = runtime_askbatch([*args, "--assistant", str(profile)], env, out, timeout=600)
+        assert run.code == 0, run.stderr
+        assert "starting the local model server" not in run.stderr, run.stderr
+        [row] = run.rows()
+        assert row["status"] == "completed" and "391" in row["answer"], row
+        assert row["model"] == local.QWEN.name, row
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(60)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT
-from tests.jobtools import fresh_db
+from tests.jobtools import backend_store, fresh_db, new_job
 from worker.limits.leases import lease_for
 from worker.models import CANCELLED, COMPLETED, FAILED, JobSpec, Result, Usage
 from worker.store import JobBusy, LocalStore, RedisStore
@@ -18,21 +18,11 @@ from worker.store import JobBusy, LocalStore, RedisStore
 
 @pytest.fixture(params=["redis", "sqlite"])
 def store(request, tmp_path):
-    if request.param == "redis":
-        url = fresh_db(request.getfixturevalue("redis_server").url, 11)
-        return RedisStore(url, lease_s=2.0)
-    return LocalStore(tmp_path)
+    return backend_store(request, tmp_path, 11)
 
 
 def _job(store, total=6) -> JobSpec:
-    spec = JobSpec(
-        job_id=f"20250101-000000-{time.monotonic_ns() % 0xFFFFFF:06x}",
-        provider="chat",
-        model="m",
-        total=total,
-    )
-    store.create_job(spec)
-    return spec
+    return new_job(store, total)
 
 
 def _claim(store, job_id, index) -> bool:

@@ -386,3 +386,13 @@ def parse_usd(text: str, what: str) -> Decimal:
     if value is None or not value.is_finite() or value <= 0:
         raise ConfigError(f"{what} {text!r} is not an amount in USD greater than 0")
     return value
+
+
+def usd(value: Decimal | None) -> str:
+    """Money for people: more decimals the smaller it is."""
+    if value is None:
+        return "unpriced"
+    if value == 0:
+        return "$0"
+    places = 2 if value >= 100 else 4 if value >= 1 else 6
+    return f"${value:,.{places}f}"

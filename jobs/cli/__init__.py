@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from jobs.cli import cancel, collect, estimate, report, resume, run, status, worker
+from jobs.cli import cancel, collect, estimate, report, resume, run, serve, status, worker
 from jobs.cli.parser import build_parser
 from worker import local
 from worker.errors import AskbatchError
@@ -29,6 +29,7 @@ COMMANDS = {
     "cancel": cancel.command,
     "estimate": estimate.command,
     "report": report.command,
+    "serve": serve.command,
 }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from jobs import pace
 from jobs.csvout import write_job
 from jobs.intake import Worksheet
-from jobs.progress import ProgressLine
+from jobs.progress import ProgressView
 from jobs.submit import answer_job
 from worker import local, pricing
 from worker.fatal import Halt, is_halt
@@ -28,7 +28,12 @@ def say_for(args: argparse.Namespace) -> Say:
     """Messages to stderr, or nowhere with --quiet."""
     if getattr(args, "quiet", False):
         return lambda msg: None
-    return lambda msg: print(msg, file=sys.stderr)
+    return tell
+
+
+def tell(msg: str) -> None:
+    """What is said even with --quiet: errors and the summary a job ends with."""
+    print(msg, file=sys.stderr)
 
 
 def execute(
@@ -44,7 +49,7 @@ def execute(
     """Answer the rows of `groups` (a new job's, or what a resumed one lacks), wait for every
     row of the job, write the answers CSV; the exit code says how the rows ended."""
     t0 = time.monotonic()
-    show = ProgressLine(quiet=args.quiet, reports=lambda: pace.reports(store, spec.job_id))
+    show = ProgressView(store, spec.job_id, quiet=args.quiet, spec=spec)
     try:
         progress = answer_job(
             settings,
@@ -58,8 +63,10 @@ def execute(
                 f"{mask_url(settings.broker_url)}?"
             ),
         )
-    except KeyboardInterrupt:
-        show.close()
+    except BaseException as exc:
+        show.close()  # the terminal gets its cursor back, and the last frame stays
+        if not isinstance(exc, KeyboardInterrupt):
+            raise
         job = spec.job_id
         if settings.broker_url:
             say(
@@ -82,18 +89,18 @@ def execute(
     write_job(store, spec, sheet, out, sanitize=not args.no_sanitize)
     if (stop := store.stopped(spec.job_id)) and stop[0] == CANCELLED:
         say(f"job {spec.job_id} was cancelled: rows not started are `cancelled`")
-    if not args.quiet:
-        from jobs import report
+    from jobs import report
 
-        answers = report.load(
-            out, pricing.PriceBook.from_json(spec.prices), spec.base_url, spec.provider
-        )
-        say(report.text(report.summarize(answers), time.monotonic() - t0))
-        if how := pace.bound(pace.reports(store, spec.job_id, within_s=120)):
-            say(how)
-    say(f"answers: {out}")
+    # The summary is said even with --quiet: it is what the job came to.
+    answers = report.load(
+        out, pricing.PriceBook.from_json(spec.prices), spec.base_url, spec.provider
+    )
+    tell(report.text(report.summarize(answers), time.monotonic() - t0))
+    if how := pace.bound(pace.reports(store, spec.job_id, within_s=120)):
+        tell(how)
+    tell(f"answers: {out}")
     if spending.is_cap_stop(store.stopped(spec.job_id)):
-        say(f"the spending cap of ${spec.max_cost} stopped the job: rows not started are skipped")
+        tell(f"the spending cap of ${spec.max_cost} stopped the job: rows not started are skipped")
         return 3
     return 0 if progress.by_status.get(COMPLETED, 0) == spec.total else 1
 

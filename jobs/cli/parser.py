@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write answers that look like spreadsheet formulas as they are",
     )
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    run.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress; only errors and the summary"
+    )
     run.add_argument(
         "--retry-failed",
         dest="retry_failed",
@@ -148,6 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _job_commands(sub)
+
+    serve = sub.add_parser("serve", help="a web page and JSON API to start and follow jobs")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other needs ASKBATCH_UI_TOKEN)",
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--broker", dest="broker_url", help="redis:// URL: list its jobs, send new ones to workers"
+    )
+    serve.add_argument(
+        "--concurrency", type=int, help="most runs in flight per embedded job (default 256)"
+    )
 
     worker = sub.add_parser("worker", help="run a Celery worker for distributed jobs")
     worker.add_argument("--broker", dest="broker_url", help="redis:// URL (or ASKBATCH_BROKER_URL)")
@@ -193,7 +209,19 @@ def _job_commands(sub: Any) -> None:
             help="write answers that look like spreadsheet formulas as they are",
         )
 
-    job_parser("status", "a job's rows by status, its tokens and cost so far")
+    status = job_parser("status", "a job's rows by status, its tokens and cost so far")
+    status.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow the job live (the progress bar, or a line every few seconds when not a "
+        "terminal) until it ends or Ctrl-C",
+    )
+    status.add_argument(
+        "--interval",
+        type=float,
+        metavar="SECONDS",
+        help="with --watch: seconds between looks (default 0.5 in a terminal, 5 otherwise)",
+    )
     output_flags(job_parser("collect", "write a job's answers CSV from the rows done so far"))
     resume = job_parser("resume", "ask the rows of a job that have no result yet")
     output_flags(resume)
@@ -204,7 +232,9 @@ def _job_commands(sub: Any) -> None:
         help="also ask again the rows that ended failed, expired or cancelled",
     )
     resume.add_argument("--concurrency", type=int, help="runs in flight for an embedded job")
-    resume.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    resume.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress; only errors and the summary"
+    )
     job_parser("cancel", "stop a job: no new run starts, rows not started end `cancelled`")
 
 

@@ -21,6 +21,7 @@ from jobs.report import priced
 from worker import pricing
 from worker.errors import InputError
 from worker.models import RESULT_COLUMNS, Usage
+from worker.pricing import usd
 
 TOKEN_KINDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
 NUMBERS = (*TOKEN_KINDS, "total_tokens", "latency_s", "attempts")
@@ -284,16 +285,6 @@ def _sum(values) -> Decimal:
 
 def rows(n: int) -> str:
     return f"{n:,} row" if n == 1 else f"{n:,} rows"
-
-
-def usd(value: Decimal | None) -> str:
-    """Money for people: more decimals the smaller it is."""
-    if value is None:
-        return "unpriced"
-    if value == 0:
-        return "$0"
-    places = 2 if value >= 100 else 4 if value >= 1 else 6
-    return f"${value:,.{places}f}"
 
 
 def text(s: Summary, elapsed_s: float | None = None) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from worker import pricing
 from worker.errors import AskbatchError
 from worker.models import JobSpec, Result
 
@@ -32,6 +33,9 @@ class JobBusy(AskbatchError):
 
 @dataclass(slots=True)
 class Progress:
+    """What the job's saved rows add up to: each row counted once (first writer wins), and
+    taken back when its result is dropped."""
+
     total: int = 0
     done: int = 0
     started: int = 0
@@ -42,10 +46,34 @@ class Progress:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    # Cost of the saved rows in whole nano-dollars, each row rounded up as the spending
+    # ledger counts it (worker.pricing.nano); rows with tokens but no price count in `unpriced`.
+    cost_nusd: int = 0
+    unpriced: int = 0
+    # HTTP attempts beyond each row's first (429s, 5xx, network errors).
+    retries: int = 0
 
     @property
     def not_completed(self) -> int:
         return self.done - self.by_status.get("completed", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RowTally:
+    """One result's share of `Progress` beyond its status and tokens."""
+
+    cost_nusd: int
+    unpriced: int
+    retries: int
+
+    @classmethod
+    def of(cls, result: Result) -> RowTally:
+        cost = result.cost_usd
+        return cls(
+            cost_nusd=0 if cost is None else pricing.nano(cost),
+            unpriced=int(cost is None and result.usage.total_tokens > 0),
+            retries=max(0, result.attempts - 1),
+        )
 
 
 @dataclass(slots=True)
@@ -88,6 +116,8 @@ class Store(Protocol):
     def set_meta(self, job_id: str, meta: dict, input_key: str) -> None: ...
     def meta(self, job_id: str) -> dict: ...
     def latest_job(self, input_key: str) -> str | None: ...
+    # Every job it holds, by id (ids begin with their local start time: newest sort last).
+    def job_ids(self) -> list[str]: ...
     def missing(self, job_id: str, total: int) -> list[int]: ...
     def drop(self, job_id: str, statuses: Iterable[str], indices: Iterable[int]) -> int: ...
     def mark_unstarted(

@@ -20,7 +20,7 @@ from worker import lua
 from worker.limits.leases import Leases
 from worker.models import JobSpec, Result
 from worker.settings import mask_url
-from worker.store.base import JOB_TTL_S, Progress, RowStart, chunks
+from worker.store.base import JOB_TTL_S, Progress, RowStart, RowTally, chunks
 
 
 class _RideOut(Retry):
@@ -78,7 +78,8 @@ class RedisStore:
     def create_job(self, spec: JobSpec) -> None:
         pipe = self.redis.pipeline()
         pipe.set(self._key(spec.job_id, "spec"), json.dumps(spec.to_json()), ex=JOB_TTL_S)
-        pipe.hset(self._key(spec.job_id, "stats"), "total", spec.total)
+        # `tallied`: save.lua counts cost and retries for this job (see `progress`).
+        pipe.hset(self._key(spec.job_id, "stats"), mapping={"total": spec.total, "tallied": 1})
         pipe.expire(self._key(spec.job_id, "stats"), JOB_TTL_S)
         pipe.execute()
 
@@ -127,12 +128,14 @@ class RedisStore:
 
     def _store(self, job_id: str, result: Result, token: str, client=None) -> bool:
         u = result.usage
+        tally = RowTally.of(result)
         saved = self._save(
             client=client,
             keys=[
                 self._key(job_id, "results"),
                 self._key(job_id, "stats"),
                 self._key(job_id, f"claim:{result.index}"),
+                self._key(job_id, "tallies"),
             ],
             args=[
                 result.index,
@@ -143,6 +146,9 @@ class RedisStore:
                 u.total_tokens,
                 token,
                 JOB_TTL_S,
+                tally.cost_nusd,
+                tally.unpriced,
+                tally.retries,
             ],
         )
         return bool(saved)
@@ -188,11 +194,24 @@ class RedisStore:
             prompt_tokens=int(stats.get("prompt_tokens", 0)),
             completion_tokens=int(stats.get("completion_tokens", 0)),
             total_tokens=int(stats.get("total_tokens", 0)),
+            cost_nusd=int(stats.get("cost_nusd", 0)),
+            unpriced=int(stats.get("unpriced", 0)),
+            retries=int(stats.get("retries", 0)),
         )
         p.by_status = {
             k.removeprefix("status:"): int(v) for k, v in stats.items() if k.startswith("status:")
         }
+        if p.done and "tallied" not in stats:
+            self._tally_rows(job_id, p)
         return p
+
+    def _tally_rows(self, job_id: str, p: Progress) -> None:
+        """A job created before save.lua counted cost and retries: add them up from its rows."""
+        for raw in self.redis.hvals(self._key(job_id, "results")):
+            tally = RowTally.of(Result.from_json(json.loads(raw)))
+            p.cost_nusd += tally.cost_nusd
+            p.unpriced += tally.unpriced
+            p.retries += tally.retries
 
     # --- coming back to a job -----------------------------------------------------------
 
@@ -209,13 +228,17 @@ class RedisStore:
     def latest_job(self, input_key: str) -> str | None:
         return self.redis.get(f"askbatch:input:{input_key}")
 
+    def job_ids(self) -> list[str]:
+        found = self.redis.scan_iter(match=self._key("*", "spec"), count=1000)
+        return sorted(key.split(":")[1] for key in found)
+
     def missing(self, job_id: str, total: int) -> list[int]:
         have = {int(i) for i in self.redis.hkeys(self._key(job_id, "results"))}
         return [i for i in range(total) if i not in have]
 
     def drop(self, job_id: str, statuses: Iterable[str], indices: Iterable[int]) -> int:
         wanted = "," + ",".join(statuses) + ","
-        keys = [self._key(job_id, "results"), self._key(job_id, "stats")]
+        keys = [self._key(job_id, p) for p in ("results", "stats", "tallies")]
         return sum(self._drop(keys=keys, args=[wanted, *chunk]) for chunk in chunks(list(indices)))
 
     def mark_unstarted(self, job_id: str, indices: Iterable[int], status: str, reason: str) -> int:

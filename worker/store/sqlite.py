@@ -13,10 +13,68 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from worker.models import JobSpec, Result
-from worker.store.base import JobBusy, Progress, RowStart, chunks
+from worker.store.base import JobBusy, Progress, RowStart, RowTally, chunks
+from worker.store.sqlite_batches import BatchTables, create_batch_tables
+
+_COLUMNS = "idx, status, prompt, completion, total, json, cost, unpriced, retries"
 
 
-class LocalStore:
+def _tally(result: Result) -> tuple[int, int, int]:
+    t = RowTally.of(result)
+    return t.cost_nusd, t.unpriced, t.retries
+
+
+# The sums `progress` reads, per status, kept by triggers as rows are inserted and deleted
+# (results rows are never updated), so that a poll reads a few rows, not every result.
+_SUMS = ("prompt", "completion", "total", "cost", "unpriced", "retries")
+_TALLY_SCHEMA = (
+    "DROP TABLE IF EXISTS tally",
+    f"CREATE TABLE tally (status TEXT PRIMARY KEY, n INTEGER NOT NULL,"
+    f" {', '.join(f'{c} INTEGER NOT NULL' for c in _SUMS)})",
+    f"CREATE TRIGGER tally_insert AFTER INSERT ON results BEGIN"
+    f" INSERT INTO tally VALUES (NEW.status, 1, {', '.join(f'NEW.{c}' for c in _SUMS)})"
+    f" ON CONFLICT (status) DO UPDATE SET n = n + 1,"
+    f" {', '.join(f'{c} = {c} + excluded.{c}' for c in _SUMS)}; END",
+    f"CREATE TRIGGER tally_delete AFTER DELETE ON results BEGIN"
+    f" UPDATE tally SET n = n - 1, {', '.join(f'{c} = {c} - OLD.{c}' for c in _SUMS)}"
+    f" WHERE status = OLD.status; END",
+    f"INSERT INTO tally SELECT status, COUNT(*),"
+    f" {', '.join(f'COALESCE(SUM({c}), 0)' for c in _SUMS)} FROM results GROUP BY status",
+)
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a job file to today's schema, once, in one transaction: results gain cost,
+    unpriced and retries columns (filled from each row's JSON in files written before them),
+    and the per-status tally with its triggers (filled from the rows already there)."""
+
+    def current() -> bool:
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tally_delete'")
+        return found.fetchone() is not None
+
+    if current():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not current():  # another process may have done it while this one waited
+            columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+            if "retries" not in columns:
+                for name in ("cost", "unpriced", "retries"):
+                    db.execute(f"ALTER TABLE results ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
+                rows = db.execute("SELECT idx, json FROM results").fetchall()
+                db.executemany(
+                    "UPDATE results SET cost = ?, unpriced = ?, retries = ? WHERE idx = ?",
+                    [(*_tally(Result.from_json(json.loads(raw))), idx) for idx, raw in rows],
+                )
+            for statement in _TALLY_SCHEMA:
+                db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+class LocalStore(BatchTables):
     """One SQLite file per job under `root`; safe to share between threads of one process.
 
     One process at a time runs a job (`hold`), so row claims can live in memory.
@@ -58,13 +116,15 @@ class LocalStore:
         )
         db.execute(
             "CREATE TABLE IF NOT EXISTS results (idx INTEGER PRIMARY KEY, status TEXT,"
-            " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL)"
+            " prompt INTEGER, completion INTEGER, total INTEGER, json TEXT NOT NULL,"
+            " cost INTEGER NOT NULL DEFAULT 0, unpriced INTEGER NOT NULL DEFAULT 0,"
+            " retries INTEGER NOT NULL DEFAULT 0)"
         )
+        _upgrade(db)
         db.execute(
             "CREATE TABLE IF NOT EXISTS pace (proc TEXT PRIMARY KEY, at REAL, json TEXT NOT NULL)"
         )
-        db.execute("CREATE TABLE IF NOT EXISTS rows (idx INTEGER PRIMARY KEY, json TEXT NOT NULL)")
-        db.execute("CREATE TABLE IF NOT EXISTS batches (key TEXT PRIMARY KEY, json TEXT NOT NULL)")
+        create_batch_tables(db)
         self._dbs[job_id] = db
         return db
 
@@ -128,7 +188,7 @@ class LocalStore:
     def _insert(db: sqlite3.Connection, result: Result) -> bool:
         u = result.usage
         cur = db.execute(
-            "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)",
+            f"INSERT OR IGNORE INTO results ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 result.index,
                 result.status,
@@ -136,6 +196,7 @@ class LocalStore:
                 u.completion_tokens,
                 u.total_tokens,
                 json.dumps(result.to_json(), ensure_ascii=False),
+                *_tally(result),
             ),
         )
         return cur.rowcount == 1
@@ -196,18 +257,19 @@ class LocalStore:
         with self._lock:
             db = self._db(job_id)
             spec = json.loads(db.execute("SELECT json FROM spec").fetchone()[0])
-            rows = db.execute(
-                "SELECT status, COUNT(*), SUM(prompt), SUM(completion), SUM(total)"
-                " FROM results GROUP BY status"
-            ).fetchall()
+            sums = ", ".join(_SUMS)
+            rows = db.execute(f"SELECT status, n, {sums} FROM tally WHERE n > 0").fetchall()
             started = self._started.get(job_id, 0)
         p = Progress(total=spec.get("total", 0), started=started)
-        for status, count, prompt, completion, total in rows:
+        for status, count, prompt, completion, total, cost, unpriced, retries in rows:
             p.by_status[status] = count
             p.done += count
-            p.prompt_tokens += prompt or 0
-            p.completion_tokens += completion or 0
-            p.total_tokens += total or 0
+            p.prompt_tokens += prompt
+            p.completion_tokens += completion
+            p.total_tokens += total
+            p.cost_nusd += cost
+            p.unpriced += unpriced
+            p.retries += retries
         return p
 
     # --- coming back to a job -----------------------------------------------------------
@@ -238,6 +300,9 @@ class LocalStore:
                 newest = (row[1], path.stem)
         return newest[1] if newest else None
 
+    def job_ids(self) -> list[str]:
+        return sorted(path.stem for path in self.root.glob("*.sqlite"))
+
     def missing(self, job_id: str, total: int) -> list[int]:
         with self._lock:
             have = {i for (i,) in self._db(job_id).execute("SELECT idx FROM results")}
@@ -266,7 +331,7 @@ class LocalStore:
                     continue  # being answered in this process: its result will come
                 result = Result(index=i, status=status, error=reason)
                 marked += db.execute(
-                    "INSERT OR IGNORE INTO results VALUES (?,?,0,0,0,?)",
+                    f"INSERT OR IGNORE INTO results ({_COLUMNS}) VALUES (?,?,0,0,0,?,0,0,0)",
                     (i, status, json.dumps(result.to_json(), ensure_ascii=False)),
                 ).rowcount
         return marked
@@ -325,41 +390,3 @@ class LocalStore:
         finally:
             os.close(fd)
         return False
-
-    # --- the Batch API route ------------------------------------------------------------
-
-    def rows_put(self, job_id: str, rows: list[dict]) -> None:
-        with self._lock:
-            self._db(job_id).executemany(
-                "INSERT OR REPLACE INTO rows VALUES (?, ?)",
-                [(r["index"], json.dumps(r, ensure_ascii=False)) for r in rows],
-            )
-
-    def rows_get(self, job_id: str, indices: Iterable[int]) -> dict[int, dict]:
-        found: dict[int, dict] = {}
-        with self._lock:
-            db = self._db(job_id)
-            for chunk in chunks(list(indices)):
-                marks = ",".join("?" * len(chunk))
-                for idx, raw in db.execute(
-                    f"SELECT idx, json FROM rows WHERE idx IN ({marks})", chunk
-                ):
-                    found[idx] = json.loads(raw)
-        return found
-
-    def batch_put(self, job_id: str, key: str, record: dict) -> None:
-        with self._lock:
-            self._db(job_id).execute(
-                "INSERT OR REPLACE INTO batches VALUES (?, ?)", (key, json.dumps(record))
-            )
-
-    def batch_records(self, job_id: str) -> dict[str, dict]:
-        with self._lock:
-            rows = self._db(job_id).execute("SELECT key, json FROM batches").fetchall()
-        return {key: json.loads(raw) for key, raw in rows}
-
-    def tick_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
-        return True  # one process runs an embedded job (`hold`), and it looks from one thread
-
-    def tick_release(self, job_id: str, token: str) -> None:
-        return None

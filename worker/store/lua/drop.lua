@@ -1,6 +1,10 @@
 -- Forget the results of rows whose status is one of ARGV[1] (",failed,expired,"), taking back
 -- what save.lua counted for them (keep the two in step). ARGV[2..]: row indices.
--- KEYS: results, stats.
+-- KEYS: results, stats, tallies.
+-- As strings: a Lua number past 14 digits would turn into '1e+14' (and Redis refuses '-0').
+local function take_back(stats, name, amount)
+  if amount ~= '0' then redis.call('HINCRBY', stats, name, '-' .. amount) end
+end
 local n = 0
 for i = 2, #ARGV do
   local raw = redis.call('HGET', KEYS[1], ARGV[i])
@@ -14,6 +18,14 @@ for i = 2, #ARGV do
       redis.call('HINCRBY', KEYS[2], 'prompt_tokens', -(u.prompt_tokens or 0))
       redis.call('HINCRBY', KEYS[2], 'completion_tokens', -(u.completion_tokens or 0))
       redis.call('HINCRBY', KEYS[2], 'total_tokens', -(u.total_tokens or 0))
+      local tally = redis.call('HGET', KEYS[3], ARGV[i])
+      if tally then
+        local cost, unpriced, retries = string.match(tally, '^(%d+),(%d+),(%d+)$')
+        take_back(KEYS[2], 'cost_nusd', cost)
+        take_back(KEYS[2], 'unpriced', unpriced)
+        take_back(KEYS[2], 'retries', retries)
+        redis.call('HDEL', KEYS[3], ARGV[i])
+      end
       n = n + 1
     end
   end
