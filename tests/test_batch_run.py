@@ -87,6 +87,7 @@ def test_files_split_at_the_line_limit(tmp_path, batch_api):
     assert stats["files"].get("batch") == 3, stats["files"]
     assert [r["status"] for r in result.rows()] == ["completed"] * 7
     assert [r["id"] for r in result.rows()] == [str(i) for i in range(7)], "input order"
+    assert "3 batches out" in result.stderr, "the progress line says what the job waits on"
 
 
 def test_a_failing_line_and_a_retryable_one(tmp_path, batch_api):
