@@ -18,6 +18,7 @@ from datetime import datetime
 
 import openai
 
+from jobs import batches
 from jobs.intake import Worksheet
 from worker import runtime
 from worker.errors import AskbatchError, ConfigError
@@ -287,8 +288,6 @@ def _answer_batches(
     on_idle: Callable[[], None] | None,
 ) -> Progress:
     """A --batch job: this process looks at its batches (embedded), or the workers do."""
-    from jobs import batches
-
     if not settings.broker_url:
         return batches.run_here(store, spec, show)
     batches.hand_to_workers(store, spec)
