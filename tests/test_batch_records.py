@@ -137,3 +137,20 @@ def test_a_batch_read_twice_runs_its_tools_once(tmp_path, api, client):
     (result,) = store.get(spec.job_id, [0]).values()
     assert result.status == COMPLETED and result.tool_calls == "evaluate x1"
     assert "5" in result.answer
+
+
+def test_no_more_batches_an_hour_than_the_api_allows(tmp_path, api, client, monkeypatch):
+    monkeypatch.setattr(tick, "MAX_CREATIONS_PER_HOUR", 2)  # 2,000 in life
+    from dataclasses import replace
+
+    spec = replace(SPEC, batch_max_lines=1)  # three rows: three files
+    store = LocalStore(tmp_path)
+    store.create_job(spec)
+    store.rows_put(spec.job_id, [r.to_json() for r in ROWS])
+    rounds.save_threads(store, spec.job_id, [])
+    look = tick.look(store, spec, client, workdir=str(tmp_path))
+    assert api.stats()["batches"]["created"] == 2
+    assert "2 batches created this hour: the rest waits" in look.note
+    assert look.delay is not None
+    assert len(records.load(store, spec.job_id)[0]) == 2, "the third file was not uploaded"
+    assert not list(tmp_path.glob("askbatch-*.jsonl")), "no file left behind"
