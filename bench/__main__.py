@@ -12,6 +12,7 @@ Groups:
   large    100,000 rows, one worker, no latency: peak memory of each process
   local    (alone) the local model: tokens and rows/s on 1 and N slots, cold start
   autolimit  (alone) no tuning flags: the limit learned from headers (bench/autolimit.py)
+  batch    (alone) 100,000 rows through --batch: upload time, memory, CPU while waiting
 
 Columns: q/s over the whole command (start to CSV written); steady = q/s between the first
 and the last request the double saw (start-up and the final report left out); ideal =
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import os
 import shutil
@@ -41,7 +43,6 @@ from pathlib import Path
 
 import psutil
 
-from bench import local_model
 from tests.double.fixture import start_double
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -360,12 +361,10 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["local"]:  # the local model's numbers: bench/local_model.py
-        return local_model.main(sys.argv[2:])
-    if sys.argv[1:2] == ["autolimit"]:  # the limit learned from headers: bench/autolimit.py
-        from bench import autolimit
-
-        return autolimit.main(sys.argv[2:])
+    # The groups run alone, each in its own module.
+    alone = {"local": "local_model", "autolimit": "autolimit", "batch": "batch"}
+    if sys.argv[1:2] and sys.argv[1] in alone:
+        return importlib.import_module(f"bench.{alone[sys.argv[1]]}").main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("groups", nargs="*", default=["latency", "cpu", "rpm", "tpm", "large"])
     parser.add_argument("--scale", type=float, default=1.0, help="scale every question count")

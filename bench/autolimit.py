@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-from bench.__main__ import Bench, Sampler, load, peak_mb, wait_child, write_questions
+from bench import session
+from bench.__main__ import Bench, Sampler, peak_mb, wait_child, write_questions
 
 RPM, TPM, PERIOD_S, LATENCY_S = 1200, 60000, 1.0, 1.0
 
@@ -68,12 +66,7 @@ def run_case(bench: Bench, kind: str, workers: int, n: int) -> dict:
     code, _, run_mb = wait_child(proc)
     wall = time.monotonic() - t0
     steady_rps = sampler.stop() if sampler else 0.0
-    worker_mb = [peak_mb(w.pid) for w in procs]
-    for w in procs:
-        w.terminate()
-    for w in procs:
-        w.wait(30)
-    bench.workers = []
+    worker_mb = session.stop_workers(bench, procs)
     stats = bench.double.stats() if n <= 20_000 else {"status_429": 0, "requests": {}}
     done, tokens_q = _tokens(dst) if dst.exists() else (0, 0.0)
     requests = sum(stats["requests"].values()) or n
@@ -105,20 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--questions", type=int, default=1500, help="per rpm/tpm case")
     parser.add_argument("--rows", type=int, default=1_000_000, help="for the large case")
     args = parser.parse_args(argv)
-    # Stopped with SIGTERM: still stop the double, Redis and the workers (the finally below).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    print(f"{os.cpu_count()} cores; load before: {load()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="askbatch-bench-") as tmp:
-        bench = Bench(Path(tmp))
-        try:
-            for group in args.groups:
-                for workers in (0, 2, 4) if group != "large" else (1,):
-                    n = args.rows if group == "large" else args.questions
-                    out = run_case(bench, group, workers, n)
-                    print(_line(out), flush=True)
-        finally:
-            bench.close()
-    print(f"load after: {load()}")
+    cases = [
+        (group, workers, args.rows if group == "large" else args.questions)
+        for group in args.groups
+        for workers in ((0, 2, 4) if group != "large" else (1,))
+    ]
+    session.run_all(cases, lambda bench, case: run_case(bench, *case), _line)
 
 
 def _line(o: dict) -> str:

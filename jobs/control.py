@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from jobs import pace
+from jobs import batches, pace
 from jobs.csvout import write_job
 from jobs.intake import Worksheet
 from jobs.record import DISTRIBUTED, EMBEDDED, JobRecord, check_worksheet, input_key
@@ -149,6 +149,7 @@ def status_report(job: Job) -> str:
         f"  cost so far: ${cost:.6f}"
         + (f" (+ {unpriced} rows of unpriced models)" if unpriced else ""),
         f"  retries: {progress.retries:,}",
+        *(batches.status_lines(store, spec) if spec.batch else ()),
         f"  state: {state_line(job, progress)}",
         *[f"  pace: {text}" for text in [pace.line(pace.reports(store, job.id))] if text],
         f"  answers: {record.output}"
@@ -170,6 +171,11 @@ def state_line(job: Job, progress: Progress) -> str:
     if job.record.mode == EMBEDDED:
         if job.store.busy(job.id):
             return f"running in another askbatch process; {left} rows to go"
+        if job.spec.batch:
+            return (
+                f"not running; {left} rows without a result. Batches out go on at the API: "
+                f"`askbatch resume {job.id}` picks them up"
+            )
         return f"not running; {left} rows without a result (askbatch resume {job.id})"
     return (
         f"{left} rows without a result: being answered if workers are running "
@@ -199,6 +205,9 @@ def cancel(job: Job) -> str:
     missing = store.missing(job.id, spec.total)
     if not missing:
         return f"job {job.id} has already finished; nothing to cancel"
+    if spec.batch:
+        distributed = job.record.mode != EMBEDDED
+        return batches.cancel(store, spec, CANCEL_REASON, store.busy(job.id), distributed)
     store.stop(job.id, CANCELLED, CANCEL_REASON)
     if store.busy(job.id):
         return (

@@ -83,7 +83,9 @@ def trouble(snap: Snapshot) -> str:
 def line(snap: Snapshot) -> str:
     """The plain line: today's start, then rate and time left, cost, failures, pace."""
     facts = f"{head(snap)}; {speed(snap)}, {cost(snap)}, {trouble(snap)}"
-    return facts + (f"; {snap.pace}" if snap.pace else "")
+    return (
+        facts + (f"; {snap.pace}" if snap.pace else "") + (f"; {snap.batches}" * bool(snap.batches))
+    )
 
 
 def frame(snap: Snapshot) -> Group:
@@ -102,6 +104,8 @@ def frame(snap: Snapshot) -> Group:
         facts.append(snap.pace)
     elif snap.in_flight:
         facts.append(f"{snap.in_flight} in flight")
+    if snap.batches:
+        facts.append(snap.batches)
     return Group(top, Text("  " + " · ".join(facts)))
 
 

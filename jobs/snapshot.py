@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from jobs import pace
+from worker.batch import records
 from worker.fatal import is_halt
 from worker.models import COMPLETED, EXPIRED, FAILED, INCOMPLETE, JobSpec, money
 from worker.pricing import NANO
@@ -100,6 +101,7 @@ class Snapshot:
     provider: str = ""
     model: str = ""
     tier: str = ""  # the service tier asked for, "batch" for the Batch API, or ""
+    batches: str = ""  # a --batch job: what it waits on ("2 batches out, 40 rows waiting")
 
     @property
     def completed(self) -> int:
@@ -186,6 +188,7 @@ def snapshot(
         provider=spec.provider,
         model=spec.model,
         tier=tier_of(spec),
+        batches=_batches(store, spec, p),
     )
 
 
@@ -216,3 +219,11 @@ def _state(
     if stop:
         return STOPPING
     return RUNNING if reporting or in_flight else WAITING
+
+
+def _batches(store: Store, spec: JobSpec, progress: Progress) -> str:
+    """The note a --batch job's last look left: the one the run process just had, else the
+    one kept with the job (a job the workers or another process look at)."""
+    if not spec.batch:
+        return ""
+    return progress.note or records.load(store, spec.job_id)[1].note

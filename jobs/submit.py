@@ -18,6 +18,7 @@ from datetime import datetime
 
 import openai
 
+from jobs import batches
 from jobs.intake import Worksheet
 from worker import runtime
 from worker.errors import AskbatchError, ConfigError
@@ -263,6 +264,8 @@ def answer_job(
     every row of the job has a result, or the job stopped: on workers when the settings name
     a broker (`on_idle` is called if none has picked up a task after idle_warning_s), else
     on `settings.concurrency` threads of this process."""
+    if spec.batch:
+        return _answer_batches(settings, store, spec, show, on_idle)
     if settings.broker_url:
         run_distributed(spec, groups)
         return wait(store, spec, show, on_idle=on_idle, idle_after_s=settings.idle_warning_s)
@@ -275,6 +278,24 @@ def answer_job(
     wait(store, spec, show, finished=embedded.finished, wake=embedded.ended)
     finish_stopped(store, spec)
     return store.progress(spec.job_id)
+
+
+def _answer_batches(
+    settings: Settings,
+    store: Store,
+    spec: JobSpec,
+    show: Callable[[Progress], None],
+    on_idle: Callable[[], None] | None,
+) -> Progress:
+    """A --batch job: this process looks at its batches (embedded), or the workers do."""
+    if not settings.broker_url:
+        return batches.run_here(store, spec, show)
+    batches.hand_to_workers(store, spec)
+    shown = batches.with_note(store, spec, show)
+    # A --batch job's rows are never claimed, so "started" stays 0: the warning is for a job
+    # no worker has looked at yet (no batch recorded).
+    idle = on_idle and (lambda: None if batches.looked_at(store, spec) else on_idle())
+    return wait(store, spec, shown, on_idle=idle, idle_after_s=settings.idle_warning_s)
 
 
 def finish_stopped(store: Store, spec: JobSpec) -> None:

@@ -98,17 +98,21 @@ function = "tests.tools_for_tests:boom"
 """
 
 
+TOOL_ARGS = '{"expression": "6*7"}'
+# id, question, model: a call, a tool that raises, one that loops (max_tool_rounds 2), none
+TOOL_ROWS = [
+    ["1", f"six times seven [[call:evaluate:{TOOL_ARGS}]]", ""],
+    ["2", "break [[call:boom]]", "row-model"],
+    ["3", 'loop [[call:evaluate:{"expression": "1+1"}]] [[callagain]]', ""],
+    ["4", "no tools needed", ""],
+]
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_function_tool_rounds(provider, tmp_path, api):
     profile = tmp_path / "tools.toml"
     profile.write_text(TOOLS_PROFILE)
-    args = '{"expression": "6*7"}'
-    rows = [
-        ["1", f"six times seven [[call:evaluate:{args}]]", ""],
-        ["2", "break [[call:boom]]", "row-model"],
-        ["3", 'loop [[call:evaluate:{"expression": "1+1"}]] [[callagain]]', ""],
-        ["4", "no tools needed", ""],
-    ]
+    args, rows = TOOL_ARGS, TOOL_ROWS
     result = run(
         tmp_path, api, ["--provider", provider, "--assistant", str(profile)], rows,
         header=("id", "question", "model"), extra_env={"ASKBATCH_MAX_TOOL_ROUNDS": "2"},

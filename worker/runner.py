@@ -184,6 +184,23 @@ def answer_row(
         if not _expected(exc):
             log.exception("row %s (id %s) failed unexpectedly", row.index + 1, row.id)
         turn = Turn(status=FAILED, error=short_error(exc))
+    result = result_of(spec, row, turn, schema, tools)
+    result.thread_id = thread.id if thread else ""
+    result.latency_s = time.monotonic() - started
+    result.attempts = 1 + retrier.retries
+    return result, thread
+
+
+def result_of(
+    spec: JobSpec,
+    row: Row,
+    turn: Turn,
+    schema: dict | None,
+    tools: ToolLog | None = None,
+) -> Result:
+    """A turn's row result, checked as every answer is (not empty; matching the structured
+    schema) and priced at the tier it was answered at: what a synchronous run and a batch
+    line both record. The caller sets where it was asked (thread, latency, attempts)."""
     if turn.status == COMPLETED and not turn.answer.strip():
         # A server that cut the answer off (or sent none) must not pass for an answer.
         turn.status, turn.error = FAILED, "the server sent an empty answer"
@@ -192,25 +209,21 @@ def answer_row(
         extra, problem = split_answer(turn.answer, schema)
         if problem:
             turn.status, turn.error = FAILED, problem
-    errors = [turn.error, *tools.errors]
-    result = Result(
+    errors = [turn.error, *(tools.errors if tools else ())]
+    return Result(
         index=row.index,
         status=turn.status,
         answer=turn.answer,
         error=one_line("; ".join(e for e in errors if e), 1000),
         usage=turn.usage,
         model=turn.model,
-        thread_id=thread.id if thread else "",
         run_id=turn.run_id,
-        latency_s=time.monotonic() - started,
-        attempts=1 + retrier.retries,
-        tool_calls=tools.cell(),
+        tool_calls=tools.cell() if tools else "",
         extra=extra,
         service_tier=turn.service_tier,
         # Priced at the tier the API reports (a flex request may be answered at another).
         cost_usd=spending.row_cost(spec, row, turn.model, turn.usage, turn.service_tier),
     )
-    return result, thread
 
 
 def _resume_thread(thread: Thread | None, row: Row, done: Result) -> Thread | None:
@@ -229,6 +242,11 @@ def _resume_thread(thread: Thread | None, row: Row, done: Result) -> Thread | No
 
 
 def _skipped(row: Row, broken: Result, thread: Thread | None) -> Result:
+    return skipped_result(row, broken, thread.id if thread else "")
+
+
+def skipped_result(row: Row, broken: Result, thread_id: str) -> Result:
+    """A later turn not asked because an earlier turn of its thread did not complete."""
     return Result(
         index=row.index,
         status=SKIPPED,
@@ -236,7 +254,7 @@ def _skipped(row: Row, broken: Result, thread: Thread | None) -> Result:
             f"not asked: an earlier turn of thread {row.thread!r} (row {broken.index + 1}) "
             f"ended {broken.status}; --continue-on-error asks later turns anyway"
         ),
-        thread_id=thread.id if thread else "",
+        thread_id=thread_id,
     )
 
 

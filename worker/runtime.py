@@ -7,10 +7,12 @@ before running an embedded job. Clients are shared by every thread of the proces
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import httpx2
 import openai
 
+from worker.batch.chain import look_in_chain
 from worker.limits.leases import lease_for
 from worker.limits.rate.flight import flight_for
 from worker.limits.rate.headers import remember_headers
@@ -142,3 +144,10 @@ def answer(job_id: str, rows: list[Row]) -> int:
     # The ceiling of rows in flight: the process's threads (a worker's, or an embedded run's).
     ceiling = s.worker_concurrency if s.broker_url else s.concurrency
     return answer_rows(own, spec, provider_for(spec), rows, flight_for(own, job_id, ceiling))
+
+
+def batch_look(job_id: str, chain: str, schedule: Callable[[float, str], None]) -> float | None:
+    """A distributed look at a --batch job with this process's store and client: the body of
+    the Celery task `askbatch.batch_tick`."""
+    spec = spec_for(job_id)
+    return look_in_chain(store(), spec, client(spec.base_url), chain, schedule)

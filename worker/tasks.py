@@ -1,15 +1,19 @@
-"""Celery tasks: thin wrappers that unpack the payload and call worker.runner."""
+"""Celery tasks: thin wrappers that unpack the payload and call worker.runner or worker.batch."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis
 
 from worker import runtime
 from worker.app import app
+from worker.batch.chain import TickBusy
 from worker.models import Row
 from worker.runner import RowBusy
+
+log = logging.getLogger(__name__)
 
 
 @app.task(bind=True, name="askbatch.answer", max_retries=None)
@@ -24,3 +28,23 @@ def answer(self: Any, job_id: str, rows: list[dict[str, Any]]) -> int:
         # The store stayed unreachable past its own retries. A failed task would be
         # acknowledged and its rows lost; a retry keeps a copy of it in the queue.
         raise self.retry(countdown=5, exc=exc) from None
+
+
+@app.task(bind=True, name="askbatch.batch_tick", max_retries=None)
+def batch_tick(self: Any, job_id: str, chain: str) -> float | None:
+    """One look at a --batch job's batches (worker/batch/tick.py); sends the next look of
+    its chain with a countdown, so that polling needs no process of its own."""
+
+    def schedule(delay: float, following: str) -> None:
+        batch_tick.apply_async(args=(job_id, following), countdown=delay)
+
+    try:
+        return runtime.batch_look(job_id, chain, schedule)
+    except TickBusy:
+        raise self.retry(countdown=5) from None
+    except redis.RedisError as exc:
+        raise self.retry(countdown=5, exc=exc) from None
+    except Exception as exc:
+        # A failed task would end the job's chain of looks: look again in a while instead.
+        log.exception("job %s: a look at its batches failed; looking again in 30s", job_id)
+        raise self.retry(countdown=30, exc=exc) from None

@@ -73,6 +73,11 @@ def execute(
                 f"\ninterrupted; job {job} goes on on the workers: `askbatch status {job}`, "
                 f"`askbatch collect {job}` for the CSV, or `askbatch cancel {job}`"
             )
+        elif spec.batch:
+            say(
+                f"\ninterrupted; the batches out go on at the API: `askbatch resume {job}` "
+                "picks them up and asks none of their lines again"
+            )
         else:
             say(f"\ninterrupted; the rows answered are kept: `askbatch resume {job}` asks the rest")
         sys.stderr.flush()

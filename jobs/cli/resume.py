@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jobs import control
+from jobs import batches, control
 from jobs.cli.finish import execute, say_for
 from jobs.cli.parser import overrides
 from jobs.csvout import check_output_path
 from jobs.record import check_worksheet
+from jobs.submit import task_groups
 from worker.errors import ConfigError
 from worker.settings import Settings, mask_url
 
@@ -47,6 +48,8 @@ def resume(job: control.Job, args: argparse.Namespace, retry_failed: bool) -> in
         )
     with job.store.hold(job.id):
         pending, dropped = control.prepare_resume(job, sheet, retry_failed)
+        if job.spec.batch:
+            batches.ensure_prepared(job.store, job.spec, task_groups(sheet))
         again = f" ({dropped} of them ended failed, expired or cancelled before)" if dropped else ""
         say(f"job {job.id} ({job.where}): {len(pending)} of {job.spec.total} rows to ask{again}")
         groups = control.pending_groups(sheet, pending)

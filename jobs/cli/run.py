@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jobs import control
+from jobs import batches, control
 from jobs.cli import estimate, resume
 from jobs.cli.finish import execute, say_for
 from jobs.cli.parser import overrides
@@ -43,12 +43,16 @@ def command(args: argparse.Namespace) -> int:
     store = control.connect_store(settings)
     record = record_for(sheet, out, control.mode_of(settings))
     spec = start_job(settings, sheet, store, profile)
+    if spec.batch:
+        batches.prepare(store, spec, task_groups(sheet))
 
     mode = (
         f"on workers via {mask_url(settings.broker_url)}"
         if settings.broker_url
         else (f"embedded, {settings.concurrency} at a time")
     )
+    if spec.batch:
+        mode += ", through the Batch API (answers within 24 hours)"
     say(f"job {spec.job_id}: {spec.total} rows, {spec.provider} provider, {spec.model}, {mode}")
     if spec.max_cost:
         held = f"{spec.answer_tokens:,} answer tokens"

@@ -30,45 +30,23 @@ class ChatProvider:
     def __init__(self, client: openai.OpenAI, spec: JobSpec) -> None:
         self.client = client
         self.job = JobContext(spec)
-        self.static = self._static_params()
-
-    def _static_params(self) -> dict[str, Any]:
-        profile = self.job.profile
-        params: dict[str, Any] = self.job.sampling()
-        if profile.max_output_tokens:
-            # max_tokens, not max_completion_tokens: what compatible servers understand.
-            params["max_tokens"] = profile.max_output_tokens
-        if profile.tools:
-            params["tools"] = [t.chat_definition() for t in profile.tools]
-        if fmt := profile.response_format:
-            params["response_format"] = {"type": "json_schema", "json_schema": fmt}
-        return params
+        self.static = static_params(self.job)
 
     def open_thread(self, retrier: Retrier) -> Thread:
         return Thread(id=f"chat_{uuid.uuid4().hex}")
 
     def ask(self, thread: Thread, row: Row, retrier: Retrier, tools: ToolLog) -> Turn:
-        system: list[dict[str, Any]] = []
-        if instructions := self.job.instructions(row):
-            system.append({"role": "system", "content": instructions})
         turn_messages: list[dict[str, Any]] = [{"role": "user", "content": row.question}]
         usage = Usage()
         rounds = 0
-        model = self.job.model(row)
-        # The local model's server keeps its own prompt cache per slot: nothing to key there.
-        per_request = {} if self.job.spec.provider == "local" else self.job.per_request(model)
         while True:
             completion = retrier.call(
                 read_json,
                 self.client.chat.completions.with_raw_response.create,
-                **self.static,
-                **per_request,
-                model=model,
-                messages=[*system, *thread.history, *turn_messages],
+                **request_params(self.job, self.static, row, thread.history, turn_messages),
             )
             usage.add(_usage(completion.get("usage")))
-            choice = (completion.get("choices") or [None])[0]
-            message = (choice.get("message") if choice else None) or {}
+            message = _message(completion)
             calls = message.get("tool_calls") or []
             if not calls or not self.job.toolbox:
                 break
@@ -96,20 +74,66 @@ class ChatProvider:
                 }
                 for call in calls
             ]
-        answer = message.get("content") or ""
-        reason = (choice.get("finish_reason") if choice else None) or "stop"
-        status, error = FINISH.get(reason, (FAILED, f"unexpected finish_reason {reason!r}"))
-        if status == COMPLETED:
-            thread.history += [*turn_messages, {"role": "assistant", "content": answer}]
-        return Turn(
-            status=status,
-            answer=answer,
-            error=error,
-            usage=usage,
-            model=completion.get("model") or self.job.model(row),
-            run_id=completion.get("id") or "",
-            service_tier=tier_of(completion),
-        )
+        turn = turn_from_completion(completion, self.job.model(row))
+        turn.usage = usage
+        if turn.status == COMPLETED:
+            thread.history += [*turn_messages, {"role": "assistant", "content": turn.answer}]
+        return turn
+
+
+def static_params(job: JobContext) -> dict[str, Any]:
+    """Parameters that are the same for every request of the job (synchronous or batch)."""
+    profile = job.profile
+    params: dict[str, Any] = job.sampling()
+    if profile.max_output_tokens:
+        # max_tokens, not max_completion_tokens: what compatible servers understand.
+        params["max_tokens"] = profile.max_output_tokens
+    if profile.tools:
+        params["tools"] = [t.chat_definition() for t in profile.tools]
+    if fmt := profile.response_format:
+        params["response_format"] = {"type": "json_schema", "json_schema": fmt}
+    return params
+
+
+def request_params(
+    job: JobContext,
+    static: dict[str, Any],
+    row: Row,
+    history: list[dict[str, Any]],
+    turn: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The body of a row's request to /v1/chat/completions: instructions, the thread's
+    earlier turns (`history`), then this turn's messages. What a synchronous run sends and a
+    batch line carries."""
+    system: list[dict[str, Any]] = []
+    if instructions := job.instructions(row):
+        system.append({"role": "system", "content": instructions})
+    model = job.model(row)
+    # The local model's server keeps its own prompt cache per slot: nothing to key there.
+    per_request = {} if job.spec.provider == "local" else job.per_request(model)
+    return {**static, **per_request, "model": model, "messages": [*system, *history, *turn]}
+
+
+def _message(completion: dict[str, Any]) -> dict[str, Any]:
+    choice = (completion.get("choices") or [None])[0]
+    return (choice.get("message") if choice else None) or {}
+
+
+def turn_from_completion(completion: dict[str, Any], asked: str) -> Turn:
+    """A completion as a turn: its answer, status by finish_reason, and usage. `asked` is the
+    model asked for, for servers that do not say which answered."""
+    choice = (completion.get("choices") or [None])[0]
+    reason = (choice.get("finish_reason") if choice else None) or "stop"
+    status, error = FINISH.get(reason, (FAILED, f"unexpected finish_reason {reason!r}"))
+    return Turn(
+        status=status,
+        answer=_message(completion).get("content") or "",
+        error=error,
+        usage=_usage(completion.get("usage")),
+        model=completion.get("model") or asked,
+        run_id=completion.get("id") or "",
+        service_tier=tier_of(completion),
+    )
 
 
 def _usage(u: dict[str, Any] | None) -> Usage:

@@ -22,43 +22,18 @@ class ResponsesProvider:
     def __init__(self, client: openai.OpenAI, spec: JobSpec) -> None:
         self.client = client
         self.job = JobContext(spec)
-        self.static = self._static_params()
-
-    def _static_params(self) -> dict[str, Any]:
-        """Parameters that are the same for every run of the job."""
-        profile = self.job.profile
-        params: dict[str, Any] = self.job.sampling()
-        if profile.max_output_tokens:
-            params["max_output_tokens"] = profile.max_output_tokens
-        if profile.tools:
-            # `strict` is a required key of the API's function tool; strict mode would refuse
-            # schemas that do not list every property as required, so it is asked for off.
-            params["tools"] = [
-                {"type": "function", "strict": False, **t.definition()} for t in profile.tools
-            ]
-        if fmt := profile.response_format:
-            params["text"] = {"format": {"type": "json_schema", **fmt}}
-        return params
+        self.static = static_params(self.job)
 
     def open_thread(self, retrier: Retrier) -> Thread:
         conversation = retrier.call(read_json, self.client.conversations.with_raw_response.create)
         return Thread(id=conversation["id"])
 
     def ask(self, thread: Thread, row: Row, retrier: Retrier, tools: ToolLog) -> Turn:
-        model = self.job.model(row)
-        params: dict[str, Any] = {
-            **self.static,
-            **self.job.per_request(model),
-            "model": model,
-            "conversation": thread.id,
-            # A plain string is the API's shorthand for one user message. The SDK walks a
-            # list of message dicts through its type transform, which cost about 1 ms of CPU
-            # per question in the benchmark; the string goes through untouched.
-            "input": row.question,
-        }
-        if instructions := self.job.instructions(row):
-            # Instructions are not carried over between responses: send them every turn.
-            params["instructions"] = instructions
+        # A plain string is the API's shorthand for one user message. The SDK walks a list of
+        # message dicts through its type transform, which cost about 1 ms of CPU per question
+        # in the benchmark; the string goes through untouched.
+        params = request_params(self.job, self.static, row, row.question)
+        params["conversation"] = thread.id
         usage = Usage()
         rounds = 0
         limited = False
@@ -93,6 +68,37 @@ class ResponsesProvider:
             turn.status, turn.error = FAILED, too_many_rounds(rounds - 1)
         turn.usage = usage
         return turn
+
+
+def static_params(job: JobContext) -> dict[str, Any]:
+    """Parameters that are the same for every request of the job (synchronous or batch)."""
+    profile = job.profile
+    params: dict[str, Any] = job.sampling()
+    if profile.max_output_tokens:
+        params["max_output_tokens"] = profile.max_output_tokens
+    if profile.tools:
+        # `strict` is a required key of the API's function tool; strict mode would refuse
+        # schemas that do not list every property as required, so it is asked for off.
+        params["tools"] = [
+            {"type": "function", "strict": False, **t.definition()} for t in profile.tools
+        ]
+    if fmt := profile.response_format:
+        params["text"] = {"format": {"type": "json_schema", **fmt}}
+    return params
+
+
+def request_params(
+    job: JobContext, static: dict[str, Any], row: Row, input: str | list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The body of a row's request to /v1/responses, less where its thread lives: what a
+    synchronous run sends (with its conversation) and a batch line carries (with the
+    thread's earlier turns in `input`)."""
+    model = job.model(row)
+    params: dict[str, Any] = {**static, **job.per_request(model), "model": model, "input": input}
+    if instructions := job.instructions(row):
+        # Instructions are not carried over between responses: send them every turn.
+        params["instructions"] = instructions
+    return params
 
 
 def _refused(call_id: str, rounds: int) -> dict[str, Any]:

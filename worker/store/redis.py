@@ -120,10 +120,17 @@ class RedisStore:
         token = self._leases.forget(self._key(job_id, f"claim:{result.index}"))
         return self._store(job_id, result, token=token or "")
 
-    def _store(self, job_id: str, result: Result, token: str) -> bool:
+    def save_many(self, job_id: str, results: list[Result]) -> list[bool]:
+        pipe = self.redis.pipeline(transaction=False)
+        for result in results:
+            self._store(job_id, result, token="", client=pipe)
+        return [bool(saved) for saved in pipe.execute()]
+
+    def _store(self, job_id: str, result: Result, token: str, client=None) -> bool:
         u = result.usage
         tally = RowTally.of(result)
         saved = self._save(
+            client=client,
             keys=[
                 self._key(job_id, "results"),
                 self._key(job_id, "stats"),
@@ -272,3 +279,42 @@ class RedisStore:
         # Claims expire with their lease, so a dead worker's rows stop counting on their own.
         pattern = self._key(job_id, "claim:*")
         return sum(1 for _ in self.redis.scan_iter(match=pattern, count=1000))
+
+    # --- the Batch API route ------------------------------------------------------------
+
+    def rows_put(self, job_id: str, rows: list[dict]) -> None:
+        key = self._key(job_id, "rows")
+        pipe = self.redis.pipeline(transaction=False)
+        for chunk in chunks(rows):
+            pipe.hset(key, mapping={r["index"]: json.dumps(r, ensure_ascii=False) for r in chunk})
+        pipe.expire(key, JOB_TTL_S)
+        pipe.execute()
+
+    def rows_get(self, job_id: str, indices: Iterable[int]) -> dict[int, dict]:
+        key = self._key(job_id, "rows")
+        found: dict[int, dict] = {}
+        for chunk in chunks(list(indices)):
+            raws = self.redis.hmget(key, [str(i) for i in chunk])
+            found.update({i: json.loads(r) for i, r in zip(chunk, raws, strict=True) if r})
+        return found
+
+    def batch_put(self, job_id: str, key: str, record: dict) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self._key(job_id, "batches"), key, json.dumps(record))
+        pipe.expire(self._key(job_id, "batches"), JOB_TTL_S)
+        pipe.execute()
+
+    def batch_records(self, job_id: str) -> dict[str, dict]:
+        raw = self.redis.hgetall(self._key(job_id, "batches"))
+        return {key: json.loads(value) for key, value in raw.items()}
+
+    def tick_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
+        key = self._key(job_id, "tick")
+        if self.redis.set(key, token, nx=True, px=int(ttl_s * 1000)):
+            return True
+        return self.redis.get(key) == token
+
+    def tick_release(self, job_id: str, token: str) -> None:
+        key = self._key(job_id, "tick")
+        if self.redis.get(key) == token:  # a lapsed lease may be someone else's by now
+            self.redis.delete(key)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from worker.models import JobSpec, Result
 from worker.store.base import JobBusy, Progress, RowStart, RowTally, chunks
+from worker.store.sqlite_batches import BatchTables, create_batch_tables
 
 _COLUMNS = "idx, status, prompt, completion, total, json, cost, unpriced, retries"
 
@@ -73,7 +74,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
         raise
 
 
-class LocalStore:
+class LocalStore(BatchTables):
     """One SQLite file per job under `root`; safe to share between threads of one process.
 
     One process at a time runs a job (`hold`), so row claims can live in memory.
@@ -123,6 +124,7 @@ class LocalStore:
         db.execute(
             "CREATE TABLE IF NOT EXISTS pace (proc TEXT PRIMARY KEY, at REAL, json TEXT NOT NULL)"
         )
+        create_batch_tables(db)
         self._dbs[job_id] = db
         return db
 
@@ -164,24 +166,40 @@ class LocalStore:
         return self.save(job_id, result, release=True)
 
     def save(self, job_id: str, result: Result, release: bool = False) -> bool:
-        u = result.usage
-        raw = json.dumps(result.to_json(), ensure_ascii=False)
         with self._lock:
-            cur = self._db(job_id).execute(
-                f"INSERT OR IGNORE INTO results ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    result.index,
-                    result.status,
-                    u.prompt_tokens,
-                    u.completion_tokens,
-                    u.total_tokens,
-                    raw,
-                    *_tally(result),
-                ),
-            )
+            saved = self._insert(self._db(job_id), result)
             if release:
                 self._claims.pop((job_id, result.index), None)
-            return cur.rowcount == 1
+            return saved
+
+    def save_many(self, job_id: str, results: list[Result]) -> list[bool]:
+        with self._lock:
+            db = self._db(job_id)
+            db.execute("BEGIN")  # one commit for the lot, not one per row
+            try:
+                saved = [self._insert(db, r) for r in results]
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return saved
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, result: Result) -> bool:
+        u = result.usage
+        cur = db.execute(
+            f"INSERT OR IGNORE INTO results ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                result.index,
+                result.status,
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.total_tokens,
+                json.dumps(result.to_json(), ensure_ascii=False),
+                *_tally(result),
+            ),
+        )
+        return cur.rowcount == 1
 
     def get(self, job_id: str, indices: Iterable[int]) -> dict[int, Result]:
         wanted = list(indices)

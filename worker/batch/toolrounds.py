@@ -1,0 +1,104 @@
+"""Function tools through the Batch API, in rounds, as a thread's turns are.
+
+A line whose answer asks for tool calls is not the row's result: the tools run when the batch
+is read, and the row goes into the next round with the calls and their outputs after its
+question.
+
+What the row has gathered so far (the items to send again, the usage of every round, the
+tools called) is kept with the row in the store, as `continuing`, until its final answer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.models import Usage
+from worker.providers.base import JobContext
+from worker.tools import ToolLog
+
+CONTINUING = "continuing"  # the key of a row's stored JSON that holds its rounds so far
+
+
+@dataclass(slots=True)
+class Continuing:
+    items: list[dict[str, Any]] = field(default_factory=list)  # sent after the question
+    usage: Usage = field(default_factory=Usage)
+    calls: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    rounds: int = 0
+    # The attempt whose answer asked for these calls: reading that line again (a look that
+    # died before it finished) must not run the tools twice.
+    after: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        u = self.usage
+        usage = {name: getattr(u, name) for name in Usage.__slots__}
+        return {
+            "items": self.items,
+            "usage": usage,
+            "calls": self.calls,
+            "errors": self.errors,
+            "rounds": self.rounds,
+            "after": self.after,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Continuing:
+        data = data or {}
+        return cls(
+            items=list(data.get("items") or []),
+            usage=Usage(**(data.get("usage") or {})),
+            calls=dict(data.get("calls") or {}),
+            errors=list(data.get("errors") or []),
+            rounds=int(data.get("rounds") or 0),
+            after=int(data.get("after") or 0),
+        )
+
+    def log(self) -> ToolLog:
+        return ToolLog(calls=Counter(self.calls), errors=list(self.errors))
+
+
+def calls_in(provider: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool calls an answer asks for: `function_call` items (responses), the message's
+    `tool_calls` (chat)."""
+    if provider == "responses":
+        if body.get("status") != "completed":
+            return []
+        return [i for i in body.get("output") or () if i.get("type") == "function_call"]
+    choice = (body.get("choices") or [None])[0] or {}
+    return list((choice.get("message") or {}).get("tool_calls") or [])
+
+
+def run_tools(
+    job: JobContext,
+    body: dict[str, Any],
+    calls: list[dict[str, Any]],
+    so_far: Continuing,
+    usage: Usage,
+    attempt: int,
+) -> Continuing:
+    """Run the calls; returns what the row's next line carries: the items so far, the calls
+    as the model made them and their outputs, and the usage of every round."""
+    log = so_far.log()
+    items = list(so_far.items)
+    if job.spec.provider == "responses":
+        for call in calls:
+            items.append({k: call[k] for k in ("type", "call_id", "name", "arguments")})
+        for call in calls:
+            output = job.toolbox.call(call["name"], call["arguments"], log)
+            item = {"type": "function_call_output", "call_id": call["call_id"], "output": output}
+            items.append(item)
+    else:
+        choice = (body.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        # The assistant's turn as sent back: what the server said, less its extras.
+        items.append({k: message[k] for k in ("role", "content", "tool_calls") if message.get(k)})
+        for call in calls:
+            fn = call["function"]
+            output = job.toolbox.call(fn["name"], fn["arguments"], log)
+            items.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+    total = Usage(**{name: getattr(so_far.usage, name) for name in Usage.__slots__})
+    total.add(usage)
+    return Continuing(items, total, dict(log.calls), log.errors, so_far.rounds + 1, attempt)
