@@ -11,6 +11,7 @@ Groups:
   tpm      the double allows 12,000 tokens/min; 4 workers with --tpm 12000
   large    100,000 rows, one worker, no latency: peak memory of each process
   local    (alone) the local model: tokens and rows/s on 1 and N slots, cold start
+  answers  (alone) the local model: 12 school-maths questions, how many it gets right
   autolimit  (alone) no tuning flags: the limit learned from headers (bench/autolimit.py)
   batch    (alone) 100,000 rows through --batch: upload time, memory, CPU while waiting
 
@@ -362,7 +363,12 @@ def table(outcomes: list[Outcome]) -> str:
 
 def main() -> None:
     # The groups run alone, each in its own module.
-    alone = {"local": "local_model", "autolimit": "autolimit", "batch": "batch"}
+    alone = {
+        "local": "local_model",
+        "answers": "local_answers",
+        "autolimit": "autolimit",
+        "batch": "batch",
+    }
     if sys.argv[1:2] and sys.argv[1] in alone:
         return importlib.import_module(f"bench.{alone[sys.argv[1]]}").main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])

@@ -35,16 +35,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="sampling temperature of requests that send none (default 0: greedy)",
     )
     p.add_argument(
-        "--dry-multiplier",
+        "--repeat-penalty",
         type=float,
-        default=0.8,
-        help="DRY penalty on repeating a run of tokens already written (default 0.8; 0: off)",
-    )
-    p.add_argument(
-        "--dry-allowed-length",
-        type=int,
-        default=4,
-        help="runs up to this many tokens may repeat unpenalised (default 4)",
+        default=1.1,
+        help="penalty on tokens repeated in the last 64 (default 1.1; 1 turns it off)",
     )
     return p.parse_args(argv)
 
@@ -64,17 +58,15 @@ def params(args: argparse.Namespace):  # -> xllamacpp.CommonParams
     p.cpuparams.n_threads = threads
     p.cpuparams_batch.n_threads = threads
     p.ui = False  # no web page: only the API
-    # llama.cpp's default is 0.8 with a random seed: the same school-maths question then came
-    # out right in one run and wrong in the next. Greedy unless the request (a profile's
-    # temperature) says otherwise. Greedy alone made the 1.5B model loop on two of the
-    # sample's Korean questions until the answer cap; a plain repeat penalty ended the loops
-    # but turned "answer with the number" into a wrong digit (the right one was in the
-    # question). DRY penalises only repeated runs of tokens: with runs of 4 allowed, all four
-    # test questions came out right (measured on the sample's rows 1 and 7, and on `17 * 23`
-    # and `3x + 11 = 14, the number only`).
+    # llama.cpp's default is 0.8 with a random seed: the same question then came out right in
+    # one run and wrong in the next. Greedy (unless the request, i.e. a profile's temperature,
+    # says otherwise) with a 1.1 repeat penalty: greedy alone looped on Korean questions until
+    # the answer cap. On 12 school-maths questions (python -m bench answers): greedy
+    # 7 right, greedy + DRY 6, greedy + 1.1 repeat penalty 11, llama.cpp's default 11 on one
+    # draw. The penalty's known cost: a one-digit answer whose digit is in the question can be
+    # pushed to another ("answer with the number only" gave 7 for 3x + 11 = 14).
     p.sampling.temp = args.temperature
-    p.sampling.dry_multiplier = args.dry_multiplier
-    p.sampling.dry_allowed_length = args.dry_allowed_length
+    p.sampling.penalty_repeat = args.repeat_penalty
     return p
 
 
