@@ -4,6 +4,7 @@ runs it (the server's own sampling defaults, no profile), scored on the end of e
 
     python -m bench answers                    # the bundled model
     python -m bench answers --model smollm2    # or any name or GGUF file
+    python -m bench answers --instructions "You are a maths tutor."
 
 A row is right when it completed and the closing part of its answer (where the model states
 its result) holds every expected value; the table prints each row's verdict and that part, so
@@ -37,7 +38,10 @@ QUESTIONS: list[tuple[str, list[str]]] = [
     ("A rectangle has perimeter 20 and area 24. What are its sides?", ["4", "6"]),
     ("12의 약수를 모두 더하면 얼마인가요?", ["28"]),
     ("What is 15% of 240?", ["36"]),
-    ("반지름이 3인 원의 넓이는 얼마인가요? π를 사용해 답해 주세요.", [r"9\s*\\?pi|9\s*π|28\.27"]),
+    (
+        "반지름이 3인 원의 넓이는 얼마인가요? π를 사용해 답해 주세요.",
+        [r"9\s*\\?pi|9\s*π|28\.27\d*"],
+    ),
     ("What is the least common multiple of 6 and 8?", ["24"]),
 ]
 TAIL = 200  # characters at the end of an answer where its result is stated
@@ -45,12 +49,13 @@ TAIL = 200  # characters at the end of an answer where its result is stated
 
 def right(answer: str, patterns: list[str]) -> bool:
     tail = answer[-TAIL:]
-    return all(re.search(rf"(?<![\d.]){p}(?![\d])", tail) for p in patterns)
+    return all(re.search(rf"(?<![-\d.]){p}(?![\d])", tail) for p in patterns)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench answers")
     parser.add_argument("--model", default="", help="name or GGUF file (default: the bundled)")
+    parser.add_argument("--instructions", default="", help="system instructions (default none)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="askbatch-answers-") as tmp:
         sheet, out = Path(tmp) / "maths.csv", Path(tmp) / "maths.answers.csv"
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             ])  # fmt: skip
         command = [sys.executable, "-m", "jobs", "run", str(sheet), "-o", str(out), "-q"]
         command += ["--provider", "local", *(["--local-model", args.model] * bool(args.model))]
+        command += ["--instructions", args.instructions] * bool(args.instructions)
         print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         t0 = time.monotonic()
         done = subprocess.run(command, capture_output=True, text=True)
