@@ -13,15 +13,8 @@ import pytest
 from tests.conftest import askbatch, base_env, write_csv
 from tests.double.fixture import BATCH_OPTIONS
 from tests.jobtools import JOB_ID, asked
+from tests.test_threads_tools import THREADED
 
-THREADED = [
-    ["t1", "A", "alpha one"],
-    ["u1", "", "lonely question"],
-    ["t2", "B", "beta one"],
-    ["t3", "A", "alpha two"],
-    ["t4", "B", "beta two"],
-    ["t5", "A", "alpha three"],
-]
 # What may differ between a synchronous and a batch run of the same sheet.
 DIFFERENT = {"thread_id", "run_id", "latency_s", "service_tier", "cost_usd", "attempts"}
 
