@@ -3,9 +3,11 @@ a real redis-server and a real SQLite file."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -160,3 +162,27 @@ def test_embedded_job_is_held_by_one_process_at_a_time(tmp_path):
     assert not b.busy(spec.job_id)
     with b.hold(spec.job_id):
         pass
+
+
+def test_a_result_is_stored_compactly_and_read_back_whole(store):
+    """Fields at their defaults are left out of the stored JSON (a 1,000,000-row job's rows
+    live in Redis) and come back as they were, non-default ones included."""
+    spec = _job(store, total=3)
+    full = Result(
+        index=0,
+        status=COMPLETED,
+        answer="x = 1",
+        usage=Usage(7, 3, 10, cached_tokens=2),
+        model="m",
+        thread_id="resp_1",
+        latency_s=0.25,
+        attempts=2,
+        service_tier="flex",
+        cost_usd=Decimal("0.000012"),
+        extra={"answer.value": "1"},
+    )
+    bare = Result(index=1, status=FAILED, error="boom", usage=Usage(reported=False))
+    assert store.save(spec.job_id, full) and store.save(spec.job_id, bare)
+    assert store.get(spec.job_id, [0, 1]) == {0: full, 1: bare}
+    assert '"reasoning_tokens"' not in full.stored() and '"answer"' not in bare.stored()
+    assert len(full.stored()) < len(json.dumps(full.to_json()))

@@ -6,6 +6,7 @@ for JSON only, and results are stored as JSON in Redis or SQLite.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, fields
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -117,6 +118,18 @@ class Result:
         data["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
         return data
 
+    def stored(self) -> str:
+        """The compact JSON the stores keep: fields at their defaults left out (from_json
+        fills them in), which halves a short answer's row in Redis or SQLite."""
+        data = {
+            name: value
+            for name, value in self.to_json().items()
+            if name in ("index", "status") or value != _RESULT_DEFAULTS.get(name)
+        }
+        if "usage" in data:
+            data["usage"] = {k: v for k, v in data["usage"].items() if v != _USAGE_DEFAULTS[k]}
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
         data = dict(data)
@@ -147,6 +160,10 @@ class Result:
             "tool_calls": self.tool_calls,
             "service_tier": self.service_tier,
         }
+
+
+_RESULT_DEFAULTS = Result(index=0, status="").to_json()
+_USAGE_DEFAULTS = _RESULT_DEFAULTS["usage"]
 
 
 @dataclass(frozen=True, slots=True)

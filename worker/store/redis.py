@@ -139,7 +139,7 @@ class RedisStore:
             ],
             args=[
                 result.index,
-                json.dumps(result.to_json(), ensure_ascii=False),
+                result.stored(),
                 result.status,
                 u.prompt_tokens,
                 u.completion_tokens,
@@ -249,7 +249,7 @@ class RedisStore:
             args: list = []
             for i in chunk:
                 result = Result(index=i, status=status, error=reason)
-                args += [i, json.dumps(result.to_json(), ensure_ascii=False)]
+                args += [i, result.stored()]
             marked += self._mark(keys=[results, stats, *claims], args=[*args, status])
         return marked
 

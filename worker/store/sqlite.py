@@ -195,7 +195,7 @@ class LocalStore(BatchTables):
                 u.prompt_tokens,
                 u.completion_tokens,
                 u.total_tokens,
-                json.dumps(result.to_json(), ensure_ascii=False),
+                result.stored(),
                 *_tally(result),
             ),
         )
@@ -332,7 +332,7 @@ class LocalStore(BatchTables):
                 result = Result(index=i, status=status, error=reason)
                 marked += db.execute(
                     f"INSERT OR IGNORE INTO results ({_COLUMNS}) VALUES (?,?,0,0,0,?,0,0,0)",
-                    (i, status, json.dumps(result.to_json(), ensure_ascii=False)),
+                    (i, status, result.stored()),
                 ).rowcount
         return marked
 
