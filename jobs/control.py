@@ -9,7 +9,7 @@ thin layers over these functions.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +24,7 @@ from jobs.submit import task_groups
 from worker import runtime
 from worker.errors import ConfigError
 from worker.fatal import is_halt
-from worker.models import CANCELLED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row
+from worker.models import CANCELLED, EXPIRED, FAILED, SKIPPED, JobSpec, Result
 from worker.pricing import NANO
 from worker.settings import Settings, mask_url
 from worker.store import LocalStore, Progress, Store
@@ -254,15 +254,6 @@ def drop_failed(store: Store, spec: JobSpec, sheet: Worksheet) -> int:
                 retry.add(row.index)
             after_failure = after_failure or row.index in retry
     return store.drop(spec.job_id, (*RETRY_STATUSES, SKIPPED), sorted(retry))
-
-
-def pending_groups(sheet: Worksheet, pending: Iterable[int]) -> Iterator[list[Row]]:
-    """The job's tasks that still have a row to ask (a thread's answered turns stay in it:
-    the worker passes over them and picks the thread up where it stopped)."""
-    wanted = set(pending)
-    for rows in task_groups(sheet):
-        if any(row.index in wanted for row in rows):
-            yield rows
 
 
 def mode_of(settings: Settings) -> str:

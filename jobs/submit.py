@@ -12,7 +12,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
 
@@ -20,6 +20,7 @@ import openai
 
 from jobs import batches
 from jobs.intake import Worksheet
+from jobs.lost import LostTasks, quiet_for
 from worker import runtime
 from worker.errors import AskbatchError, ConfigError
 from worker.fatal import classify, is_halt
@@ -133,6 +134,15 @@ def task_groups(sheet: Worksheet) -> Iterator[list[Row]]:
     yield from threads.values()
 
 
+def pending_groups(sheet: Worksheet, pending: Iterable[int]) -> Iterator[list[Row]]:
+    """The job's tasks that still have a row to ask (a thread's answered turns stay in it:
+    the worker passes over them and picks the thread up where it stopped)."""
+    wanted = set(pending)
+    for rows in task_groups(sheet):
+        if any(row.index in wanted for row in rows):
+            yield rows
+
+
 def _payload(rows: list[Row]) -> list[dict]:
     return [r.to_json() for r in rows]
 
@@ -223,10 +233,11 @@ def wait(
     on_idle: Callable[[], None] | None = None,
     idle_after_s: float = 20.0,
     wake: threading.Event | None = None,
+    watch: Callable[[Progress], object] | None = None,
 ) -> Progress:
     """Poll the store until every row has a result, the job is halted with no row left in
     flight (worker/fatal), or the local pool has ended, which sets `wake`: then at once
-    rather than at the next poll."""
+    rather than at the next poll. `watch` sees every poll's progress (jobs/lost.py)."""
     t0 = time.monotonic()
     warned = False
     while True:
@@ -246,6 +257,8 @@ def wait(
         ):
             on_idle()
             warned = True
+        if watch is not None:
+            watch(progress)
         if wake is not None:
             wake.wait(POLL_S)
         else:
@@ -259,16 +272,39 @@ def answer_job(
     groups: Iterator[list[Row]],
     show: Callable[[Progress], None],
     on_idle: Callable[[], None] | None = None,
+    sheet: Worksheet | None = None,
+    tell: Callable[[str], None] | None = None,
 ) -> Progress:
     """Answer the rows of `groups` (a new job's, or what a resumed one lacks) and wait until
     every row of the job has a result, or the job stopped: on workers when the settings name
     a broker (`on_idle` is called if none has picked up a task after idle_warning_s), else
-    on `settings.concurrency` threads of this process."""
+    on `settings.concurrency` threads of this process. With the job's `sheet`, rows the broker
+    lost are sent again (jobs/lost.py), and `tell` says so."""
     if spec.batch:
         return _answer_batches(settings, store, spec, show, on_idle)
     if settings.broker_url:
         run_distributed(spec, groups)
-        return wait(store, spec, show, on_idle=on_idle, idle_after_s=settings.idle_warning_s)
+        watch = None
+        if sheet is not None:
+            lost = LostTasks(
+                settings.broker_url,
+                store,
+                spec.job_id,
+                spec.total,
+                lambda missing: pending_groups(sheet, missing),
+                lambda again: run_distributed(spec, again),
+                quiet_for(settings.visibility_timeout_s),
+                **({"tell": tell} if tell else {}),
+            )
+            watch = lost.check
+        return wait(
+            store,
+            spec,
+            show,
+            on_idle=on_idle,
+            idle_after_s=settings.idle_warning_s,
+            watch=watch,
+        )
     embedded = EmbeddedRun(
         spec,
         groups,

@@ -12,6 +12,7 @@ import signal
 import time
 
 import pytest
+import redis
 
 from tests.conftest import (
     API_KEY,
@@ -138,6 +139,39 @@ def test_redis_restarted_mid_job(tmp_path, api):
     twice = sum(counts.values()) - 60
     print(f"\n{twice} questions answered twice across the restart")
     assert twice <= 8, "at most the rows in flight (2 workers x 4) asked again"
+
+
+def test_a_task_the_broker_lost_is_sent_again(tmp_path, api, redis_server):
+    """kombu pops a message and records it unacknowledged in a second command; a Redis
+    restart between the two loses it (seen in test_redis_restarted_mid_job's append-only
+    file). Here one of the job's messages is taken off the queue before any worker runs: the
+    job waits while the queue still holds its other tasks, then, once it has stood still with
+    nothing queued, claimed or unacknowledged, sends the lost row again and completes."""
+    url = fresh_db(redis_server.url, 12)
+    env = base_env(tmp_path, api) | {
+        "ASKBATCH_BROKER_URL": url,
+        "ASKBATCH_VISIBILITY_TIMEOUT": "2",  # waits before resending: 2 + 1 + 2 + 10 s
+    }
+    rows = _rows(12)
+    sheet = write_csv(tmp_path / "s.csv", ["id", "question"], rows)
+    out = tmp_path / "out.csv"
+    run = Background.start(
+        ["run", str(sheet), "-o", str(out), "--provider", "chat"], env, tmp_path / "run.log"
+    )
+    run.job_id()
+    broker = redis.Redis.from_url(url)
+    wait_for("12 tasks queued", lambda: broker.llen("askbatch") == 12)
+    assert broker.rpop("askbatch")  # the first row's task, as a restart would lose it
+    time.sleep(17)  # past the wait: the queued tasks keep the job from resending anything
+    assert broker.llen("askbatch") == 11 and "sent them again" not in run.text()
+    workers = start_workers(env, 1, tmp_path, concurrency=4)
+    try:
+        assert run.wait(120) == 0, run.text() + workers.log_text()[-3000:]
+    finally:
+        workers.stop()
+    _check_completed(out, rows)
+    assert "1 rows of job" in run.text() and "sent them again" in run.text(), run.text()
+    assert sorted(asked(api).values()) == [1] * 12, "each question asked once"
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,8 @@ def execute(
                 f"{settings.idle_warning_s:g}s; is `askbatch worker` running against "
                 f"{mask_url(settings.broker_url)}?"
             ),
+            sheet=sheet,
+            tell=tell,
         )
     except BaseException as exc:
         show.close()  # the terminal gets its cursor back, and the last frame stays

@@ -10,7 +10,7 @@ from jobs.cli.finish import execute, say_for
 from jobs.cli.parser import overrides
 from jobs.csvout import check_output_path
 from jobs.record import check_worksheet
-from jobs.submit import task_groups
+from jobs.submit import pending_groups, task_groups
 from worker.errors import ConfigError
 from worker.settings import Settings, mask_url
 
@@ -52,5 +52,5 @@ def resume(job: control.Job, args: argparse.Namespace, retry_failed: bool) -> in
             batches.ensure_prepared(job.store, job.spec, task_groups(sheet))
         again = f" ({dropped} of them ended failed, expired or cancelled before)" if dropped else ""
         say(f"job {job.id} ({job.where}): {len(pending)} of {job.spec.total} rows to ask{again}")
-        groups = control.pending_groups(sheet, pending)
+        groups = pending_groups(sheet, pending)
         return execute(settings, job.store, job.spec, sheet, groups, out, args, say)

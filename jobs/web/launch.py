@@ -22,7 +22,7 @@ from typing import Any
 from jobs import control
 from jobs.intake import Worksheet, open_worksheet
 from jobs.record import check_worksheet, record_for
-from jobs.submit import answer_job, load_job_profile, start_job, task_groups
+from jobs.submit import answer_job, load_job_profile, pending_groups, start_job, task_groups
 from jobs.web.catalog import Catalog
 from jobs.web.facts import Tallies
 from worker import pricing
@@ -157,7 +157,7 @@ class Launcher:
         job = self.catalog.locate(spec.job_id)
         hold = contextlib.ExitStack()
         hold.enter_context(store.hold(job.id))
-        self._run(job, settings, hold, lambda: task_groups(sheet))
+        self._run(job, settings, hold, sheet, lambda: task_groups(sheet))
         return job.id
 
     def resume(self, job: control.Job, retry_failed: bool) -> str:
@@ -185,7 +185,7 @@ class Launcher:
             hold.close()
             raise
         self.tallies.forget(job.id)
-        self._run(job, self.settings, hold, lambda: control.pending_groups(sheet, pending))
+        self._run(job, self.settings, hold, sheet, lambda: pending_groups(sheet, pending))
         again = f" ({dropped} of them ended failed, expired or cancelled before)" if dropped else ""
         return f"job {job.id}: {len(pending)} of {job.spec.total} rows to ask{again}"
 
@@ -199,7 +199,7 @@ class Launcher:
             thread = self.running.get(job_id)
         return thread is not None and thread.is_alive()
 
-    def _run(self, job: control.Job, settings: Settings, hold, groups) -> None:
+    def _run(self, job: control.Job, settings: Settings, hold, sheet: Worksheet, groups) -> None:
         def work() -> None:
             with hold:
                 try:
@@ -215,6 +215,8 @@ class Launcher:
                             f" is `askbatch worker` running against "
                             f"{mask_url(settings.broker_url)}?",
                         ),
+                        sheet=sheet,
+                        tell=lambda message: self._note(job.id, message.strip()),
                     )
                     self._note(job.id, "")
                     control.collect(job, Path(job.record.output))
