@@ -19,6 +19,7 @@ from datetime import datetime
 import openai
 
 from jobs import batches
+from jobs.feed import Feeder, Unsent
 from jobs.intake import Worksheet
 from jobs.lost import LostTasks, quiet_for
 from worker import runtime
@@ -283,28 +284,7 @@ def answer_job(
     if spec.batch:
         return _answer_batches(settings, store, spec, show, on_idle)
     if settings.broker_url:
-        run_distributed(spec, groups)
-        watch = None
-        if sheet is not None:
-            lost = LostTasks(
-                settings.broker_url,
-                store,
-                spec.job_id,
-                spec.total,
-                lambda missing: pending_groups(sheet, missing),
-                lambda again: run_distributed(spec, again),
-                quiet_for(settings.visibility_timeout_s),
-                **({"tell": tell} if tell else {}),
-            )
-            watch = lost.check
-        return wait(
-            store,
-            spec,
-            show,
-            on_idle=on_idle,
-            idle_after_s=settings.idle_warning_s,
-            watch=watch,
-        )
+        return _answer_on_workers(settings, store, spec, groups, show, on_idle, sheet, tell)
     embedded = EmbeddedRun(
         spec,
         groups,
@@ -314,6 +294,64 @@ def answer_job(
     wait(store, spec, show, finished=embedded.finished, wake=embedded.ended)
     finish_stopped(store, spec)
     return store.progress(spec.job_id)
+
+
+def _answer_on_workers(
+    settings: Settings,
+    store: Store,
+    spec: JobSpec,
+    groups: Iterator[list[Row]],
+    show: Callable[[Progress], None],
+    on_idle: Callable[[], None] | None,
+    sheet: Worksheet | None,
+    tell: Callable[[str], None] | None,
+) -> Progress:
+    """Send the tasks a window ahead of the answers (jobs/feed.py) and wait; once all are
+    sent, look for any the broker lost (jobs/lost.py)."""
+    feeder = Feeder(
+        groups,
+        lambda tasks: run_distributed(spec, tasks),
+        settings.queue_ahead,
+        store.progress(spec.job_id).done,
+    )
+    lost = None
+    if sheet is not None:
+        lost = LostTasks(
+            settings.broker_url,
+            store,
+            spec.job_id,
+            spec.total,
+            lambda missing: pending_groups(sheet, missing),
+            lambda again: run_distributed(spec, again),
+            quiet_for(settings.visibility_timeout_s),
+            **({"tell": tell} if tell else {}),
+        )
+
+    def watch(progress: Progress) -> None:
+        if not feeder.exhausted:
+            stop = store.stopped(spec.job_id)
+            if stop is None:
+                feeder.top_up(progress)
+            elif not is_halt(stop):  # cancelled, or the spending cap: send no more, and
+                feeder.exhausted = True  # the rows never sent take the stop's status
+                finish_stopped(store, spec)
+        elif lost is not None:
+            lost.check(progress)
+
+    watch(store.progress(spec.job_id))
+    try:
+        return wait(
+            store,
+            spec,
+            show,
+            on_idle=on_idle,
+            idle_after_s=settings.idle_warning_s,
+            watch=watch,
+        )
+    except KeyboardInterrupt:
+        if feeder.exhausted:
+            raise
+        raise Unsent(feeder.sent_rows) from None
 
 
 def _answer_batches(

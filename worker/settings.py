@@ -67,6 +67,7 @@ ENV_VARS: dict[str, str] = {
     "backoff_cap_s": "ASKBATCH_BACKOFF_CAP",
     "visibility_timeout_s": "ASKBATCH_VISIBILITY_TIMEOUT",
     "idle_warning_s": "ASKBATCH_IDLE_WARNING",
+    "queue_ahead": "ASKBATCH_QUEUE_AHEAD",
     "state_dir": "ASKBATCH_STATE_DIR",
     "assistant_profile": "ASKBATCH_ASSISTANT",
     "continue_on_error": "ASKBATCH_CONTINUE_ON_ERROR",
@@ -114,6 +115,9 @@ class Settings:
     # Redelivery after a worker dies comes this long after the task was handed out (worker/app).
     visibility_timeout_s: int = 120
     idle_warning_s: float = 20.0
+    # A distributed job's rows in the broker ahead of the answered ones (jobs/feed.py): each
+    # task is about 1.3 kB in Redis, so a million-row job is not queued all at once.
+    queue_ahead: int = 10_000
     state_dir: str = field(default_factory=_default_state_dir)
     assistant_profile: str = ""
     continue_on_error: bool = False
@@ -187,7 +191,7 @@ class Settings:
         parse_range(self.answer_tokens, "--answer-tokens / ASKBATCH_ANSWER_TOKENS")
         parse_limits(self.rpm, "--rpm / ASKBATCH_RPM")
         parse_limits(self.tpm, "--tpm / ASKBATCH_TPM")
-        for name in ("concurrency", "worker_concurrency", "max_attempts"):
+        for name in ("concurrency", "worker_concurrency", "max_attempts", "queue_ahead"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if not 0 <= self.local_port <= 65535:

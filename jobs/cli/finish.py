@@ -11,6 +11,7 @@ from pathlib import Path
 
 from jobs import pace
 from jobs.csvout import write_job
+from jobs.feed import Unsent
 from jobs.intake import Worksheet
 from jobs.progress import ProgressView
 from jobs.submit import answer_job
@@ -70,7 +71,13 @@ def execute(
         if not isinstance(exc, KeyboardInterrupt):
             raise
         job = spec.job_id
-        if settings.broker_url:
+        if isinstance(exc, Unsent):
+            say(
+                f"\ninterrupted; {exc.sent_rows:,} rows of job {job} were sent and go on on the "
+                f"workers, the others were not sent yet: `askbatch resume {job}` sends them "
+                f"(or `askbatch cancel {job}`)"
+            )
+        elif settings.broker_url:
             say(
                 f"\ninterrupted; job {job} goes on on the workers: `askbatch status {job}`, "
                 f"`askbatch collect {job}` for the CSV, or `askbatch cancel {job}`"
