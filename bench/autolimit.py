@@ -1,6 +1,6 @@
 """Benchmark group `autolimit`: no --rpm, --tpm or --concurrency; the limit learned from headers.
 
-    python -m bench autolimit                 # rpm, tpm and large (about 75 minutes)
+    python -m bench autolimit                 # rpm, tpm and large (about 100 minutes)
     python -m bench autolimit rpm tpm         # some of them; --rows N for the large one
 
 The double allows 1,200 requests or 60,000 tokens a minute, enforced per second (20 requests
@@ -9,7 +9,7 @@ latency 1 s, `chat`. Each case runs `askbatch run` embedded, then on 2 and 4 wor
 tuning flag. reached = the steady rate (between the double's first and last request) / the
 limit; whole = questions over the whole command / the limit; 429s as a share of requests.
 `large`: 1,000,000 rows (--rows) through one worker, no latency and no limit: questions per
-second and every process's peak memory.
+second and every process's peak memory (VmHWM, Redis included).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import psutil
 
 from bench import session
 from bench.__main__ import Bench, Sampler, peak_mb, wait_child, write_questions
@@ -87,7 +85,7 @@ def run_case(bench: Bench, kind: str, workers: int, n: int) -> dict:
         "run MB": run_mb,
         "worker MB": worker_mb,
         "double MB": peak_mb(bench.double.process.pid),
-        "redis MB": psutil.Process(bench.redis.pid).memory_info().rss / 2**20,
+        "redis MB": peak_mb(bench.redis.pid),
         "says": summary[-1] if summary else err.strip().splitlines()[-1:],
     }
 
