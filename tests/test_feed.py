@@ -34,6 +34,14 @@ def _run(sheet, out, env, tmp_path):
     return Background.start(args, env, tmp_path / "run.log")
 
 
+def _first_window(sheet, out, env, tmp_path, broker):
+    """`run` with no worker yet, once it has queued its first window: (run, job id)."""
+    run = _run(sheet, out, env, tmp_path)
+    job = run.job_id()
+    wait_for("the first window", lambda: broker.llen("askbatch") == AHEAD)
+    return run, job
+
+
 def _check_completed(out, rows):
     got = read_rows(out)
     assert [r["id"] for r in got] == [r[0] for r in rows], "every row once, in input order"
@@ -68,9 +76,7 @@ def test_the_queue_holds_a_window_of_the_job(tmp_path, api, redis_server):
 def test_ctrl_c_before_every_row_was_sent_then_resume_sends_the_rest(tmp_path, api, redis_server):
     env, rows, sheet, broker = _setup(tmp_path, api, redis_server, 7, 20)
     out = tmp_path / "out.csv"
-    run = _run(sheet, out, env, tmp_path)
-    job = run.job_id()
-    wait_for("the first window", lambda: broker.llen("askbatch") == AHEAD)
+    run, job = _first_window(sheet, out, env, tmp_path, broker)
     time.sleep(1.0)  # no worker answers: the window stays as it is
     assert broker.llen("askbatch") == AHEAD
     run.kill(signal.SIGINT)
@@ -92,9 +98,7 @@ def test_ctrl_c_before_every_row_was_sent_then_resume_sends_the_rest(tmp_path, a
 def test_cancel_marks_the_rows_never_sent(tmp_path, api, redis_server):
     env, _, sheet, broker = _setup(tmp_path, api, redis_server, 8, 20)
     out = tmp_path / "out.csv"
-    run = _run(sheet, out, env, tmp_path)
-    job = run.job_id()
-    wait_for("the first window", lambda: broker.llen("askbatch") == AHEAD)
+    run, job = _first_window(sheet, out, env, tmp_path, broker)
     cancel = askbatch(["cancel", job], env, out)
     assert cancel.code == 0, cancel.stderr
     assert run.wait(60) == 1, run.text()
