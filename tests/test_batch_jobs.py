@@ -44,7 +44,9 @@ def test_killed_run_then_resume_asks_every_line_once(tmp_path, batch_api):
     wait_for("three batches created", lambda: batches_created(batch_api) >= 3, timeout=60)
     run.kill(signal.SIGKILL)
     shown = askbatch(["status", job], env, out)
-    assert shown.code == 0 and shown.stdout.count("batch_") >= 3, shown.stdout
+    # The kill may come between the API creating the third batch and `run` storing its id:
+    # status then lists that file as "not created yet", and resume finds its batch by file.
+    assert shown.code == 0 and "batches: 3" in shown.stdout, shown.stdout
     assert "askbatch resume" in shown.stdout
     batch_api.configure(batch_lines_per_s=2000)
     resumed = askbatch(["resume", job, "--overwrite"], env, out)
