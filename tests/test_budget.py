@@ -172,9 +172,10 @@ def test_request_texts_cover_every_provider_shape():
 
 
 def test_two_workers_share_one_budget_against_the_servers_limit(redis_server, tmp_path):
-    """130 questions against a server allowing 120 a minute: without one shared budget the
-    two workers (8 threads each) would send them in a few seconds and get 429s."""
-    with start_double(rpm=120) as double:
+    """130 questions against a server allowing 480 a minute, counted over 15 s (120 in any
+    15 s), and --rpm 450: the job takes about 17 s. Without one shared budget the two workers
+    (8 threads each) would each pace at 450 a minute, 220 in 15 s, and get 429s."""
+    with start_double(rpm=480, rate_period=15) as double:
         env = base_env(tmp_path, double)
         env["ASKBATCH_BROKER_URL"] = redis_server.url
         workers = start_workers(env, 2, tmp_path, concurrency=8)
@@ -184,7 +185,7 @@ def test_two_workers_share_one_budget_against_the_servers_limit(redis_server, tm
             )
             out = tmp_path / "a.csv"
             run = askbatch(
-                ["run", str(sheet), "-o", str(out), "--provider", "chat", "--rpm", "120"],
+                ["run", str(sheet), "-o", str(out), "--provider", "chat", "--rpm", "450"],
                 env,
                 out,
                 timeout=240,

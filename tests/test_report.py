@@ -135,3 +135,21 @@ def test_files_that_are_not_answers_exit_2(tmp_path, capsys, header, rows, messa
     err = capsys.readouterr().err
     assert message in err and str(path) in err and "Traceback" not in err
     assert main(["report", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_a_file_read_in_chunks_sums_the_same_and_names_the_right_row(tmp_path, capsys, monkeypatch):
+    # A question that spans lines must not shift which row a chunk starts at.
+    rows = [(r[0], f'{r[1]}\nsecond line, "quoted"', *r[2:]) for r in ROWS]
+    path = answers_csv(tmp_path / "a.csv", rows=rows)
+    assert main(["report", str(path)]) == 0
+    whole = capsys.readouterr().out
+    monkeypatch.setattr("jobs.report.answers.CHUNK", 2)
+    assert main(["report", str(path)]) == 0
+    assert capsys.readouterr().out == whole
+    assert "row 2 (id b)" in whole and "second line" in whole
+    # A bad cell in the third chunk is named by its own row (row 6: 5 data rows before it).
+    bad = [list(r) for r in ROWS]
+    bad[4][9] = "soon"
+    path = answers_csv(tmp_path / "bad.csv", rows=[tuple(r) for r in bad])
+    assert main(["report", str(path)]) == 2
+    assert "row 6, column 'latency_s': 'soon' is not a number" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""Usage and cost of answers CSVs: `summary.py` the numbers and the text, `html.py` the page,
-`charts.py` its inline SVG charts."""
+"""Usage and cost of answers CSVs: `answers.py` reads one back as a lean frame, `summary.py`
+the numbers and the text, `html.py` the page, `charts.py` its inline SVG charts."""
 
 from jobs.report.summary import (
     Answers,

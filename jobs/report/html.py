@@ -179,7 +179,7 @@ def _tokens(answers: Answers) -> str:
         ]
         for r in f.itertuples()
     ]
-    hover = [f"row {r.row} (id {r.label}), {r.status}" for r in f.itertuples()]
+    hover = [f"row {r.row} (id {r.label}), {r.status}" for r in answers.texts(f).itertuples()]
     names = [n for n, _ in TOKEN_SERIES]
     colours = [c for _, c in TOKEN_SERIES]
     return charts.stacked_columns(per_row, colours, names, "tokens per row", hover, "tokens")

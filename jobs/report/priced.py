@@ -26,15 +26,19 @@ def price_tier(cell: str) -> str:
 def annotate(
     frame: pd.DataFrame, prices: pricing.PriceBook, base_url: str, provider: str = ""
 ) -> None:
-    """Add `tier`, `standard_cost` (the row's cost at standard prices) and `gateway` (the
-    host whose list price priced it, else "") to a loaded answers frame."""
+    """Add `tier`, `standard_cost` (the row's cost at standard prices, in nano-dollars as
+    `cost` is) and `gateway` (the host whose list price priced it, else "") to a loaded
+    answers frame."""
     frame["tier"] = frame["service_tier"].map(price_tier)
     frame["standard_cost"] = frame["cost"]
-    frame["gateway"] = ""
+    frame["gateway"] = pd.Categorical([""] * len(frame))
     where = {"provider": provider, "base_url": base_url, "prices": prices}
-    priced = frame[frame["cost"].notna()]
+    # Only the columns needed: a copy of every column would double the frame's memory.
+    priced = frame.loc[frame["cost"].notna(), ["model", "tier", "cost", *TOKENS]]
     for (model, tier), group in priced.groupby(["model", "tier"], sort=False):
         if quote_gateway := pricing.quote(model, **where).gateway:
+            if quote_gateway not in frame["gateway"].cat.categories:
+                frame["gateway"] = frame["gateway"].cat.add_categories(quote_gateway)
             frame.loc[group.index, "gateway"] = quote_gateway
         if tier == STANDARD:
             continue
@@ -45,20 +49,24 @@ def annotate(
         standard = pricing.cost(model, usage, **where)
         if at_tier and standard is not None:
             ratio = standard / at_tier
-            frame.loc[group.index, "standard_cost"] = [v * ratio for v in group["cost"]]
+            # Rounded to the nano-dollar: a float product is exact far beyond that.
+            scaled = (group["cost"].astype("float64") * float(ratio)).round()
+            frame.loc[group.index, "standard_cost"] = scaled.astype("Int64")
 
 
 def lines(frame: pd.DataFrame, usd: Callable[[Decimal], str]) -> list[str]:
     """The summary's lines on tiers and gateways, money written by `usd`; none for a job
     all at standard prices that no gateway priced."""
     out: list[str] = []
-    priced = frame[frame["cost"].notna()]  # rows never sent have no cost
+    # Rows never sent have no cost.
+    priced = frame.loc[frame["cost"].notna(), ["tier", "cost", "standard_cost", "gateway"]]
     if (priced["tier"] != STANDARD).any():
         parts = []
         for tier, group in priced.groupby("tier", sort=True):
             n = len(group)
-            parts.append(f"{tier} {usd(_sum(group['cost']))} ({n:,} row{'s' * (n != 1)})")
-        paid, standard = _sum(priced["cost"]), _sum(priced["standard_cost"])
+            parts.append(f"{tier} {usd(dollars(group['cost'].sum()))} ({n:,} row{'s' * (n != 1)})")
+        paid = dollars(priced["cost"].sum())
+        standard = dollars(priced["standard_cost"].sum())
         saved = f", saved {usd(standard - paid)}" if standard > paid else ""
         out.append(f"cost by tier: {', '.join(parts)}; at standard prices {usd(standard)}{saved}")
     via = priced[priced["gateway"] != ""]
@@ -73,5 +81,6 @@ def lines(frame: pd.DataFrame, usd: Callable[[Decimal], str]) -> list[str]:
     return out
 
 
-def _sum(values) -> Decimal:
-    return sum((v for v in values if v is not None), Decimal(0))
+def dollars(nanos: object) -> Decimal:
+    """Whole nano-dollars (a sum of a cost column) as dollars."""
+    return Decimal(int(nanos)) / pricing.NANO  # type: ignore[call-overload]

@@ -9,166 +9,20 @@ means its model is unpriced: such rows are counted apart, never as free.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 
-from jobs.csvout import CLASH_PREFIX, PENDING
+from jobs.csvout import PENDING
 from jobs.report import priced
+from jobs.report.answers import TOKEN_KINDS, Answers, combine, load
+from jobs.report.priced import dollars
 from worker import pricing
-from worker.errors import InputError
-from worker.models import RESULT_COLUMNS, Usage
 from worker.pricing import usd
 
-TOKEN_KINDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
-NUMBERS = (*TOKEN_KINDS, "total_tokens", "latency_s", "attempts")
-# What the report reads: our result columns, and the input's own id and question.
-WANTED = ("status", "error", *NUMBERS, "cost_usd", "model", "service_tier")
 COSTLIEST = 5
-
-
-@dataclass
-class Answers:
-    """One answers CSV as a frame: a row per input row, our columns under their plain names,
-    `cost` as Decimal or None, `row` the 1-based row number, `label` the id or row number."""
-
-    path: Path
-    frame: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
-
-
-def load(
-    path: Path,
-    prices: pricing.PriceBook = pricing.NO_PRICES,
-    base_url: str = "",
-    provider: str = "",
-) -> Answers:
-    """Read an answers CSV; a file that is not one is an InputError naming it. `prices`,
-    `base_url` and `provider` are how its job was priced (for rows without cost_usd, the
-    standard price of tiered rows, and which rows a gateway's list price priced)."""
-    path = Path(path)
-    header = _header(path)
-    ours = _result_columns(header)
-    missing = [c for c in ("status", "prompt_tokens", "completion_tokens") if c not in ours]
-    if missing:
-        raise InputError(
-            f"{path}: not an askbatch answers CSV (no {missing[0]!r} column); "
-            "give the file that `askbatch run` wrote"
-        )
-    inputs = {c: c for c in ("id", "question") if c in header and c not in ours.values()}
-    use = {**{v: k for k, v in ours.items() if k in WANTED}, **{c: f"input_{c}" for c in inputs}}
-    try:
-        frame = (
-            pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                encoding="utf-8-sig",
-                usecols=list(use),
-                index_col=False,  # a ragged row must never shift the columns
-                engine="c",
-            )
-            .rename(columns=use)
-            .fillna("")
-        )
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read as CSV: {str(e).splitlines()[0]}") from None
-    notes: list[str] = []
-    # Empty token cells on a row that was sent: the server reported no usage (not 0 tokens).
-    unreported = frame["prompt_tokens"] == "" if "prompt_tokens" in frame else False
-    for name in NUMBERS:
-        if name not in frame:
-            frame[name] = "0"
-        frame[name] = _numbers(frame[name], path, ours.get(name, name))
-    for name in ("model", "error", "service_tier"):
-        if name not in frame:
-            frame[name] = ""
-    frame["row"] = range(1, len(frame) + 1)
-    label = frame["input_id"] if "input_id" in frame else frame["row"].astype(str)
-    frame["label"] = label.where(label != "", frame["row"].astype(str))
-    frame["question"] = frame.get("input_question", "")
-    if "cost_usd" in frame:
-        frame["cost"] = [_decimal(v, path, i) for i, v in enumerate(frame["cost_usd"])]
-    else:
-        frame["cost"] = _price_now(frame, prices, base_url)
-        notes.append(
-            "this file has no cost_usd column (written before askbatch priced rows): costs "
-            "computed now from its models and tokens"
-        )
-    # A row that reached the API made at least one attempt; skipped, cancelled before it
-    # started and pending rows made none.
-    frame["sent"] = frame["attempts"] > 0
-    frame["no_usage"] = frame["sent"] & unreported
-    used = (frame["prompt_tokens"] + frame["completion_tokens"]) > 0
-    frame["unpriced"] = frame["cost"].isna() & used
-    priced.annotate(frame, prices, base_url, provider)
-    # Decimal for sums; float only to sort by.
-    frame["cost_order"] = pd.to_numeric(
-        frame["cost"].map(lambda c: -1.0 if c is None else float(c))
-    )
-    return Answers(path, frame, notes)
-
-
-def _header(path: Path) -> list[str]:
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            return next(csv.reader(f), [])
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read: {e}") from None
-
-
-def _result_columns(header: list[str]) -> dict[str, str]:
-    """Our column name → its header name. Ours come after the input's, so where the input
-    had a column of the same name, ours is the rightmost one ("askbatch_model")."""
-    found: dict[str, str] = {}
-    for name in header:
-        plain = name
-        while plain.startswith(CLASH_PREFIX) and plain not in RESULT_COLUMNS:
-            plain = plain[len(CLASH_PREFIX) :]
-        if plain in RESULT_COLUMNS:
-            found[plain] = name
-    return found
-
-
-def _numbers(cells: pd.Series, path: Path, column: str) -> pd.Series:
-    values = pd.to_numeric(cells.replace("", "0"), errors="coerce")
-    if values.isna().any():
-        at = int(values.isna().to_numpy().nonzero()[0][0])
-        raise InputError(
-            f"{path}, row {at + 2}, column {column!r}: {cells.iloc[at]!r} is not a number"
-        )
-    return values
-
-
-def _decimal(cell: str, path: Path, at: int) -> Decimal | None:
-    if cell == "":
-        return None
-    try:
-        return Decimal(cell)
-    except InvalidOperation:
-        raise InputError(
-            f"{path}, row {at + 2}, column 'cost_usd': {cell!r} is not an amount"
-        ) from None
-
-
-def _price_now(frame: pd.DataFrame, prices: pricing.PriceBook, base_url: str) -> list:
-    cost: list[Decimal | None] = []
-    for model, p, c, cached, reasoning in zip(
-        frame["model"],
-        frame["prompt_tokens"].astype(int),
-        frame["completion_tokens"].astype(int),
-        frame["cached_tokens"].astype(int),
-        frame["reasoning_tokens"].astype(int),
-        strict=True,
-    ):
-        usage = Usage(int(p), int(c), int(p + c), int(cached), int(reasoning))
-        cost.append(pricing.cost(model, usage, base_url=base_url, prices=prices))
-    return cost
 
 
 # -- the summary ----------------------------------------------------------------------------
@@ -196,35 +50,35 @@ class Summary:
 
 def summarize(answers: Answers, name: str | None = None) -> Summary:
     f = answers.frame
-    counts = f["status"].replace("", PENDING).value_counts()
-    by_status = {str(k): int(v) for k, v in counts.items()}
-    sent = f[f["sent"]]
+    by_status: dict[str, int] = {}
+    # As plain values: ties then keep the order in which the rows first show them.
+    for status, n in f["status"].astype(object).value_counts().items():
+        key = str(status) or PENDING
+        by_status[key] = by_status.get(key, 0) + int(n)
+    sent = f["sent"]
     retried = f["attempts"].clip(lower=1) - 1
-    with_cost = f[f["cost"].notna()]
-    models = f[f["sent"] | (f["total_tokens"] > 0)].assign(
-        model=lambda d: d["model"].replace("", "(none)")
-    )
+    models = f.loc[sent | (f["total_tokens"] > 0), ["model", "total_tokens", "cost", "unpriced"]]
     by_model = (
-        models.groupby("model", sort=False)
+        models.assign(model=models["model"].astype(object).replace("", "(none)"))
+        .groupby("model", sort=False)
         .agg(
-            rows=("row", "size"),
+            rows=("total_tokens", "size"),
             tokens=("total_tokens", "sum"),
-            cost=("cost", lambda s: _sum(s)),
+            cost=("cost", "sum"),
             unpriced=("unpriced", "sum"),
         )
         .reset_index()
+        .sort_values(["cost", "tokens"], ascending=False)
     )
-    by_model["order"] = [float(c) for c in by_model["cost"]]
-    by_model = by_model.sort_values(["order", "tokens"], ascending=False).drop(columns="order")
+    by_model["cost"] = [dollars(c) for c in by_model["cost"]]
     latency = {}
-    if len(sent):
-        q = sent["latency_s"].quantile([0.5, 0.95])
-        latency = {
-            "p50": float(q[0.5]),
-            "p95": float(q[0.95]),
-            "max": float(sent["latency_s"].max()),
-        }
-    costliest = f[f["cost_order"] > 0].nlargest(COSTLIEST, "cost_order")
+    if sent.any():
+        seconds = f.loc[sent, "latency_s"]
+        q = seconds.quantile([0.5, 0.95])
+        latency = {"p50": float(q[0.5]), "p95": float(q[0.95]), "max": float(seconds.max())}
+    top = f["cost_order"].nlargest(COSTLIEST)
+    costliest = answers.texts(f.loc[top[top > 0].index])
+    costliest["cost"] = [dollars(c) for c in costliest["cost"]]
     notes = list(answers.notes)
     if (n := int(f["no_usage"].sum())) > 0:
         notes.append(
@@ -243,26 +97,17 @@ def summarize(answers: Answers, name: str | None = None) -> Summary:
         done=int(len(f) - by_status.get(PENDING, 0)),
         by_status=by_status,
         tokens={k: int(f[k].sum()) for k in (*TOKEN_KINDS, "total_tokens")},
-        cost=_sum(with_cost["cost"]),
+        cost=dollars(f["cost"].sum()),
         unpriced_rows=int(f["unpriced"].sum()),
         by_model=by_model,
         latency=latency,
-        sent=len(sent),
+        sent=int(sent.sum()),
         retries=int(retried.sum()),
         rows_retried=int((retried > 0).sum()),
         costliest=costliest[["label", "row", "model", "total_tokens", "cost", "question"]],
         notes=notes,
         pricing_lines=priced.lines(f, usd),
     )
-
-
-def combine(many: list[Answers]) -> Answers:
-    """Several answers CSVs as one, for the total over files."""
-    frame = pd.concat(
-        [a.frame.assign(label=f"{a.path.name}:" + a.frame["label"]) for a in many],
-        ignore_index=True,
-    )
-    return Answers(Path(f"all {len(many)} files"), frame, [])
 
 
 def summarize_files(
@@ -277,10 +122,6 @@ def summarize_files(
     if len(parts) > 1:
         total = summarize(combine([a for a, _ in parts]))
     return parts, total
-
-
-def _sum(values) -> Decimal:
-    return sum((v for v in values if v is not None), Decimal(0))
 
 
 def rows(n: int) -> str:
