@@ -15,7 +15,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 def test_sample_profile_loads_and_round_trips():
     profile = load_profile(DATA / "practice.toml")
-    assert profile.model == "gpt-5-mini" and profile.temperature == 0.7
+    assert profile.model == "gpt-5-mini" and profile.temperature is None
     assert [t.name for t in profile.tools] == ["evaluate"]
     assert profile.answer_columns() == [
         "answer.problem", "answer.solution", "answer.answer", "answer.difficulty",

@@ -4,7 +4,9 @@ which models, how much quota, which parameters a model takes.
 - A key containing ``-wrong-`` is refused: 401 ``invalid_api_key``.
 - A model named ``no-such-…`` does not exist: 404 ``model_not_found``; ``forbidden-…`` is one
   the key may not use: 403 ``model_not_found`` (OpenAI's words for both).
-- A ``reasoning-…`` model refuses ``temperature`` and ``top_p``: 400 ``unsupported_parameter``.
+- A reasoning model (``reasoning-…``, and OpenAI's own: ``gpt-5``, ``gpt-5-mini``, ``o3``, …;
+  not ``gpt-5-chat-…``) refuses a ``temperature`` other than 1 (400 ``unsupported_value``, as
+  OpenAI words it) and ``top_p`` (400 ``unsupported_parameter``).
 - ``max_output_tokens`` below 16 is refused by the Responses API: 400
   ``integer_below_min_value``.
 - The ``quota`` option (POST /_double/config) lets that many answering requests through; every
@@ -13,9 +15,13 @@ which models, how much quota, which parameters a model takes.
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from .core import ApiError, Double, json_body
+
+_REASONING = re.compile(r"reasoning-|gpt-5(?!-chat)|o[1-9](?![0-9])")
 
 # The requests that produce an answer, and so use quota and name a model.
 ANSWERING = frozenset({"response", "chat", "run_create", "submit_tool_outputs"})
@@ -84,12 +90,19 @@ def _check_model(model: str, body: dict) -> None:
             f"Project does not have access to model `{model}`.",
             code="model_not_found",
         )
-    if model.startswith("reasoning-"):
-        for param in ("temperature", "top_p"):
-            if body.get(param) not in (None, 1, 1.0):
-                raise ApiError(
-                    400,
-                    f"Unsupported parameter: '{param}' is not supported with this model.",
-                    param=param,
-                    code="unsupported_parameter",
-                )
+    if _REASONING.match(model):
+        if body.get("temperature") not in (None, 1, 1.0):
+            raise ApiError(
+                400,
+                f"Unsupported value: 'temperature' does not support {body['temperature']} with "
+                "this model. Only the default (1) value is supported.",
+                param="temperature",
+                code="unsupported_value",
+            )
+        if body.get("top_p") not in (None, 1, 1.0):
+            raise ApiError(
+                400,
+                "Unsupported parameter: 'top_p' is not supported with this model.",
+                param="top_p",
+                code="unsupported_parameter",
+            )
