@@ -14,6 +14,7 @@ Groups:
   answers  (alone) the local model: 12 school-maths questions, how many it gets right
   autolimit  (alone) no tuning flags: the limit learned from headers (bench/autolimit.py)
   batch    (alone) 100,000 rows through --batch: upload time, memory, CPU while waiting
+  store    (alone) 1,000,000 results saved into Redis: bytes a row (bench/store.py)
 
 Columns: q/s over the whole command (start to CSV written); steady = q/s between the first
 and the last request the double saw (start-up and the final report left out); ideal =
@@ -310,6 +311,7 @@ def main() -> None:
         "answers": "local_answers",
         "autolimit": "autolimit",
         "batch": "batch",
+        "store": "store",
     }
     if sys.argv[1:2] and sys.argv[1] in alone:
         return importlib.import_module(f"bench.{alone[sys.argv[1]]}").main(sys.argv[2:])

@@ -114,11 +114,11 @@ def sqlite_statuses(state_dir: Path, job_id: str) -> dict[int, str]:
 
 
 def redis_statuses(url: str, job_id: str) -> dict[int, str]:
-    import json
+    from worker.models import Result
 
     r = redis.Redis.from_url(url, decode_responses=True)
     raw = r.hgetall(f"askbatch:{job_id}:results")
-    return {int(k): json.loads(v)["status"] for k, v in raw.items()}
+    return {int(k): Result.from_stored(v, int(k)).status for k, v in raw.items()}
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

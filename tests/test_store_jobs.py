@@ -184,5 +184,26 @@ def test_a_result_is_stored_compactly_and_read_back_whole(store):
     bare = Result(index=1, status=FAILED, error="boom", usage=Usage(reported=False))
     assert store.save(spec.job_id, full) and store.save(spec.job_id, bare)
     assert store.get(spec.job_id, [0, 1]) == {0: full, 1: bare}
-    assert '"reasoning_tokens"' not in full.stored() and '"answer"' not in bare.stored()
-    assert len(full.stored()) < len(json.dumps(full.to_json()))
+    # By position, without names, and without the trailing fields left at their defaults.
+    assert (
+        '"answer"' not in full.stored()
+        and bare.stored() == '["failed","","boom",[0,0,0,0,0,false]]'
+    )
+    assert len(full.stored()) < len(json.dumps(full.to_json())) / 2
+    # A row stored by name (by an earlier version) still reads back whole.
+    assert Result.from_stored(json.dumps(full.to_json()), 0) == full
+
+
+def test_rows_stored_by_name_before_still_read_and_drop(redis_server):
+    """A job begun by an earlier askbatch, which stored each row by field name, resumed by this
+    one: its rows read back, and drop.lua takes their tokens back."""
+    store = RedisStore(fresh_db(redis_server.url, 11))
+    spec = _job(store, total=2)
+    old = _result(0, FAILED, tokens=7)
+    assert store.save(spec.job_id, old)
+    named = json.dumps(old.to_json())
+    store.redis.hset(store._key(spec.job_id, "results"), "0", named)
+    assert store.get(spec.job_id, [0]) == {0: old}
+    assert store.drop(spec.job_id, [FAILED], [0]) == 1
+    p = store.progress(spec.job_id)
+    assert (p.done, p.prompt_tokens, p.total_tokens) == (0, 0, 0)

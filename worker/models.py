@@ -119,16 +119,28 @@ class Result:
         return data
 
     def stored(self) -> str:
-        """The compact JSON the stores keep: fields at their defaults left out (from_json
-        fills them in), which halves a short answer's row in Redis or SQLite."""
-        data = {
-            name: value
-            for name, value in self.to_json().items()
-            if name in ("index", "status") or value != _RESULT_DEFAULTS.get(name)
-        }
-        if "usage" in data:
-            data["usage"] = {k: v for k, v in data["usage"].items() if v != _USAGE_DEFAULTS[k]}
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        """The compact JSON the stores keep: the fields as an array in STORED order, without
+        their names and with the trailing ones at their defaults left out (a short answer's
+        row in Redis or SQLite is a third of its named form). `from_stored` reads it back."""
+        data = self.to_json()
+        usage = data["usage"]
+        data["usage"] = _trimmed([usage[k] for k in USAGE_STORED], _USAGE_DEFAULTS)
+        return json.dumps(
+            _trimmed([data[k] for k in STORED], _STORED_DEFAULTS, keep=1),
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_stored(cls, raw: str, index: int) -> Result:
+        """The result of row `index` from its `stored()` form, or from the named form that
+        askbatch stored before (a job begun by an earlier version, resumed by this one)."""
+        data = json.loads(raw)
+        if isinstance(data, dict):
+            return cls.from_json(data)
+        named = dict(zip(STORED, data, strict=False))
+        named["usage"] = dict(zip(USAGE_STORED, named.get("usage") or [], strict=False))
+        return cls.from_json({**named, "index": index})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
@@ -162,8 +174,27 @@ class Result:
         }
 
 
-_RESULT_DEFAULTS = Result(index=0, status="").to_json()
-_USAGE_DEFAULTS = _RESULT_DEFAULTS["usage"]
+# A stored result's fields, in order (drop.lua reads the status, 1st, and usage, 4th, by
+# position). Append new fields at the end, so that rows stored before still read back.
+STORED = (
+    "status", "answer", "error", "usage", "model", "thread_id", "run_id", "latency_s",
+    "attempts", "tool_calls", "service_tier", "cost_usd", "extra",
+)  # fmt: skip
+USAGE_STORED = (
+    "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens",
+    "reported",
+)  # fmt: skip
+_blank = Result(index=0, status="").to_json()
+_USAGE_DEFAULTS = [_blank["usage"][k] for k in USAGE_STORED]
+_STORED_DEFAULTS = [[] if k == "usage" else _blank[k] for k in STORED]
+
+
+def _trimmed(values: list[Any], defaults: list[Any], keep: int = 0) -> list[Any]:
+    """`values` without the trailing ones equal to their defaults (the first `keep` stay)."""
+    end = len(values)
+    while end > keep and values[end - 1] == defaults[end - 1]:
+        end -= 1
+    return values[:end]
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ class RedisStore:
             args=[index, token, int(self.lease_s * 1000), "1" if first else "0"],
         )
         if found == "done":
-            return RowStart(done=Result.from_json(json.loads(raw)))
+            return RowStart(done=Result.from_stored(raw, index))
         if found == "stop":
             return RowStart(stop=tuple(json.loads(raw)))
         if found == "claimed":
@@ -159,7 +159,7 @@ class RedisStore:
             return {}
         raws = self.redis.hmget(self._key(job_id, "results"), [str(i) for i in wanted])
         return {
-            i: Result.from_json(json.loads(raw))
+            i: Result.from_stored(raw, i)
             for i, raw in zip(wanted, raws, strict=True)
             if raw is not None
         }
@@ -207,8 +207,8 @@ class RedisStore:
 
     def _tally_rows(self, job_id: str, p: Progress) -> None:
         """A job created before save.lua counted cost and retries: add them up from its rows."""
-        for raw in self.redis.hvals(self._key(job_id, "results")):
-            tally = RowTally.of(Result.from_json(json.loads(raw)))
+        for index, raw in self.redis.hscan_iter(self._key(job_id, "results")):
+            tally = RowTally.of(Result.from_stored(raw, int(index)))
             p.cost_nusd += tally.cost_nusd
             p.unpriced += tally.unpriced
             p.retries += tally.retries

@@ -64,7 +64,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
                 rows = db.execute("SELECT idx, json FROM results").fetchall()
                 db.executemany(
                     "UPDATE results SET cost = ?, unpriced = ?, retries = ? WHERE idx = ?",
-                    [(*_tally(Result.from_json(json.loads(raw))), idx) for idx, raw in rows],
+                    [(*_tally(Result.from_stored(raw, idx)), idx) for idx, raw in rows],
                 )
             for statement in _TALLY_SCHEMA:
                 db.execute(statement)
@@ -153,7 +153,7 @@ class LocalStore(BatchTables):
             db = self._db(job_id)
             done = db.execute("SELECT json FROM results WHERE idx = ?", (index,)).fetchone()
             if done is not None:
-                return RowStart(done=Result.from_json(json.loads(done[0])))
+                return RowStart(done=Result.from_stored(done[0], index))
             stop = db.execute("SELECT status, reason FROM stop").fetchone()
             if stop is not None:
                 return RowStart(stop=(stop[0], stop[1]))
@@ -214,7 +214,7 @@ class LocalStore(BatchTables):
                 )
                 .fetchall()
             )
-        return {idx: Result.from_json(json.loads(raw)) for idx, raw in rows}
+        return {idx: Result.from_stored(raw, idx) for idx, raw in rows}
 
     def stop(self, job_id: str, status: str, reason: str) -> None:
         with self._lock:

@@ -10,14 +10,24 @@ for i = 2, #ARGV do
   local raw = redis.call('HGET', KEYS[1], ARGV[i])
   if raw then
     local r = cjson.decode(raw)
-    if string.find(ARGV[1], ',' .. r.status .. ',', 1, true) then
+    -- Result.stored's array (status 1st; usage 4th: prompt, completion, total, ...), or the
+    -- named form of rows stored by an earlier version.
+    local status, prompt, completion, total
+    if r.status then
       local u = r.usage or {}
+      status, prompt, completion, total = r.status, u.prompt_tokens, u.completion_tokens,
+        u.total_tokens
+    else
+      local u = r[4] or {}
+      status, prompt, completion, total = r[1], u[1], u[2], u[3]
+    end
+    if string.find(ARGV[1], ',' .. status .. ',', 1, true) then
       redis.call('HDEL', KEYS[1], ARGV[i])
       redis.call('HINCRBY', KEYS[2], 'done', -1)
-      redis.call('HINCRBY', KEYS[2], 'status:' .. r.status, -1)
-      redis.call('HINCRBY', KEYS[2], 'prompt_tokens', -(u.prompt_tokens or 0))
-      redis.call('HINCRBY', KEYS[2], 'completion_tokens', -(u.completion_tokens or 0))
-      redis.call('HINCRBY', KEYS[2], 'total_tokens', -(u.total_tokens or 0))
+      redis.call('HINCRBY', KEYS[2], 'status:' .. status, -1)
+      redis.call('HINCRBY', KEYS[2], 'prompt_tokens', -(prompt or 0))
+      redis.call('HINCRBY', KEYS[2], 'completion_tokens', -(completion or 0))
+      redis.call('HINCRBY', KEYS[2], 'total_tokens', -(total or 0))
       local tally = redis.call('HGET', KEYS[3], ARGV[i])
       if tally then
         local cost, unpriced, retries = string.match(tally, '^(%d+),(%d+),(%d+)$')
