@@ -95,11 +95,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("groups", nargs="*", default=["rpm", "tpm", "large"])
     parser.add_argument("--questions", type=int, default=1500, help="per rpm/tpm case")
     parser.add_argument("--rows", type=int, default=1_000_000, help="for the large case")
+    parser.add_argument(
+        "--workers", default="0,2,4", help="worker counts of the rpm/tpm cases (0: embedded)"
+    )
     args = parser.parse_args(argv)
+    counts = tuple(int(n) for n in args.workers.split(","))
     cases = [
         (group, workers, args.rows if group == "large" else args.questions)
         for group in args.groups
-        for workers in ((0, 2, 4) if group != "large" else (1,))
+        for workers in (counts if group != "large" else (1,))
     ]
     session.run_all(cases, lambda bench, case: run_case(bench, *case), _line)
 

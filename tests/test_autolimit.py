@@ -83,7 +83,7 @@ def test_before_any_header_one_probe_goes_alone_then_the_learned_limit_paces(buc
     _answer(budget, {"x-ratelimit-limit-requests": "1200", "x-ratelimit-reset-requests": "1s"})
     assert budget.view.seen == LEARNED and budget.limits() == (1200, 0)
     burst, rate = shape(1200, 1.0, learned=True)
-    assert (burst, rate) == (1.0, 1200 * LEARNED_SHARE / 60)  # 50 ms worth at once, then 94 %
+    assert (burst, rate) == (1.0, 1200 * LEARNED_SHARE / 60)  # 50 ms worth at once, then 95 %
     waits = [bucket.book((AUTO, AUTO), (1, 0), 10.0)[0] for _ in range(5)]
     assert waits[0] == pytest.approx(0, abs=0.01)
     for i, wait in enumerate(waits[1:], start=1):
@@ -202,7 +202,7 @@ def test_an_embedded_job_learns_the_limit_and_says_so(tmp_path):
         stats = double.stats()
     assert run.code == 0, run.stderr
     assert stats["status_429"] <= 1  # under 1 % of 150
-    assert 150 / 10 <= elapsed < 150 / 10 / 0.8 + 10  # at about 94 % of 10 a second
+    assert 150 / 10 <= elapsed < 150 / 10 / 0.8 + 10  # at about 95 % of 10 a second
     assert "limit 600 RPM (learned)" in run.stderr
     assert "bound by the account's limit (600 RPM (learned))" in run.stderr
 

@@ -20,7 +20,7 @@ second while no 429 comes; `x-ratelimit-remaining-*` headers running low pace th
 requests so that what remains lasts until `x-ratelimit-reset-*`.
 
 Limits not given are learned: the first answer's x-ratelimit-limit-* headers set them (paced
-at 94 %, 50 ms worth at once, for servers that enforce them per second); until that answer
+at 95 %, 50 ms worth at once, for servers that enforce them per second); until that answer
 one probe goes alone, and a server that sends none is not paced. flight.py sets how many rows
 are in flight from the limit and the latency, for every process of the job.
 

@@ -18,7 +18,9 @@ RECOVER_PER_S = 0.02  # of the limit, regained each second without a 429
 # over periods as short as a second, so only 50 ms worth goes at once, and the pace is just
 # under the limit (the server's own count and ours drift a little).
 AUTO = -1  # as a limit: learn it from the headers
-LEARNED_SHARE = 0.94
+# Measured (python -m bench autolimit, 60,000 TPM, 4 workers): at 0.94 the job reached 0.88 of
+# the limit; at 0.96, 0.90 with 0.8 % 429s; at 0.95, 0.91 with none.
+LEARNED_SHARE = 0.95
 LEARNED_BURST_S = 0.05
 # Before any header has been seen, one request (the probe) goes alone; another may go if its
 # answer has not come within PROBE_TTL_S (it may be a slow one, or its worker died).
