@@ -62,7 +62,8 @@ def lines(frame: pd.DataFrame, usd: Callable[[Decimal], str]) -> list[str]:
     priced = frame.loc[frame["cost"].notna(), ["tier", "cost", "standard_cost", "gateway"]]
     if (priced["tier"] != STANDARD).any():
         parts = []
-        for tier, group in priced.groupby("tier", sort=True):
+        # By name: the column is a category, whose own order is not the names' order.
+        for tier, group in sorted(priced.groupby("tier", observed=True), key=_name):
             n = len(group)
             parts.append(f"{tier} {usd(dollars(group['cost'].sum()))} ({n:,} row{'s' * (n != 1)})")
         paid = dollars(priced["cost"].sum())
@@ -70,7 +71,7 @@ def lines(frame: pd.DataFrame, usd: Callable[[Decimal], str]) -> list[str]:
         saved = f", saved {usd(standard - paid)}" if standard > paid else ""
         out.append(f"cost by tier: {', '.join(parts)}; at standard prices {usd(standard)}{saved}")
     via = priced[priced["gateway"] != ""]
-    for host, group in via.groupby("gateway", sort=True):
+    for host, group in sorted(via.groupby("gateway", observed=True), key=_name):
         n = len(group)
         out.append(
             f"{n:,} row{'s' * (n != 1)} priced at the provider's list price through {host} "
@@ -79,6 +80,10 @@ def lines(frame: pd.DataFrame, usd: Callable[[Decimal], str]) -> list[str]:
             "in a price file (--prices)"
         )
     return out
+
+
+def _name(group: tuple) -> str:
+    return str(group[0])
 
 
 def dollars(nanos: object) -> Decimal:
