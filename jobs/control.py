@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import redis
@@ -25,7 +24,7 @@ from worker import runtime
 from worker.errors import ConfigError
 from worker.fatal import is_halt
 from worker.models import CANCELLED, EXPIRED, FAILED, SKIPPED, JobSpec, Result
-from worker.pricing import NANO
+from worker.pricing import dollars
 from worker.settings import Settings, mask_url
 from worker.store import LocalStore, Progress, Store
 
@@ -134,7 +133,7 @@ def status_report(job: Job) -> str:
     """What `askbatch status` prints: counts by status, tokens and cost so far, and state."""
     spec, record, store = job.spec, job.record, job.store
     progress = store.progress(job.id)
-    cost, unpriced = Decimal(progress.cost_nusd) / NANO, progress.unpriced
+    cost, unpriced = dollars(progress.cost_nusd), progress.unpriced
     statuses = ", ".join(
         f"{n} {s}" for s, n in sorted(progress.by_status.items(), key=lambda kv: -kv[1]) if n
     )

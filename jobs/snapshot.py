@@ -20,7 +20,7 @@ from jobs import pace
 from worker.batch import records
 from worker.fatal import is_halt
 from worker.models import COMPLETED, EXPIRED, FAILED, INCOMPLETE, JobSpec, money
-from worker.pricing import NANO
+from worker.pricing import dollars
 from worker.store import LocalStore, Progress, Store
 
 WINDOW_S = 30.0  # rows per second are measured over about this much recent time
@@ -117,7 +117,7 @@ class Snapshot:
 
     @property
     def cost_usd(self) -> Decimal:
-        return Decimal(self.cost_nusd) / NANO
+        return dollars(self.cost_nusd)
 
     @property
     def over(self) -> bool:

@@ -367,14 +367,17 @@ def per_million(q: Quote) -> tuple[Decimal, Decimal] | None:
     """(input, output) USD per million tokens of a quote, for people; None if unpriced."""
     one_in = q.cost(Usage(prompt_tokens=1_000_000, total_tokens=1_000_000))
     one_out = q.cost(Usage(completion_tokens=1_000_000, total_tokens=1_000_000))
-    if one_in is None or one_out is None:
-        return None
-    return one_in, one_out
+    return None if one_in is None or one_out is None else (one_in, one_out)
 
 
 def nano(value: Decimal) -> int:
     """Whole nano-dollars, rounded up: the spending ledger never under-counts."""
     return int((value * NANO).to_integral_value(rounding=ROUND_CEILING))
+
+
+def dollars(nanos: object) -> Decimal:
+    """Whole nano-dollars (a ledger's count, a sum of them) as dollars: `nano`'s inverse."""
+    return Decimal(int(nanos)) / NANO  # type: ignore[call-overload]
 
 
 def parse_usd(text: str, what: str) -> Decimal:
@@ -390,9 +393,7 @@ def parse_usd(text: str, what: str) -> Decimal:
 
 def usd(value: Decimal | None) -> str:
     """Money for people: more decimals the smaller it is."""
-    if value is None:
-        return "unpriced"
-    if value == 0:
-        return "$0"
+    if value is None or value == 0:
+        return "unpriced" if value is None else "$0"
     places = 2 if value >= 100 else 4 if value >= 1 else 6
     return f"${value:,.{places}f}"

@@ -4,7 +4,8 @@ A 1,000,000-row file must be summarised at the end of a run in far less memory t
 Python strings takes (600 MB for the first version of this, which kept every cell as a
 string). So the file is read in chunks, each turned into numbers at once: tokens, latency and
 attempts as integers and floats; the cost as whole nano-dollars (what askbatch writes: nine
-decimals, so exact; a finer cell from elsewhere is rounded to the nano-dollar); status, model
+decimals, so exact; a finer cell from elsewhere is rounded up, as the spending ledger counts
+it: worker.pricing.nano); status, model
 and tier as categories. The input's own id and question, the only free text the report shows,
 are not kept: `texts()` reads them back for the few rows shown (the costliest, or every row of
 a small file).
@@ -15,7 +16,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,6 @@ from jobs.report import priced
 from worker import pricing
 from worker.errors import InputError
 from worker.models import RESULT_COLUMNS, Usage
-from worker.pricing import NANO
 
 TOKEN_KINDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
 NUMBERS = (*TOKEN_KINDS, "total_tokens", "latency_s", "attempts")
@@ -239,7 +239,7 @@ def _nanos(cell: str, path: Path, at: int) -> int | None:
     if cell == "":
         return None
     try:
-        return int((Decimal(cell) * NANO).to_integral_value(rounding=ROUND_HALF_UP))
+        return pricing.nano(Decimal(cell))
     except InvalidOperation:
         raise InputError(
             f"{path}, row {at + 2}, column 'cost_usd': {cell!r} is not an amount"
@@ -258,5 +258,5 @@ def _price_now(frame: pd.DataFrame, prices: pricing.PriceBook, base_url: str) ->
     ):
         usage = Usage(int(p), int(c), int(p + c), int(cached), int(reasoning))
         value = pricing.cost(model, usage, base_url=base_url, prices=prices)
-        cost.append(None if value is None else int((value * NANO).to_integral_value()))
+        cost.append(None if value is None else pricing.nano(value))
     return cost

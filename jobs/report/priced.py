@@ -13,6 +13,7 @@ import pandas as pd
 
 from worker import pricing
 from worker.models import Usage
+from worker.pricing import dollars
 
 STANDARD = "standard"
 TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
@@ -84,8 +85,3 @@ def lines(frame: pd.DataFrame, usd: Callable[[Decimal], str]) -> list[str]:
 
 def _name(group: tuple) -> str:
     return str(group[0])
-
-
-def dollars(nanos: object) -> Decimal:
-    """Whole nano-dollars (a sum of a cost column) as dollars."""
-    return Decimal(int(nanos)) / pricing.NANO  # type: ignore[call-overload]

@@ -18,9 +18,8 @@ import pandas as pd
 from jobs.csvout import PENDING
 from jobs.report import priced
 from jobs.report.answers import TOKEN_KINDS, Answers, combine, load
-from jobs.report.priced import dollars
 from worker import pricing
-from worker.pricing import usd
+from worker.pricing import dollars, usd
 
 COSTLIEST = 5
 
