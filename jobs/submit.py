@@ -91,6 +91,14 @@ def create_job(
         **spending.job_terms(settings, profile.max_output_tokens),
     )
     spending.check(spec)
+    if profile.check and (spec.batch or spec.provider == "assistants"):
+        # The check asks again after each answer: the Batch route cannot wait for that, and
+        # the legacy assistants surface keeps one assistant per job.
+        route = "the Batch route (--batch)" if spec.batch else "the assistants provider"
+        raise ConfigError(
+            f"the profile's [check] cannot be used with {route}: it asks the model again "
+            "after each answer; drop one of the two"
+        )
     if spec.provider == "assistants" and sheet.n_rows > len(sheet.blank_rows):
         spec = replace(spec, assistant_id=ensure_assistant(runtime.client(spec.base_url), spec))
     store.create_job(spec)

@@ -15,10 +15,16 @@
     [response_format]          # structured answers: a JSON schema every answer must match
     name = "practice_problem"
     schema = { type = "object", properties = { ... }, required = [ ... ] }
+
+    [check]                    # solve what was written, again, before accepting it (worker/check)
+    question = "{problem}"     # asked in a new conversation; {field} is a field of the answer
+    compare = "answer"         # the field whose numbers the solver's answer must match
+    attempts = 3               # answers written at most, the first included
 """
 
 from __future__ import annotations
 
+import string
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,8 +36,15 @@ MIN_OUTPUT_TOKENS = 16  # the least the Responses API takes for max_output_token
 
 KEYS = {
     "name", "model", "instructions", "temperature", "top_p", "max_output_tokens", "tools",
-    "response_format",
+    "response_format", "check",
 }  # fmt: skip
+CHECK_KEYS = {"question", "compare", "instructions", "attempts"}
+# What the check's solver is told when the profile says nothing else (worker/check.py reads
+# the final answer from the line this asks for).
+CHECK_INSTRUCTIONS = (
+    "Solve the problem step by step, checking each calculation. "
+    "End with one line: Answer: <the final answer only>."
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,8 @@ class Profile:
     tools: tuple[Tool, ...] = ()
     # {"name": str, "schema": dict, "strict": bool}, or None for free text.
     response_format: dict[str, Any] | None = None
+    # {"question", "compare", "instructions", "attempts"} (worker/check.py), or None.
+    check: dict[str, Any] | None = None
 
     @property
     def schema(self) -> dict[str, Any] | None:
@@ -124,6 +139,8 @@ def load_profile(path: str | Path) -> Profile:
         raise ConfigError(f"{where}: tools: two tools share a name ({names})")
     if "response_format" in raw:
         values["response_format"] = _response_format(raw["response_format"], path)
+    if "check" in raw:
+        values["check"] = _check(raw["check"], values.get("response_format"), where)
     return Profile(**values)
 
 
@@ -175,4 +192,48 @@ def _response_format(raw: Any, path: Path) -> dict[str, Any]:
         "name": raw.get("name", "answer"),
         "schema": schema,
         "strict": bool(raw.get("strict", True)),
+    }
+
+
+def _check(raw: Any, fmt: dict[str, Any] | None, where: str) -> dict[str, Any]:
+    where = f"{where}: check"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} should be a table with question and compare")
+    if unknown := sorted(set(raw) - CHECK_KEYS):
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(CHECK_KEYS)}"
+        )
+    fields = set(((fmt or {}).get("schema") or {}).get("properties") or {})
+    named = "the fields of response_format" if fmt else "{answer} (the whole answer)"
+    known = fields or {"answer"}
+    if fmt and "question" not in raw:
+        raise ConfigError(f'{where}: needs question, e.g. question = "{{{sorted(known)[0]}}}"')
+    question = _typed(raw.get("question", "{answer}"), str, f"{where}: question")
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(question) if name is not None}
+    except ValueError as exc:
+        raise ConfigError(f"{where}: question {question!r}: {exc}") from None
+    if not used or used - known:
+        raise ConfigError(
+            f"{where}: question should name {named} in braces, e.g. "
+            f"{{{sorted(known)[0]}}}; it names {sorted(used) or 'none'}"
+        )
+    compare = raw.get("compare", "")
+    if fmt and compare not in fields:
+        raise ConfigError(f"{where}: compare should be one of the answer's fields {sorted(fields)}")
+    if not fmt and compare:
+        raise ConfigError(
+            f"{where}: compare needs a response_format (without one, the whole answer is compared)"
+        )
+    attempts = _typed(raw.get("attempts", 3), int, f"{where}: attempts")
+    if not 1 <= attempts <= 10:
+        raise ConfigError(f"{where}: attempts should be 1 to 10, not {attempts}")
+    instructions = _typed(
+        raw.get("instructions", CHECK_INSTRUCTIONS), str, f"{where}: instructions"
+    )
+    return {
+        "question": question,
+        "compare": compare,
+        "instructions": instructions,
+        "attempts": attempts,
     }

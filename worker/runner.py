@@ -6,8 +6,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from worker.cancel import watch_for
+from worker.check import CheckRule, checked
 from worker.fatal import Halt, classify, is_halt, one_line
 from worker.limits import spending
 from worker.limits.rate.budget import Budget, budget_for
@@ -46,6 +48,14 @@ def _still_halted(store: Store, job_id: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Check:
+    """A profile's [check] and the provider that solves the answers again."""
+
+    rule: CheckRule
+    solver: Provider
+
+
 class RowBusy(Exception):
     """Raised when another delivery of the same task is answering a row right now."""
 
@@ -60,19 +70,26 @@ def claim_ttl(spec: JobSpec) -> float:
 
 
 def answer_rows(
-    store: Store, spec: JobSpec, provider: Provider, rows: list[Row], flight: Flight | None = None
+    store: Store,
+    spec: JobSpec,
+    provider: Provider,
+    rows: list[Row],
+    flight: Flight | None = None,
+    solver: Provider | None = None,
 ) -> int:
     """Answer the rows of one thread in order; returns how many were answered now.
 
     `flight`, the job's gate in this process, holds each row asked until it may be in flight
-    (worker/limits/rate/flight.py).
+    (worker/limits/rate/flight.py). `solver` answers a profile's [check] (worker/check.py).
 
     Rows that already have a stored result are passed over (so a redelivered task never asks
     an answered question again), but their turns still count as the thread's history.
     After a turn that did not complete, the rest of the thread is `skipped` unless the job
     says continue_on_error: later turns would be asked without the answer they build on.
     """
-    schema = Profile.from_json(spec.profile).schema
+    profile = Profile.from_json(spec.profile)
+    schema = profile.schema
+    check = Check(CheckRule.from_json(profile.check), solver) if profile.check and solver else None
     thread: Thread | None = None
     broken: Result | None = None  # the turn that ended the thread
     prior: Usage | None = None  # the thread's last turn: a later turn resends it
@@ -114,7 +131,7 @@ def answer_rows(
                 with in_flight, watch_for(store).row(spec.job_id) as on_run:
                     halted = lambda: _still_halted(store, spec.job_id)  # noqa: E731
                     result, thread = answer_row(
-                        spec, provider, thread, row, schema, on_run, budget, halted
+                        spec, provider, thread, row, schema, on_run, budget, halted, check
                     )
                 answered += 1
         except (JobHalt, Halted) as exc:
@@ -149,10 +166,13 @@ def answer_row(
     on_run: Callable[[Callable[[], None]], None] | None = None,
     budget: Budget | None = None,
     halted: Callable[[], bool] = lambda: False,
+    check: Check | None = None,
 ) -> tuple[Result, Thread | None]:
     """Run one question; every failure becomes the row's result, never an exception.
 
     `on_run` receives a function that cancels the row's run, where the API can cancel one.
+    With a `check`, the answer is solved again and may be asked for again (worker/check.py),
+    within the same row timeout.
     """
     started = time.monotonic()
     retrier = Retrier(
@@ -171,6 +191,11 @@ def answer_row(
         if thread is None:
             thread = provider.open_thread(retrier)
         turn = provider.ask(thread, row, retrier, tools)
+        if check is not None:
+            valid = lambda t: schema is None or not split_answer(t.answer, schema)[1]  # noqa: E731
+            turn = checked(
+                check.rule, provider, check.solver, thread, row, turn, retrier, tools, valid
+            )
     except RowTimeout:
         turn = Turn(EXPIRED, error=f"no answer within the row timeout of {spec.timeout_s:g}s")
     except (Halted, TooLate) as exc:

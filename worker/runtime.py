@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx2
 import openai
@@ -18,6 +19,7 @@ from worker.limits.rate.flight import flight_for
 from worker.limits.rate.headers import remember_headers
 from worker.local import NoLocalServer
 from worker.models import JobSpec, Row
+from worker.profile import Profile
 from worker.providers.assistants import AssistantsProvider
 from worker.providers.base import Provider
 from worker.providers.chat import ChatProvider
@@ -124,6 +126,27 @@ def provider_for(spec: JobSpec) -> Provider:
     return provider
 
 
+def solver_for(spec: JobSpec) -> Provider | None:
+    """The provider a profile's [check] solves answers with (worker/check.py): the job's
+    model and server, with the check's instructions and no tools or answer schema; None for
+    a job without a check."""
+    profile = Profile.from_json(spec.profile)
+    if not profile.check:
+        return None
+    key = f"{spec.job_id}\0check"
+    with _lock:
+        solver = _providers.get(key)
+    if solver is None:
+        # Not the profile's max_output_tokens: a worked solution is longer than an answer
+        # field, and one cut off checks nothing.
+        plain = Profile(model=profile.model, temperature=profile.temperature, top_p=profile.top_p)
+        instructions = profile.check["instructions"]
+        solver = _make_provider(replace(spec, profile=plain.to_json(), instructions=instructions))
+        with _lock:
+            solver = _providers.setdefault(key, solver)
+    return solver
+
+
 def _make_provider(spec: JobSpec) -> Provider:
     base_url = spec.base_url
     if spec.provider == "local" and not base_url:
@@ -143,7 +166,8 @@ def answer(job_id: str, rows: list[Row]) -> int:
     own = store()
     # The ceiling of rows in flight: the process's threads (a worker's, or an embedded run's).
     ceiling = s.worker_concurrency if s.broker_url else s.concurrency
-    return answer_rows(own, spec, provider_for(spec), rows, flight_for(own, job_id, ceiling))
+    flight = flight_for(own, job_id, ceiling)
+    return answer_rows(own, spec, provider_for(spec), rows, flight, solver_for(spec))
 
 
 def batch_look(job_id: str, chain: str, schedule: Callable[[float, str], None]) -> float | None:

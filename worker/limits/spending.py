@@ -7,8 +7,9 @@ row not yet started ends `skipped` with the reason, on every worker.
 
 A row's hold is its prompt counted locally (instructions and question; for a later turn of a
 thread, the previous turn's prompt and answer too) plus the high end of --answer-tokens, at
-the model's price. A row whose model is unpriced holds nothing and adds nothing to the spent
-total; the CLI refuses a cap when the job's own model is unpriced.
+the model's price, times the requests a profile's [check] may make. A row whose model is
+unpriced holds nothing and adds nothing to the spent total; the CLI refuses a cap when the
+job's own model is unpriced.
 """
 
 from __future__ import annotations
@@ -86,7 +87,14 @@ def hold_for(spec: JobSpec, row: Row, prior: Usage | None, tier: str | None = No
         prompt = question + tokens.prompt_tokens([row.instructions or spec.instructions], model)
     usage = Usage(prompt_tokens=prompt, completion_tokens=spec.answer_tokens)
     tier = job_tier(spec) if tier is None else tier
-    return _quote(spec, model, tier=tier).cost(usage) or Decimal(0)
+    return requests_per_row(spec) * (_quote(spec, model, tier=tier).cost(usage) or Decimal(0))
+
+
+def requests_per_row(spec: JobSpec) -> int:
+    """The most answers a row's hold allows for: a profile's [check] writes up to `attempts`
+    answers and solves each once more (worker/check.py)."""
+    check = (spec.profile or {}).get("check")
+    return 2 * check["attempts"] if check else 1
 
 
 def reserve(store: Store, spec: JobSpec, row: Row, prior: Usage | None) -> int | None:

@@ -1,0 +1,140 @@
+"""A profile's `[check]`: an answer is accepted only if it satisfies its problem's equation
+(worker/equations.py) and the model, solving its problem again, gets the same numbers.
+
+Written for generated problems: a small model writes a wrong answer to its own problem far
+more often than it solves a given problem wrongly (bundled model, README). When an answer
+fails, askbatch tells the thread why and asks for another, up to `attempts` answers in
+all; if none passes the row is `failed` with the reason in its error, so that every
+`completed` row of the sheet has passed the check. Every request's tokens count for the row.
+
+Agreement is by numbers, the one thing two wordings of a maths answer share: "x = 4/3" and
+"\\boxed{\\frac{4}{3}}" agree, as sets of exact numbers ("1.333" is not 4/3). Numbers the
+stated answer only repeats from the problem ("the roots of x^2 - 5x + 6 = 0 are 2 and 3")
+may be missing from the solver's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from worker.equations import failed_substitution, numbers
+from worker.models import COMPLETED, FAILED, Row, Usage
+from worker.providers.base import Provider, Thread, Turn
+from worker.retry import Retrier
+from worker.tools import ToolLog
+
+_ANSWER_LINE = re.compile(r"(?:final\s+)?answer\s*[:：]\s*(.+)", re.IGNORECASE)
+_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+
+
+@dataclass(frozen=True)
+class CheckRule:
+    """The profile's `[check]` table (worker/profile.py checks it)."""
+
+    question: str
+    compare: str
+    instructions: str
+    attempts: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CheckRule:
+        return cls(**data)
+
+
+def final_answer(text: str) -> str:
+    """Where a worked solution states its result: the last `Answer:` line, else the last
+    `\\boxed{}`, else the last line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if m := _ANSWER_LINE.search(line):
+            return m.group(1).strip()
+    if boxed := _BOXED.findall(text):
+        return boxed[-1]
+    return lines[-1] if lines else ""
+
+
+def agrees(stated: str, solved: str, problem: str) -> bool:
+    """Whether the solver's final answer has the stated answer's numbers: every number it
+    gives is stated, and every stated number it lacks is one the problem holds too."""
+    got = numbers(solved)
+    said = numbers(stated)
+    return bool(got) and got <= said and said - got <= numbers(problem)
+
+
+def question_for(rule: CheckRule, answer: str) -> tuple[str, str]:
+    """(the question the solver is asked, the stated answer to compare with), from an
+    answer: the fields of a structured one, or the whole text."""
+    if not rule.compare:
+        return rule.question.format(answer=answer), final_answer(answer)
+    fields = json.loads(answer)
+    cells = {
+        k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in fields.items()
+    }
+    # A field the answer left out (not required by its schema) reads as empty.
+    return rule.question.format_map(_Blank(cells)), cells.get(rule.compare, "")
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def fault(
+    rule: CheckRule, solver: Provider, row: Row, answer: str, retrier: Retrier, usage: Usage
+) -> str | None:
+    """What is wrong with an answer ("x = 1/2 does not satisfy ...", "solving the problem
+    again gave ..."), or None when it passes; the solver's tokens are added to `usage`."""
+    question, stated = question_for(rule, answer)
+    if wrong := failed_substitution(question, stated):
+        return wrong  # decided by arithmetic: no request needed
+    ask = Row(row.index, row.id, question, model=row.model, instructions=rule.instructions)
+    solution = solver.ask(solver.open_thread(retrier), ask, retrier, ToolLog())
+    usage.add(solution.usage)
+    # A solution cut off (at its token cap) vouches for nothing: another problem is asked.
+    if solution.status != COMPLETED:
+        return f"solving the problem again ended {solution.status}, not at {stated[:200]!r}"
+    solved = final_answer(solution.answer)
+    if agrees(stated, solved, question):
+        return None
+    return f"solving the problem again gave {solved[:200]!r}, not {stated[:200]!r}"
+
+
+def checked(
+    rule: CheckRule,
+    provider: Provider,
+    solver: Provider,
+    thread: Thread,
+    row: Row,
+    first: Turn,
+    retrier: Retrier,
+    tools: ToolLog,
+    valid: Any,
+) -> Turn:
+    """Check `first` (the row's answer) and ask again until one passes or `attempts` answers
+    have been written; returns the last answer's turn with the usage of every request.
+
+    `valid(turn)` says whether an answer is well formed (its schema): one that is not is
+    returned as it is, for the row's result to say why.
+    """
+    usage = Usage()
+    turn = first
+    for attempt in range(1, rule.attempts + 1):
+        usage.add(turn.usage)
+        if turn.status != COMPLETED or not valid(turn):
+            break
+        wrong = fault(rule, solver, row, turn.answer, retrier, usage)
+        if wrong is None:
+            break
+        if attempt == rule.attempts:
+            turn.status = FAILED
+            turn.error = f"check: {wrong} ({attempt} answer(s) written, none passed)"
+            break
+        # Told in its own thread, so the model sees the problem it wrote and what was wrong.
+        again = f"Checked: {wrong}. Write a new problem of the kind asked for, with a right answer."
+        retry = Row(row.index, row.id, again, row.thread, row.model, row.instructions)
+        turn = provider.ask(thread, retry, retrier, tools)
+    turn.usage = usage
+    return turn
