@@ -254,23 +254,37 @@ SCHEMA = {
 }
 
 
-def run_job(tmp_path, api, compare: str, args=(), rows=(("1", "Write a problem about 7"),)):
+def run_job(tmp_path, api, compare: str, args=(), broker: str = ""):
     profile = tmp_path / "p.toml"
     profile.write_text(PROFILE.replace("{compare}", compare))
-    sheet = write_csv(tmp_path / "sheet.csv", ["id", "question"], [list(r) for r in rows])
+    sheet = write_csv(tmp_path / "sheet.csv", ["id", "question"], [["1", QUESTION]])
     out = tmp_path / "out.csv"
     env = base_env(tmp_path, api)
+    if broker:  # the workers fixture's: they run the job
+        env["ASKBATCH_BROKER_URL"] = broker
     return askbatch(
         ["run", str(sheet), "-o", str(out), "--assistant", str(profile), *args], env, out
     )
 
 
+QUESTION = "Write a problem about 7"
+
+
 @pytest.mark.parametrize("provider", ["responses", "chat"])
 def test_an_agreeing_answer_completes_and_counts_both_requests(provider, tmp_path, api):
-    result = run_job(tmp_path, api, "answer", ["--provider", provider])
+    check_agreeing_row(run_job(tmp_path, api, "answer", ["--provider", provider]))
+
+
+def test_a_check_runs_on_distributed_workers_too(tmp_path, api, workers, redis_server):
+    result = run_job(tmp_path, api, "answer", broker=redis_server.url)
+    assert "on workers via redis:" in result.stderr.splitlines()[0], result.stderr
+    check_agreeing_row(result)
+
+
+def check_agreeing_row(result) -> None:
     assert result.code == 0, result.stderr
     (row,) = result.rows()
-    question = "Write a problem about 7"
+    question = QUESTION
     written = json.dumps(structured_answer(SCHEMA, question, 1), ensure_ascii=False)
     assert row["status"] == "completed" and row["answer"] == written
     solved = answer_for(f"problem: {answer_for(question, 1)}", 1)
@@ -297,3 +311,18 @@ def test_a_check_is_refused_where_it_cannot_ask_again(args, tmp_path, api):
     assert result.code == 2, result.stderr
     assert "[check] cannot be used with" in result.stderr
     assert "Traceback" not in result.stderr and not result.output.exists()
+
+
+def test_a_spending_hold_covers_every_request_a_check_may_make(tmp_path):
+    from worker.limits import spending
+    from worker.models import JobSpec
+
+    path = tmp_path / "p.toml"
+    path.write_text(f"{SCHEMA_TOML}\n[check]\nquestion = '{{problem}}'\ncompare = 'answer'\n")
+    checked_profile = load_profile(path).to_json()
+    row = Row(index=0, id="1", question="Write a problem about 7")
+    plain = JobSpec(job_id="j", provider="responses", model="gpt-5-mini", answer_tokens=2000)
+    with_check = JobSpec(**{**plain.to_json(), "profile": checked_profile})
+    assert spending.hold_for(plain, row, None) > 0
+    # Three answers at most, each solved once: six requests' worth.
+    assert spending.hold_for(with_check, row, None) == 6 * spending.hold_for(plain, row, None)

@@ -25,6 +25,7 @@ from tests.test_local import (
     require_local_extra,
 )
 from worker import local
+from worker.equations import find_equation, numbers
 
 
 @pytest.fixture
@@ -119,21 +120,29 @@ def test_a_schema_constrains_the_local_answer_into_columns(tmp_path, llama, bund
     assert "17" in row["answer.problem"], row
 
 
-def test_the_practice_generator_writes_a_problem_offline(tmp_path, llama, bundled):
-    """data/practice.toml (a schema and the calculator tool) on the local model: a problem,
-    its solution and its answer in columns."""
+def test_the_practice_generator_writes_a_checked_problem_offline(tmp_path, llama, bundled):
+    """data/practice.toml (a schema, the calculator tool and a [check]) on the local model: a
+    problem, its solution and its answer in columns, and an answer that is right, or a row
+    failed by the check. Greedy, its first answer to this request is wrong (it factors
+    2x^2 - 5x + 3 as (2x - 1)(x - 3)): the check must not let that one through."""
     request = "Write a quadratic equation problem that factors over the integers."
     sheet = write_csv(tmp_path / "p.csv", ["id", "question"], [["p1", request]])
     out = tmp_path / "p.answers.csv"
     practice = str(ROOT / "data" / "practice.toml")
     args = ["run", str(sheet), "--provider", "local", "--assistant", practice]
-    run = askbatch(args, local_env(tmp_path, bundled), out, timeout=600)
-    assert run.code == 0, run.stderr
+    run = askbatch(args, local_env(tmp_path, bundled), out, timeout=900)
     [row] = run.rows()
-    assert row["status"] == "completed", row
+    assert run.code == (0 if row["status"] == "completed" else 1), run.stderr
     for column in ("answer.problem", "answer.solution", "answer.answer"):
         assert row[column].strip(), row
     assert row["answer.difficulty"] in ("easy", "medium", "hard"), row
+    if row["status"] != "completed":
+        assert row["status"] == "failed" and row["error"].startswith("check: "), row
+        return
+    equation = find_equation(row["answer.problem"])
+    assert equation is not None, row
+    roots = numbers(row["answer.answer"])
+    assert roots and all(len(set(equation.sides(r))) == 1 for r in roots), row
 
 
 def test_distributed_worker_runs_its_own_local_server(tmp_path, llama, bundled, redis_server):
