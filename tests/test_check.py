@@ -73,6 +73,11 @@ def test_agreement_is_by_numbers_and_tolerates_repeating_the_problem():
         ("다음 방정식을 풀어라: 2(x − 3) = 4x + 2", "2(x − 3) = 4x + 2"),
         ("Find x if x² − 4x + 4 = 0", "x² − 4x + 4 = 0"),
         ("Solve for n: n/2 + 1/3 = 5/6.", "n/2 + 1/3 = 5/6"),
+        (
+            r"Solve \(\frac{3}{2}x + \frac{5}{2} = \frac{7}{2}\) step by step.",
+            "(3/2)x + (5/2) = (7/2)",
+        ),
+        (r"\[ 2 \cdot (x-1) = \dfrac{x+1}{2} \]", "2 * (x-1) = ((x+1)/2)"),
         ("Evaluate 2x + 1 when x = 3.", None),  # a given value, not an equation to solve
         ("If y = 2x + 1 and x + y = 4, find x.", None),  # two unknowns
         ("Solve 2x + 1 = 5 and 3x - 1 = 8.", None),  # two equations
@@ -95,6 +100,8 @@ def test_find_equation_reads_one_equation_in_one_unknown(problem, equation):
         ("Solve 6/x = 3.", "x = 0", "x = 0 makes 6/x = 3 divide by zero"),
         ("Solve x^2 = 5.", "x = ±√5", None),  # not exact: left to the solver
         ("Solve x(x - 3) = 0.", "0 and 3", None),
+        (r"Solve \(\frac{3}{2}x + \frac{5}{2} = \frac{7}{2}\)", r"\frac{2}{3}", None),
+        (r"Solve \(\frac{3}{2}x + \frac{5}{2} = \frac{7}{2}\)", "x = 8/9", "x = 8/9 does not"),
         ("Solve x(x - 3) = 0.", "x = 3", None),  # a root missing is the solver's to notice
     ],
 )

@@ -23,6 +23,9 @@ MAX_POWER = 12
 _SYMBOLS = r"[\w+\-*/^().²³×÷−·]"
 _AFTER_WORD = re.compile(rf"(?P<maths>{_SYMBOLS}*?[\d)a-zA-Z²³])[^\W\d_a-zA-Z]\w*")
 _BEFORE_WORD = re.compile(rf"\w*[^\W\d_a-zA-Z](?P<maths>[\d(a-zA-Z\-−]{_SYMBOLS}*?)")
+_LATEX_FRAC = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
+_LATEX = {"\\(": " ", "\\)": " ", "\\[": " ", "\\]": " ", "$": " ", "\\cdot": "*",
+          "\\times": "*", "\\div": "/", "\\left": "", "\\right": ""}  # fmt: skip
 _FRAC = re.compile(r"\\[dt]?frac\{\s*(-?\d+)\s*\}\{\s*(\d+)\s*\}")
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:\s*/\s*\d+(?![\d.]))?")
 
@@ -56,7 +59,7 @@ def find_equation(problem: str) -> Equation | None:
     """The one equation in one unknown that `problem` states, or None (none, several, or one
     that cannot be evaluated exactly)."""
     found = []
-    parts = problem.split("=")
+    parts = _plain(problem).split("=")
     for before, after in itertools.pairwise(parts):
         left = " ".join(_maths(before.split(), leftward=True))
         right = " ".join(_maths(after.split(), leftward=False))
@@ -112,6 +115,20 @@ def _maths(tokens: list[str], leftward: bool) -> list[str]:
             kept.append(part["maths"])
         break
     return kept[::-1] if leftward else kept
+
+
+def _plain(text: str) -> str:
+    """LaTeX maths as plain text: \\(\\frac{3}{4}x = 1\\) as ((3)/(4))x = 1."""
+    for _ in range(3):  # nested fractions, innermost first
+        text = _LATEX_FRAC.sub(_fraction, text)
+    for latex, plain in _LATEX.items():
+        text = text.replace(latex, plain)
+    return re.sub(r"\^\{([^{}]*)\}", r"^(\1)", text)
+
+
+def _fraction(m: re.Match) -> str:
+    top, bottom = (p if re.fullmatch(r"\w+", p.strip()) else f"({p})" for p in m.groups())
+    return f"({top.strip()}/{bottom.strip()})"
 
 
 def _is_given(left: str, right: str) -> bool:
