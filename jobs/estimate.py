@@ -61,9 +61,16 @@ class Estimate:
     answer_tokens: tuple[int, int]
     models: dict[str, ModelTotals] = field(default_factory=dict)
     tier: str = ""  # the tier priced at (worker.pricing.PRICED_TIERS), "" for standard
+    # Requests a row makes (low, high): a profile's [check] adds the solving of each answer
+    # and may ask for up to `attempts` answers (worker/check.py).
+    requests: tuple[int, int] = (1, 1)
+
+    def cost(self, m: ModelTotals, high: bool, standard: bool = False) -> Decimal | None:
+        cost = m.cost(high, standard)
+        return None if cost is None else cost * self.requests[high]
 
     def total(self, high: bool, standard: bool = False) -> Decimal:
-        costs = (m.cost(high, standard) for m in self.models.values())
+        costs = (self.cost(m, high, standard) for m in self.models.values())
         return sum((c for c in costs if c is not None), Decimal(0))
 
     @property
@@ -81,10 +88,13 @@ def estimate(
     prices: pricing.PriceBook,
     answer_tokens: tuple[int, int],
     tier: str = "",
+    check_attempts: int = 0,
 ) -> Estimate:
     low, high = answer_tokens
     tier = tier if tier in pricing.PRICED_TIERS else ""
     est = Estimate(str(sheet.path), 0, len(sheet.blank_rows), answer_tokens, tier=tier)
+    if check_attempts:
+        est.requests = (2, 2 * check_attempts)
     history: dict[str, tuple[int, int]] = {}  # thread → tokens resent by its next turn
     fixed: dict[tuple[str, str], int] = {}  # (model, instructions) → their prompt tokens
     rows = (r for r in sheet.rows() if r.index not in sheet.blank_rows)
@@ -131,6 +141,7 @@ def for_settings(settings: Settings, sheet: Worksheet) -> Estimate:
         prices=prices,
         answer_tokens=spending.answer_range(settings, profile.max_output_tokens),
         tier=pricing.BATCH if settings.batch else settings.service_tier,
+        check_attempts=profile.check["attempts"] if profile.check else 0,
     )
 
 
@@ -156,7 +167,13 @@ def text(est: Estimate, max_cost: Decimal | None = None) -> str:
         if m.prompt_low != m.prompt_high:
             prompt += f"–{m.prompt_high:,}"
         table.append(
-            (m.model, f"{m.rows:,}", prompt, _range(m.cost(False), m.cost(True)), _source(m.quote))
+            (
+                m.model,
+                f"{m.rows:,}",
+                prompt,
+                _range(est.cost(m, False), est.cost(m, True)),
+                _source(m.quote),
+            )
         )
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     lines = [f"estimate for {est.path}: {est.rows:,} rows to ask{blank}; no API was called"]
@@ -177,6 +194,13 @@ def text(est: Estimate, max_cost: Decimal | None = None) -> str:
         f"answers assumed {answer} tokens each (--answer-tokens; reasoning tokens count as "
         "answer tokens); no prompt caching assumed"
     )
+    if est.requests != (1, 1):
+        lo_n, hi_n = est.requests
+        lines.append(
+            f"the profile's [check] makes {lo_n}–{hi_n} requests a row (each answer, and its "
+            f"solving again), each counted like the row's own: costs are {lo_n}–{hi_n} times a "
+            "single answer's"
+        )
     total = _range(est.total(False), est.total(True))
     if n := est.unpriced_rows:
         total += f", not counting {n:,} row{'s' if n != 1 else ''} of unpriced models"

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import askbatch, base_env, write_csv
 from tests.double.expect import answer_for, structured_answer, usage_for
-from worker.check import CheckRule, agrees, checked, final_answer, numbers, question_for
+from worker.check import Check, CheckRule, agrees, checked, final_answer, numbers, question_for
 from worker.equations import failed_substitution, find_equation
 from worker.errors import ConfigError
 from worker.models import COMPLETED, FAILED, INCOMPLETE, Row, Usage
@@ -139,6 +139,7 @@ schema = { type = "object", properties = { problem = { type = "string" }, answer
         ('question = "{problem}"\ncompare = "answer"\nattempts = "3"', "attempts should be a int"),
         ('question = "{problem}"\ncompare = "answer"\nretries = 2', "unknown key(s) retries"),
         ('question = "{problem"\ncompare = "answer"', "question '{problem'"),
+        ('question = "{problem}"\ncompare = "answer"\nnew = "yes"', "new should be true or"),
     ],
 )
 def test_check_errors_name_the_file_and_key(tmp_path, check, message):
@@ -158,6 +159,7 @@ def test_check_without_a_schema_compares_the_whole_answer(tmp_path):
         "compare": "",
         "instructions": CHECK_INSTRUCTIONS,
         "attempts": 3,
+        "new": False,
     }
     path.write_text('[check]\ncompare = "answer"\n')
     with pytest.raises(ConfigError, match="compare needs a response_format"):
@@ -191,9 +193,9 @@ def run_check(answers: list[Turn], solutions: list[Turn], attempts: int = 3):
     writer, solver = Scripted(answers[1:]), Scripted(solutions)
     thread = Thread(id="main")
     row = Row(0, "r1", "write a problem")
-    result = checked(
-        rule, writer, solver, thread, row, answers[0], Retrier(1, 1e9, 1), ToolLog(), lambda t: True
-    )
+    check = Check(rule, solver)
+    retrier = Retrier(1, 1e9, 1)
+    result = checked(check, writer, thread, row, answers[0], retrier, ToolLog(), lambda t: True)
     return result, writer, solver
 
 
@@ -238,6 +240,25 @@ def test_no_pass_after_the_last_attempt_fails_the_row_with_the_reason():
     )
     assert "x = 5 does not satisfy 2x = 8" in writer.asked[0][1]
     assert result.usage.prompt_tokens == 3
+
+
+def test_a_new_problem_must_not_be_the_example_nor_repeat_the_thread():
+    rule = CheckRule("{problem}", "answer", CHECK_INSTRUCTIONS, 2, new=True)
+    twice = [turn(problem("Solve 2x + 1 = 7.", "x = 3"), 1), turn(problem("2x+1=7", "3"), 1)]
+    writer = Scripted(twice)
+    check = Check(rule, Scripted([turn("Answer: 3", 1), turn("Answer: 4", 1)]))
+    retrier, ok = Retrier(1, 1e9, 1), lambda t: True
+    request = Row(0, "r1", "'3x + 11 = 14' 같은 일차방정식 문제를 하나 만들어 주세요.")
+    first = turn(problem("Solve 3x+11 = 14.", "x = 1"), 1)
+    result = checked(check, writer, Thread("t"), request, first, retrier, ToolLog(), ok)
+    assert result.status == COMPLETED and "2x + 1 = 7" in result.answer
+    assert "3x+11 = 14 is the request's own example, not a new problem" in writer.asked[0][1]
+    # A later row of the thread writes the same equation again: not new either.
+    again = turn(problem("Solve 2x + 1 = 7", "x = 3"), 1)
+    later = checked(check, writer, Thread("t"), Row(1, "r2", "Another."), again, retrier,
+                    ToolLog(), ok)  # fmt: skip
+    assert later.status == FAILED and "2x+1 = 7 repeats the problem of row r1" in later.error
+    assert len(check.solver.asked) == 1, "a repeat is refused before it is solved"
 
 
 def test_an_answer_that_did_not_complete_is_not_checked():
@@ -333,3 +354,21 @@ def test_a_spending_hold_covers_every_request_a_check_may_make(tmp_path):
     assert spending.hold_for(plain, row, None) > 0
     # Three answers at most, each solved once: six requests' worth.
     assert spending.hold_for(with_check, row, None) == 6 * spending.hold_for(plain, row, None)
+
+
+def test_the_estimate_counts_the_requests_a_check_may_make(tmp_path, api):
+    from tests.test_spending import M
+    from worker import tokens
+
+    profile = tmp_path / "p.toml"
+    profile.write_text(PROFILE.replace("{compare}", "answer"))
+    sheet = write_csv(tmp_path / "s.csv", ["question"], [[QUESTION]])
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."gpt-5-mini"]\ninput = 1\noutput = 10\n')
+    args = ["estimate", str(sheet), "--assistant", str(profile), "--prices", str(prices)]
+    run = askbatch([*args, "--answer-tokens", "100"], base_env(tmp_path, api), tmp_path / "x")
+    assert run.code == 0, run.stderr
+    assert "the profile's [check] makes 2–6 requests a row" in run.stdout
+    # One answer's cost (the question +3, +3 for the reply, no instructions), 2 to 6 times.
+    one = (tokens.count([QUESTION], "gpt-5-mini")[0] + 6 + 100 * 10) / M
+    assert f"${2 * one:,.6f} – ${6 * one:,.6f}" in run.stdout, run.stdout

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from worker.equations import failed_substitution, numbers
+from worker.equations import failed_substitution, find_equation, numbers
 from worker.models import COMPLETED, FAILED, Row, Usage
 from worker.providers.base import Provider, Thread, Turn
 from worker.retry import Retrier
@@ -38,10 +38,22 @@ class CheckRule:
     compare: str
     instructions: str
     attempts: int
+    new: bool = False  # a problem's equation must not be the request's or an earlier one's
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckRule:
         return cls(**data)
+
+
+@dataclass
+class Check:
+    """A job's [check] while one thread is answered: its rule, the provider that solves the
+    answers again, and (for `new`) the equations of the thread's accepted problems, each
+    with the row that wrote it."""
+
+    rule: CheckRule
+    solver: Provider
+    seen: dict[str, str] = field(default_factory=dict)
 
 
 def final_answer(text: str) -> str:
@@ -82,12 +94,13 @@ class _Blank(dict):
         return ""
 
 
-def fault(
-    rule: CheckRule, solver: Provider, row: Row, answer: str, retrier: Retrier, usage: Usage
-) -> str | None:
+def fault(check: Check, row: Row, answer: str, retrier: Retrier, usage: Usage) -> str | None:
     """What is wrong with an answer ("x = 1/2 does not satisfy ...", "solving the problem
     again gave ..."), or None when it passes; the solver's tokens are added to `usage`."""
+    rule, solver = check.rule, check.solver
     question, stated = question_for(rule, answer)
+    if rule.new and (repeated := _repeated(check, row, question)):
+        return repeated
     if wrong := failed_substitution(question, stated):
         return wrong  # decided by arithmetic: no request needed
     ask = Row(row.index, row.id, question, model=row.model, instructions=rule.instructions)
@@ -102,10 +115,26 @@ def fault(
     return f"solving the problem again gave {solved[:200]!r}, not {stated[:200]!r}"
 
 
+def _repeated(check: Check, row: Row, question: str) -> str | None:
+    equation = find_equation(question)
+    if equation is None:
+        return None
+    example = find_equation(row.question)
+    if example is not None and example.key == equation.key:
+        return f"{equation.text} is the request's own example, not a new problem"
+    if equation.key in check.seen:
+        return f"{equation.text} repeats the problem of row {check.seen[equation.key]}"
+    return None
+
+
+def _accept(check: Check, row: Row, answer: str) -> None:
+    if check.rule.new and (equation := find_equation(question_for(check.rule, answer)[0])):
+        check.seen.setdefault(equation.key, row.id)
+
+
 def checked(
-    rule: CheckRule,
+    check: Check,
     provider: Provider,
-    solver: Provider,
     thread: Thread,
     row: Row,
     first: Turn,
@@ -121,19 +150,26 @@ def checked(
     """
     usage = Usage()
     turn = first
-    for attempt in range(1, rule.attempts + 1):
+    attempts = check.rule.attempts
+    for attempt in range(1, attempts + 1):
         usage.add(turn.usage)
         if turn.status != COMPLETED or not valid(turn):
             break
-        wrong = fault(rule, solver, row, turn.answer, retrier, usage)
+        wrong = fault(check, row, turn.answer, retrier, usage)
         if wrong is None:
+            _accept(check, row, turn.answer)
             break
-        if attempt == rule.attempts:
+        if attempt == attempts:
             turn.status = FAILED
             turn.error = f"check: {wrong} ({attempt} answer(s) written, none passed)"
             break
         # Told in its own thread, so the model sees the problem it wrote and what was wrong.
-        again = f"Checked: {wrong}. Write a new problem of the kind asked for, with a right answer."
+        # The request is repeated: after a few turns a small model forgets what kind of
+        # problem it was asked for.
+        again = (
+            f"Checked: {wrong}. Write a new problem for the request {row.question!r}, "
+            "with a right answer."
+        )
         retry = Row(row.index, row.id, again, row.thread, row.model, row.instructions)
         turn = provider.ask(thread, retry, retrier, tools)
     turn.usage = usage

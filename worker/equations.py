@@ -20,6 +20,7 @@ _MATH_TOKEN = re.compile(r"[\d.+\-*/^()²³×÷−·]*(?:[a-zA-Z](?![a-zA-Z])[\d
 _WRITTEN = {"−": "-", "×": "*", "·": "*", "÷": "/", "²": "^2", "³": "^3"}
 _UNEXACT = re.compile(r"√|sqrt|±|\bi\b|π|pi|\.\.\.")
 MAX_POWER = 12
+_QUOTES = "'\"‘’“”「」『』"
 _SYMBOLS = r"[\w+\-*/^().²³×÷−·]"
 _AFTER_WORD = re.compile(rf"(?P<maths>{_SYMBOLS}*?[\d)a-zA-Z²³])[^\W\d_a-zA-Z]\w*")
 _BEFORE_WORD = re.compile(rf"\w*[^\W\d_a-zA-Z](?P<maths>[\d(a-zA-Z\-−]{_SYMBOLS}*?)")
@@ -36,6 +37,11 @@ class Equation:
     unknown: str
     left: ast.expr
     right: ast.expr
+
+    @property
+    def key(self) -> str:
+        """The same for the same equation however it is spaced: 3x+11=14, 3x + 11 = 14."""
+        return re.sub(r"\s+", "", self.text)
 
     def sides(self, value: Fraction) -> tuple[Fraction, Fraction]:
         return _eval(self.left, self.unknown, value), _eval(self.right, self.unknown, value)
@@ -106,7 +112,7 @@ def _maths(tokens: list[str], leftward: bool) -> list[str]:
     particle after the number) ends the walk with its maths part."""
     kept = []
     for token in reversed(tokens) if leftward else tokens:
-        token = token.rstrip(".,")
+        token = token.rstrip(".,").strip(_QUOTES)
         if _MATH_TOKEN.fullmatch(token):
             kept.append(token)
             continue

@@ -20,6 +20,7 @@
     question = "{problem}"     # asked in a new conversation; {field} is a field of the answer
     compare = "answer"         # the field whose numbers the solver's answer must match
     attempts = 3               # answers written at most, the first included
+    new = true                 # the problem's equation must not be the request's or repeat one
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ KEYS = {
     "name", "model", "instructions", "temperature", "top_p", "max_output_tokens", "tools",
     "response_format", "check",
 }  # fmt: skip
-CHECK_KEYS = {"question", "compare", "instructions", "attempts"}
+CHECK_KEYS = {"question", "compare", "instructions", "attempts", "new"}
 # What the check's solver is told when the profile says nothing else (worker/check.py reads
 # the final answer from the line this asks for).
 CHECK_INSTRUCTIONS = (
@@ -76,7 +77,7 @@ class Profile:
     tools: tuple[Tool, ...] = ()
     # {"name": str, "schema": dict, "strict": bool}, or None for free text.
     response_format: dict[str, Any] | None = None
-    # {"question", "compare", "instructions", "attempts"} (worker/check.py), or None.
+    # {"question", "compare", "instructions", "attempts", "new"} (worker/check.py), or None.
     check: dict[str, Any] | None = None
 
     @property
@@ -231,9 +232,13 @@ def _check(raw: Any, fmt: dict[str, Any] | None, where: str) -> dict[str, Any]:
     instructions = _typed(
         raw.get("instructions", CHECK_INSTRUCTIONS), str, f"{where}: instructions"
     )
+    new = raw.get("new", False)
+    if not isinstance(new, bool):
+        raise ConfigError(f"{where}: new should be true or false, not {new!r}")
     return {
         "question": question,
         "compare": compare,
         "instructions": instructions,
         "attempts": attempts,
+        "new": new,
     }

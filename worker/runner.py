@@ -6,10 +6,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from worker.cancel import watch_for
-from worker.check import CheckRule, checked
+from worker.check import Check, CheckRule, checked
 from worker.fatal import Halt, classify, is_halt, one_line
 from worker.limits import spending
 from worker.limits.rate.budget import Budget, budget_for
@@ -46,14 +45,6 @@ def _still_halted(store: Store, job_id: str) -> bool:
         return True
     _halted.discard(job_id)
     return False
-
-
-@dataclass(frozen=True)
-class Check:
-    """A profile's [check] and the provider that solves the answers again."""
-
-    rule: CheckRule
-    solver: Provider
 
 
 class RowBusy(Exception):
@@ -193,9 +184,7 @@ def answer_row(
         turn = provider.ask(thread, row, retrier, tools)
         if check is not None:
             valid = lambda t: schema is None or not split_answer(t.answer, schema)[1]  # noqa: E731
-            turn = checked(
-                check.rule, provider, check.solver, thread, row, turn, retrier, tools, valid
-            )
+            turn = checked(check, provider, thread, row, turn, retrier, tools, valid)
     except RowTimeout:
         turn = Turn(EXPIRED, error=f"no answer within the row timeout of {spec.timeout_s:g}s")
     except (Halted, TooLate) as exc:
