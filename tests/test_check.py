@@ -282,10 +282,13 @@ SCHEMA = {
 }
 
 
-def run_job(tmp_path, api, compare: str, args=(), broker: str = ""):
+QUESTION = "Write a problem about 7"
+
+
+def run_job(tmp_path, api, compare: str, args=(), broker: str = "", rows=(("1", "", QUESTION),)):
     profile = tmp_path / "p.toml"
     profile.write_text(PROFILE.replace("{compare}", compare))
-    sheet = write_csv(tmp_path / "sheet.csv", ["id", "question"], [["1", QUESTION]])
+    sheet = write_csv(tmp_path / "sheet.csv", ["id", "thread", "question"], [*map(list, rows)])
     out = tmp_path / "out.csv"
     env = base_env(tmp_path, api)
     if broker:  # the workers fixture's: they run the job
@@ -293,9 +296,6 @@ def run_job(tmp_path, api, compare: str, args=(), broker: str = ""):
     return askbatch(
         ["run", str(sheet), "-o", str(out), "--assistant", str(profile), *args], env, out
     )
-
-
-QUESTION = "Write a problem about 7"
 
 
 @pytest.mark.parametrize("provider", ["responses", "chat"])
@@ -324,13 +324,16 @@ def check_agreeing_row(result) -> None:
 
 def test_answers_that_never_agree_fail_the_row_after_every_attempt(tmp_path, api):
     # Compared with a field that never holds a number, no solution can agree.
-    result = run_job(tmp_path, api, "level")
+    rows = [("1", "T", QUESTION), ("2", "T", "And another")]
+    result = run_job(tmp_path, api, "level", rows=rows)
     assert result.code == 1, result.stderr
-    (row,) = result.rows()
+    row, later = result.rows()
     assert row["status"] == "failed" and row["error"].startswith("check: solving the problem")
     assert row["error"].endswith("not 'easy' (3 answer(s) written, none passed)"), row["error"]
     # The last of the three answers is the row's: written in the third turn of its thread.
     assert json.loads(row["answer"])["problem"].startswith("problem: [turn 3]")
+    # As after any turn that failed, the thread's next turn is not asked.
+    assert later["status"] == "skipped" and later["prompt_tokens"] in ("", "0"), later
 
 
 @pytest.mark.parametrize("args", [["--batch"], ["--provider", "assistants"]])
