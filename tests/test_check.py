@@ -114,11 +114,20 @@ def test_substitution_finds_wrong_values(problem, stated, wrong):
 def test_question_for_a_structured_answer_fills_the_template():
     rule = CheckRule("Solve: {problem}", "answer", CHECK_INSTRUCTIONS, 3)
     text = json.dumps({"problem": "2x = 8", "answer": "x = 4", "level": 2})
-    assert question_for(rule, text) == ("Solve: 2x = 8", "x = 4")
+    assert question_for(rule, text, "Write one") == ("Solve: 2x = 8", "x = 4")
     # A field left out (optional in the schema) reads as empty rather than failing the row.
-    assert question_for(rule, json.dumps({"answer": "x = 4"})) == ("Solve: ", "x = 4")
+    assert question_for(rule, json.dumps({"answer": "x = 4"}), "Write one") == ("Solve: ", "x = 4")
+    # {question} is the row's question, unless the answer has a field of that name.
+    asked = CheckRule("{question}: {answer}", "answer", CHECK_INSTRUCTIONS, 3)
+    assert question_for(asked, text, "Write one") == ("Write one: x = 4", "x = 4")
+    named = json.dumps({"question": "own", "answer": "1"})
+    assert question_for(asked, named, "Write one") == ("own: 1", "1")
+    # Without a schema: the row's question (the default) or the whole answer, and the
+    # answer's final line compared.
+    again = CheckRule("{question}", "", CHECK_INSTRUCTIONS, 2)
+    assert question_for(again, "work\nAnswer: 7", "What is 3 + 4?") == ("What is 3 + 4?", "7")
     whole = CheckRule("Check this: {answer}", "", CHECK_INSTRUCTIONS, 2)
-    assert question_for(whole, "work\nAnswer: 7") == ("Check this: work\nAnswer: 7", "7")
+    assert question_for(whole, "work\nx = 7", "Q") == ("Check this: work\nx = 7", "x = 7")
 
 
 SCHEMA_TOML = """
@@ -140,6 +149,7 @@ schema = { type = "object", properties = { problem = { type = "string" }, answer
         ('question = "{problem}"\ncompare = "answer"\nretries = 2', "unknown key(s) retries"),
         ('question = "{problem"\ncompare = "answer"', "question '{problem'"),
         ('question = "{problem}"\ncompare = "answer"\nnew = "yes"', "new should be true or"),
+        ('question = "{question}"\ncompare = "answer"\nnew = true', "not {question} (the request"),
     ],
 )
 def test_check_errors_name_the_file_and_key(tmp_path, check, message):
@@ -151,11 +161,11 @@ def test_check_errors_name_the_file_and_key(tmp_path, check, message):
     assert message in str(err.value)
 
 
-def test_check_without_a_schema_compares_the_whole_answer(tmp_path):
+def test_check_without_a_schema_solves_the_question_again(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text("[check]\n")
     assert load_profile(path).check == {
-        "question": "{answer}",
+        "question": "{question}",
         "compare": "",
         "instructions": CHECK_INSTRUCTIONS,
         "attempts": 3,
@@ -375,3 +385,22 @@ def test_the_estimate_counts_the_requests_a_check_may_make(tmp_path, api):
     # One answer's cost (the question +3, +3 for the reply, no instructions), 2 to 6 times.
     one = (tokens.count([QUESTION], "gpt-5-mini")[0] + 6 + 100 * 10) / M
     assert f"${2 * one:,.6f} – ${6 * one:,.6f}" in run.stdout, run.stdout
+
+
+def test_a_worksheet_without_a_schema_is_answered_twice_and_compared(tmp_path, api):
+    """The default check of a free-text profile: the row's question solved again."""
+    profile = tmp_path / "p.toml"
+    profile.write_text("[check]\n")
+    question = "What is 6 * 7?"
+    sheet = write_csv(tmp_path / "s.csv", ["question"], [[question]])
+    out = tmp_path / "out.csv"
+    args = ["run", str(sheet), "-o", str(out), "--assistant", str(profile), "--provider", "chat"]
+    result = askbatch(args, base_env(tmp_path, api), out)
+    assert result.code == 0, result.stderr
+    (row,) = result.rows()
+    answer = answer_for(question, 1)
+    assert row["status"] == "completed" and row["answer"] == answer
+    generation = usage_for([question], answer)
+    solve = usage_for([CHECK_INSTRUCTIONS, question], answer)
+    assert int(row["prompt_tokens"]) == generation[0] + solve[0]
+    assert int(row["completion_tokens"]) == generation[1] + solve[1]

@@ -76,15 +76,17 @@ def agrees(stated: str, solved: str, problem: str) -> bool:
     return bool(got) and got <= said and said - got <= numbers(problem)
 
 
-def question_for(rule: CheckRule, answer: str) -> tuple[str, str]:
+def question_for(rule: CheckRule, answer: str, asked: str) -> tuple[str, str]:
     """(the question the solver is asked, the stated answer to compare with), from an
-    answer: the fields of a structured one, or the whole text."""
+    answer to the row's question `asked`: the fields of a structured answer, or its text's
+    final answer."""
     if not rule.compare:
-        return rule.question.format(answer=answer), final_answer(answer)
+        return rule.question.format(answer=answer, question=asked), final_answer(answer)
     fields = json.loads(answer)
     cells = {
         k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in fields.items()
     }
+    cells.setdefault("question", asked)  # an answer field of that name comes first
     # A field the answer left out (not required by its schema) reads as empty.
     return rule.question.format_map(_Blank(cells)), cells.get(rule.compare, "")
 
@@ -98,7 +100,7 @@ def fault(check: Check, row: Row, answer: str, retrier: Retrier, usage: Usage) -
     """What is wrong with an answer ("x = 1/2 does not satisfy ...", "solving the problem
     again gave ..."), or None when it passes; the solver's tokens are added to `usage`."""
     rule, solver = check.rule, check.solver
-    question, stated = question_for(rule, answer)
+    question, stated = question_for(rule, answer, row.question)
     if rule.new and (repeated := _repeated(check, row, question)):
         return repeated
     if wrong := failed_substitution(question, stated):
@@ -128,7 +130,9 @@ def _repeated(check: Check, row: Row, question: str) -> str | None:
 
 
 def _accept(check: Check, row: Row, answer: str) -> None:
-    if check.rule.new and (equation := find_equation(question_for(check.rule, answer)[0])):
+    if check.rule.new and (
+        equation := find_equation(question_for(check.rule, answer, row.question)[0])
+    ):
         check.seen.setdefault(equation.key, row.id)
 
 

@@ -124,7 +124,7 @@ def _maths(tokens: list[str], leftward: bool) -> list[str]:
 
 
 def _plain(text: str) -> str:
-    """LaTeX maths as plain text: \\(\\frac{3}{4}x = 1\\) as ((3)/(4))x = 1."""
+    """LaTeX maths as plain text: \\(\\frac{3}{4}x = 1\\) as (3/4)x = 1."""
     for _ in range(3):  # nested fractions, innermost first
         text = _LATEX_FRAC.sub(_fraction, text)
     for latex, plain in _LATEX.items():

@@ -17,7 +17,7 @@
     schema = { type = "object", properties = { ... }, required = [ ... ] }
 
     [check]                    # solve what was written, again, before accepting it (worker/check)
-    question = "{problem}"     # asked in a new conversation; {field} is a field of the answer
+    question = "{problem}"     # asked in a new conversation: {field} of the answer, {question}
     compare = "answer"         # the field whose numbers the solver's answer must match
     attempts = 3               # answers written at most, the first included
     new = true                 # the problem's equation must not be the request's or repeat one
@@ -205,11 +205,12 @@ def _check(raw: Any, fmt: dict[str, Any] | None, where: str) -> dict[str, Any]:
             f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(CHECK_KEYS)}"
         )
     fields = set(((fmt or {}).get("schema") or {}).get("properties") or {})
-    named = "the fields of response_format" if fmt else "{answer} (the whole answer)"
-    known = fields or {"answer"}
+    # {question} is the row's own question (unless the answer has a field of that name).
+    named = "the fields of response_format or {question}" if fmt else "{question} or {answer}"
+    known = (fields or {"answer"}) | {"question"}
     if fmt and "question" not in raw:
-        raise ConfigError(f'{where}: needs question, e.g. question = "{{{sorted(known)[0]}}}"')
-    question = _typed(raw.get("question", "{answer}"), str, f"{where}: question")
+        raise ConfigError(f'{where}: needs question, e.g. question = "{{{sorted(fields)[0]}}}"')
+    question = _typed(raw.get("question", "{question}"), str, f"{where}: question")
     try:
         used = {name for _, name, _, _ in string.Formatter().parse(question) if name is not None}
     except ValueError as exc:
@@ -218,6 +219,14 @@ def _check(raw: Any, fmt: dict[str, Any] | None, where: str) -> dict[str, Any]:
         raise ConfigError(
             f"{where}: question should name {named} in braces, e.g. "
             f"{{{sorted(known)[0]}}}; it names {sorted(used) or 'none'}"
+        )
+    new = raw.get("new", False)
+    if not isinstance(new, bool):
+        raise ConfigError(f"{where}: new should be true or false, not {new!r}")
+    if new and "question" in used and "question" not in fields:
+        raise ConfigError(
+            f"{where}: new = true checks the problem an answer writes, so question should be "
+            "made of the answer's fields, not {question} (the request itself)"
         )
     compare = raw.get("compare", "")
     if fmt and compare not in fields:
@@ -232,9 +241,6 @@ def _check(raw: Any, fmt: dict[str, Any] | None, where: str) -> dict[str, Any]:
     instructions = _typed(
         raw.get("instructions", CHECK_INSTRUCTIONS), str, f"{where}: instructions"
     )
-    new = raw.get("new", False)
-    if not isinstance(new, bool):
-        raise ConfigError(f"{where}: new should be true or false, not {new!r}")
     return {
         "question": question,
         "compare": compare,
