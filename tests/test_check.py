@@ -103,6 +103,9 @@ def test_find_equation_reads_one_equation_in_one_unknown(problem, equation):
         (r"Solve \(\frac{3}{2}x + \frac{5}{2} = \frac{7}{2}\)", r"\frac{2}{3}", None),
         (r"Solve \(\frac{3}{2}x + \frac{5}{2} = \frac{7}{2}\)", "x = 8/9", "x = 8/9 does not"),
         ("Solve x(x - 3) = 0.", "x = 3", None),  # a root missing is the solver's to notice
+        ("Solve 2x = 8.", "2x = 8, so x = 4", None),  # the values given to x, when it names x
+        ("Solve 2x = 8.", "2x = 8, so x = 3", "x = 3 does not"),
+        ("Solve x^2 = 4.", "x = -2 or x = 2", None),
     ],
 )
 def test_substitution_finds_wrong_values(problem, stated, wrong):
@@ -269,6 +272,24 @@ def test_a_new_problem_must_not_be_the_example_nor_repeat_the_thread():
                     ToolLog(), ok)  # fmt: skip
     assert later.status == FAILED and "2x+1 = 7 repeats the problem of row r1" in later.error
     assert len(check.solver.asked) == 1, "a repeat is refused before it is solved"
+
+
+def test_a_worksheet_answer_that_fails_is_asked_for_again_not_a_new_problem():
+    rule = CheckRule("{question}", "", CHECK_INSTRUCTIONS, 2)
+    assert not rule.writes_problems
+    writer = Scripted([turn("2x = 8, so x = 4", 1)])
+    check = Check(rule, Scripted([turn("Answer: x = 4", 1)]))
+    row = Row(0, "w1", "Solve 2x = 8.")
+    first = turn("Divide by 2.\nx = 3", 1)
+    result = checked(check, writer, Thread("t"), row, first, Retrier(1, 1e9, 1), ToolLog(),
+                     lambda t: True)  # fmt: skip
+    assert result.status == COMPLETED and result.answer.endswith("x = 4")
+    (_, again), = writer.asked  # fmt: skip
+    assert again == (
+        "Checked: x = 3 does not satisfy 2x = 8 (the left side is 6, the right side 8). "
+        "Answer 'Solve 2x = 8.' again, checking each step."
+    )
+    assert [q for _, q in check.solver.asked] == ["Solve 2x = 8."]
 
 
 def test_an_answer_that_did_not_complete_is_not_checked():

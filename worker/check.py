@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,13 @@ class CheckRule:
     instructions: str
     attempts: int
     new: bool = False  # a problem's equation must not be the request's or an earlier one's
+
+    @property
+    def writes_problems(self) -> bool:
+        """Whether the answers are problems (the question is made of their fields), not
+        answers to the row's question."""
+        names = {name for _, name, _, _ in string.Formatter().parse(self.question) if name}
+        return bool(self.compare) and bool(names - {"question"})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckRule:
@@ -167,13 +175,13 @@ def checked(
             turn.status = FAILED
             turn.error = f"check: {wrong} ({attempt} answer(s) written, none passed)"
             break
-        # Told in its own thread, so the model sees the problem it wrote and what was wrong.
-        # The request is repeated: after a few turns a small model forgets what kind of
-        # problem it was asked for.
-        again = (
-            f"Checked: {wrong}. Write a new problem for the request {row.question!r}, "
-            "with a right answer."
-        )
+        # Told in its own thread, so the model sees what it wrote and what was wrong. The
+        # request is repeated: after a few turns a small model forgets what it was asked.
+        if check.rule.writes_problems:
+            again = f"Write a new problem for the request {row.question!r}, with a right answer."
+        else:
+            again = f"Answer {row.question!r} again, checking each step."
+        again = f"Checked: {wrong}. {again}"
         retry = Row(row.index, row.id, again, row.thread, row.model, row.instructions)
         turn = provider.ask(thread, retry, retrier, tools)
     turn.usage = usage

@@ -91,7 +91,7 @@ def failed_substitution(problem: str, stated: str) -> str | None:
     equation = find_equation(problem)
     if equation is None or _UNEXACT.search(stated):
         return None
-    for value in sorted(numbers(stated)):
+    for value in sorted(_assigned(stated, equation.unknown) or numbers(stated)):
         try:
             left, right = equation.sides(value)
         except ZeroDivisionError:
@@ -104,6 +104,16 @@ def failed_substitution(problem: str, stated: str) -> str | None:
                 f"(the left side is {left}, the right side {right})"
             )
     return None
+
+
+def _assigned(stated: str, unknown: str) -> frozenset[Fraction]:
+    """The values a stated answer gives the unknown ("2x = 8, so x = 4" gives 4), or none
+    when it names no `x = ...`; then every number of it is a value."""
+    values: frozenset[Fraction] = frozenset()
+    for before, after in itertools.pairwise(stated.split("=")):
+        if re.search(rf"(?:^|[\s,;:(\[{{\"']){unknown}\s*$", before):  # x alone, not 2x
+            values |= numbers(after)
+    return values
 
 
 def _maths(tokens: list[str], leftward: bool) -> list[str]:
