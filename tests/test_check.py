@@ -409,19 +409,24 @@ def test_the_estimate_counts_the_requests_a_check_may_make(tmp_path, api):
 
 
 def test_a_worksheet_without_a_schema_is_answered_twice_and_compared(tmp_path, api):
-    """The default check of a free-text profile: the row's question solved again."""
+    """The default check of a free-text profile: the row's question solved again; a later
+    turn of a thread, whose question needs the thread, by substitution only."""
     profile = tmp_path / "p.toml"
     profile.write_text("[check]\n")
-    question = "What is 6 * 7?"
-    sheet = write_csv(tmp_path / "s.csv", ["question"], [[question]])
+    first, later = "What is 6 * 7?", "And 7 * 8?"
+    sheet = write_csv(tmp_path / "s.csv", ["thread", "question"], [["T", first], ["T", later]])
     out = tmp_path / "out.csv"
     args = ["run", str(sheet), "-o", str(out), "--assistant", str(profile), "--provider", "chat"]
     result = askbatch(args, base_env(tmp_path, api), out)
     assert result.code == 0, result.stderr
-    (row,) = result.rows()
-    answer = answer_for(question, 1)
+    row, next_row = result.rows()
+    answer = answer_for(first, 1)
     assert row["status"] == "completed" and row["answer"] == answer
-    generation = usage_for([question], answer)
-    solve = usage_for([CHECK_INSTRUCTIONS, question], answer)
+    generation = usage_for([first], answer)
+    solve = usage_for([CHECK_INSTRUCTIONS, first], answer)
     assert int(row["prompt_tokens"]) == generation[0] + solve[0]
     assert int(row["completion_tokens"]) == generation[1] + solve[1]
+    second = answer_for(later, 2)
+    assert next_row["status"] == "completed" and next_row["answer"] == second
+    alone = usage_for([first, answer, later], second)
+    assert (int(next_row["prompt_tokens"]), int(next_row["completion_tokens"])) == alone

@@ -104,15 +104,23 @@ class _Blank(dict):
         return ""
 
 
-def fault(check: Check, row: Row, answer: str, retrier: Retrier, usage: Usage) -> str | None:
+def fault(
+    check: Check, row: Row, answer: str, retrier: Retrier, usage: Usage, follow_up: bool = False
+) -> str | None:
     """What is wrong with an answer ("x = 1/2 does not satisfy ...", "solving the problem
-    again gave ..."), or None when it passes; the solver's tokens are added to `usage`."""
+    again gave ..."), or None when it passes; the solver's tokens are added to `usage`.
+
+    A `follow_up` (a later turn of its thread) answering the row's own question is checked by
+    substitution only: its question ("and another one?") means nothing without the thread,
+    and the solver sees none."""
     rule, solver = check.rule, check.solver
     question, stated = question_for(rule, answer, row.question)
     if rule.new and (repeated := _repeated(check, row, question)):
         return repeated
     if wrong := failed_substitution(question, stated):
         return wrong  # decided by arithmetic: no request needed
+    if follow_up and not rule.writes_problems:
+        return None
     ask = Row(row.index, row.id, question, model=row.model, instructions=rule.instructions)
     solution = solver.ask(solver.open_thread(retrier), ask, retrier, ToolLog())
     usage.add(solution.usage)
@@ -153,12 +161,13 @@ def checked(
     retrier: Retrier,
     tools: ToolLog,
     valid: Any,
+    follow_up: bool = False,
 ) -> Turn:
     """Check `first` (the row's answer) and ask again until one passes or `attempts` answers
     have been written; returns the last answer's turn with the usage of every request.
 
     `valid(turn)` says whether an answer is well formed (its schema): one that is not is
-    returned as it is, for the row's result to say why.
+    returned as it is, for the row's result to say why. `follow_up`: see `fault`.
     """
     usage = Usage()
     turn = first
@@ -167,7 +176,7 @@ def checked(
         usage.add(turn.usage)
         if turn.status != COMPLETED or not valid(turn):
             break
-        wrong = fault(check, row, turn.answer, retrier, usage)
+        wrong = fault(check, row, turn.answer, retrier, usage, follow_up)
         if wrong is None:
             _accept(check, row, turn.answer)
             break

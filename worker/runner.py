@@ -178,13 +178,14 @@ def answer_row(
     if on_run is not None:
         retrier.on_run = on_run
     tools = ToolLog()
+    follow_up = thread is not None  # a later turn: its question may need the thread's
     try:
         if thread is None:
             thread = provider.open_thread(retrier)
         turn = provider.ask(thread, row, retrier, tools)
         if check is not None:
             valid = lambda t: schema is None or not split_answer(t.answer, schema)[1]  # noqa: E731
-            turn = checked(check, provider, thread, row, turn, retrier, tools, valid)
+            turn = checked(check, provider, thread, row, turn, retrier, tools, valid, follow_up)
     except RowTimeout:
         turn = Turn(EXPIRED, error=f"no answer within the row timeout of {spec.timeout_s:g}s")
     except (Halted, TooLate) as exc:
