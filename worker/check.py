@@ -1,6 +1,10 @@
 """A profile's `[check]`: an answer is accepted only if it satisfies its problem's equation
 (worker/equations.py) and the model, solving its problem again, gets the same numbers.
 
+With `new`, a problem's equation must also differ from the request's example and from the
+problems already accepted in its thread. Without a schema the row's own question is solved
+again and the two final answers compared (a worksheet's consistency check).
+
 Written for generated problems: a small model writes a wrong answer to its own problem far
 more often than it solves a given problem wrongly (bundled model, README). When an answer
 fails, askbatch tells the thread why and asks for another, up to `attempts` answers in
