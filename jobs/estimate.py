@@ -19,6 +19,7 @@ from jobs.intake import Worksheet
 from jobs.report import usd
 from jobs.submit import load_job_profile
 from worker import pricing, tokens
+from worker.check import CheckRule
 from worker.limits import spending
 from worker.models import Row, Usage
 from worker.settings import DEFAULT_MODEL, Settings
@@ -88,13 +89,13 @@ def estimate(
     prices: pricing.PriceBook,
     answer_tokens: tuple[int, int],
     tier: str = "",
-    check_attempts: int = 0,
+    check: CheckRule | None = None,
 ) -> Estimate:
     low, high = answer_tokens
     tier = tier if tier in pricing.PRICED_TIERS else ""
     est = Estimate(str(sheet.path), 0, len(sheet.blank_rows), answer_tokens, tier=tier)
-    if check_attempts:
-        est.requests = (2, 2 * check_attempts)
+    if check is not None:
+        est.requests = check.requests
     history: dict[str, tuple[int, int]] = {}  # thread → tokens resent by its next turn
     fixed: dict[tuple[str, str], int] = {}  # (model, instructions) → their prompt tokens
     rows = (r for r in sheet.rows() if r.index not in sheet.blank_rows)
@@ -141,7 +142,7 @@ def for_settings(settings: Settings, sheet: Worksheet) -> Estimate:
         prices=prices,
         answer_tokens=spending.answer_range(settings, profile.max_output_tokens),
         tier=pricing.BATCH if settings.batch else settings.service_tier,
-        check_attempts=profile.check["attempts"] if profile.check else 0,
+        check=CheckRule.from_json(profile.check) if profile.check else None,
     )
 
 

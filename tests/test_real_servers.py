@@ -217,3 +217,35 @@ def test_an_unknown_model_is_the_servers_reason_in_the_error_cell(request, tmp_p
     [row] = run.rows()
     assert row["status"] == "failed", row
     assert row["error"].startswith(reason), row["error"]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "provider"), [("ogx", "responses"), ("ogx", "chat"), ("litellm", "chat")]
+)
+def test_a_check_solves_again_through_each_server(request, tmp_path, fixture, provider):
+    """A profile's [check] (worker/check.py) opens a second conversation for the solver on
+    the server. The small model is often wrong, so a row may fail the check; what must
+    hold is that the check's requests were served and counted: more prompt tokens than the
+    same row without the check (temperature 0: the same first answer)."""
+    server = request.getfixturevalue(fixture)
+
+    def one_row(name: str, profile_text: str) -> tuple[int, dict[str, str]]:
+        sheet = write_csv(tmp_path / f"{name}.csv", ["id", "question"], [["q1", "6 times 7?"]])
+        profile = tmp_path / f"{name}.toml"
+        profile.write_text(profile_text)
+        out = tmp_path / f"{name}.answers.csv"
+        env = base_env(tmp_path, SimpleNamespace(base_url=server.base_url))
+        args = ["run", str(sheet), "-o", str(out), "--provider", provider]
+        args += ["--assistant", str(profile), "--model", server.models[0]]
+        args += ["--base-url", server.base_url, "--concurrency", "1"]  # test_responses_through_ogx
+        run = askbatch(args, env, out, timeout=280)
+        [row] = run.rows()
+        return run.code, row
+
+    _, plain = one_row("plain", PROFILE)
+    code, row = one_row("checked", PROFILE + "\n[check]\nattempts = 2\n")
+    assert code == (0 if row["status"] == "completed" else 1), row
+    assert row["status"] == "completed" or row["error"].startswith("check: "), row
+    assert row["answer"].strip(), row
+    if plain["prompt_tokens"]:  # OGX's Responses may report none (test_responses_through_ogx)
+        assert int(row["prompt_tokens"]) > int(plain["prompt_tokens"]), (plain, row)

@@ -52,6 +52,12 @@ class CheckRule:
         names = {name for _, name, _, _ in string.Formatter().parse(self.question) if name}
         return bool(self.compare) and bool(names - {"question"})
 
+    @property
+    def requests(self) -> tuple[int, int]:
+        """The fewest and most requests a row makes: an answer and its solving again, up to
+        `attempts` times (substitution alone may fail an answer, with no solving)."""
+        return 2, 2 * self.attempts
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckRule:
         return cls(**data)
@@ -109,16 +115,22 @@ class _Blank(dict):
 
 
 def fault(
-    check: Check, row: Row, answer: str, retrier: Retrier, usage: Usage, follow_up: bool = False
+    check: Check,
+    row: Row,
+    question: str,
+    stated: str,
+    retrier: Retrier,
+    usage: Usage,
+    follow_up: bool = False,
 ) -> str | None:
     """What is wrong with an answer ("x = 1/2 does not satisfy ...", "solving the problem
-    again gave ..."), or None when it passes; the solver's tokens are added to `usage`.
+    again gave ..."), or None when it passes; `question` and `stated` are `question_for`'s.
+    The solver's tokens are added to `usage`.
 
     A `follow_up` (a later turn of its thread) answering the row's own question is checked by
     substitution only: its question ("and another one?") means nothing without the thread,
     and the solver sees none."""
     rule, solver = check.rule, check.solver
-    question, stated = question_for(rule, answer, row.question)
     if rule.new and (repeated := _repeated(check, row, question)):
         return repeated
     if wrong := failed_substitution(question, stated):
@@ -149,10 +161,8 @@ def _repeated(check: Check, row: Row, question: str) -> str | None:
     return None
 
 
-def _accept(check: Check, row: Row, answer: str) -> None:
-    if check.rule.new and (
-        equation := find_equation(question_for(check.rule, answer, row.question)[0])
-    ):
+def _accept(check: Check, row: Row, question: str) -> None:
+    if check.rule.new and (equation := find_equation(question)):
         check.seen.setdefault(equation.key, row.id)
 
 
@@ -180,9 +190,10 @@ def checked(
         usage.add(turn.usage)
         if turn.status != COMPLETED or not valid(turn):
             break
-        wrong = fault(check, row, turn.answer, retrier, usage, follow_up)
+        question, stated = question_for(check.rule, turn.answer, row.question)
+        wrong = fault(check, row, question, stated, retrier, usage, follow_up)
         if wrong is None:
-            _accept(check, row, turn.answer)
+            _accept(check, row, question)
             break
         if attempt == attempts:
             turn.status = FAILED

@@ -130,15 +130,15 @@ def solver_for(spec: JobSpec) -> Provider | None:
     """The provider a profile's [check] solves answers with (worker/check.py): the job's
     model and server, with the check's instructions and no tools or answer schema; None for
     a job without a check."""
-    profile = Profile.from_json(spec.profile)
-    if not profile.check:
-        return None
+    if not (spec.profile or {}).get("check"):
+        return None  # most jobs: no profile to parse
     key = f"{spec.job_id}\0check"
     with _lock:
         solver = _providers.get(key)
     if solver is None:
         # Not the profile's max_output_tokens: a worked solution is longer than an answer
         # field, and one cut off checks nothing.
+        profile = Profile.from_json(spec.profile)
         plain = Profile(model=profile.model, temperature=profile.temperature, top_p=profile.top_p)
         instructions = profile.check["instructions"]
         solver = _make_provider(replace(spec, profile=plain.to_json(), instructions=instructions))

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from worker import pricing, tokens
+from worker.check import CheckRule
 from worker.errors import ConfigError
 from worker.models import JobSpec, Result, Row, Usage
 from worker.settings import Settings
@@ -91,10 +92,9 @@ def hold_for(spec: JobSpec, row: Row, prior: Usage | None, tier: str | None = No
 
 
 def requests_per_row(spec: JobSpec) -> int:
-    """The most answers a row's hold allows for: a profile's [check] writes up to `attempts`
-    answers and solves each once more (worker/check.py)."""
+    """The most requests a row's hold allows for: more than one with a profile's [check]."""
     check = (spec.profile or {}).get("check")
-    return 2 * check["attempts"] if check else 1
+    return CheckRule.from_json(check).requests[1] if check else 1
 
 
 def reserve(store: Store, spec: JobSpec, row: Row, prior: Usage | None) -> int | None:
