@@ -1,1 +1,1 @@
-"""The throughput benchmark: `python -m bench` (see the README, "Throughput and rate limits")."""
+"""The throughput benchmark: `python -m bench` (see docs/bench.md)."""

@@ -74,7 +74,7 @@ def test_embedded_job_stopped_mid_way_is_resumed_without_asking_twice(sig, tmp_p
     done = sqlite_statuses(state, job)
     assert 6 <= len(done) < 30 and set(done.values()) == {"completed"}
     # An answer the double sent as the process died was never stored: at most one per row in
-    # flight (3), and only those may be asked again (README: what may be asked twice).
+    # flight (3), and only those may be asked again (docs/recovery.md: what may be asked twice).
     cut_off = sum(asked(api).values()) - len(done)
     assert 0 <= cut_off <= 3, "only the rows in flight were cut off"
 

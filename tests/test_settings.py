@@ -1,4 +1,4 @@
-"""Settings: precedence, parsing errors, masking; the README documents every variable."""
+"""Settings: precedence, parsing errors, masking; docs/configuration.md documents every variable."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 from worker.errors import ConfigError
 from worker.settings import ENV_VARS, Settings, mask_url
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIG_DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
 def test_flag_beats_env_beats_default(monkeypatch):
@@ -47,7 +47,7 @@ def test_mask_url_hides_password_only():
     assert mask_url("redis://h:6379/0") == "redis://h:6379/0"
 
 
-def test_readme_lists_every_setting():
-    text = README.read_text()
+def test_docs_list_every_setting():
+    text = CONFIG_DOC.read_text()
     missing = [env for env in ENV_VARS.values() if f"`{env}`" not in text]
-    assert not missing, f"README's configuration table lacks {missing}"
+    assert not missing, f"docs/configuration.md's table lacks {missing}"

@@ -180,7 +180,7 @@ def test_structured_answers_become_columns(provider, tmp_path, api):
 
 
 def test_sample_profile_and_followups_run_on_chat(tmp_path, api):
-    """The data/ samples as the README shows them (the double answers every model)."""
+    """The data/ samples as docs/profiles.md shows them (the double answers every model)."""
     from tests.conftest import ROOT
 
     env = base_env(tmp_path, api)

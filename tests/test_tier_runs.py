@@ -22,7 +22,7 @@ NINE = Decimal("1e-9")
 
 
 def gateway_prices(tmp_path, api) -> str:
-    """Bill the double (a loopback server) at OpenAI's prices, as the README shows."""
+    """Bill the double (a loopback server) at OpenAI's prices, as docs/cost.md shows."""
     path = tmp_path / "prices.toml"
     path.write_text(f'[base_urls]\n"{api.base_url}" = "openai"\n')
     return str(path)

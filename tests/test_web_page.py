@@ -82,7 +82,7 @@ def test_upload_watch_download(browser, served, tmp_path):
     for _ in range(600):
         percent = page.locator("#percent").inner_text()
         if percent not in ("–", "100 %") and float(percent.split()[0]) >= 40 and not shot.exists():
-            # Half-way, with the rate and time left: the README's picture (docs/serve.png).
+            # Half-way, with the rate and time left: docs/page.md's picture (docs/serve.png).
             page.locator("main section").first.screenshot(path=str(shot))
         seen.add(percent)
         if percent == "100 %":

@@ -45,11 +45,13 @@ def mask_url(url: str) -> str:
 
 
 def _default_state_dir() -> str:
+    """`$XDG_STATE_HOME/askbatch`, else `~/.local/state/askbatch`"""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
     return os.path.join(base, "askbatch")
 
 
-# Where each setting is read from; the README's configuration table lists the same.
+# Where each setting is read from. docs/configuration.md's table is generated from these, the
+# fields below and their `#:` descriptions: run scripts/docs after changing them.
 ENV_VARS: dict[str, str] = {
     "provider": "ASKBATCH_PROVIDER",
     "model": "ASKBATCH_MODEL",
@@ -97,60 +99,110 @@ DEFAULT_MODEL = "gpt-5-mini"  # when neither a flag, the environment nor the pro
 
 @dataclass(frozen=True)
 class Settings:
+    #: the API surface every row is answered on
     provider: str = "responses"
+    #: model, unless a row's `model` cell says otherwise; empty: the profile's, else {DEFAULT_MODEL}
     model: str = ""
+    #: system instructions for every run
     instructions: str = ""
+    #: OpenAI-compatible base URL; empty: OpenAI's, {OPENAI_URL}
     base_url: str = ""
+    #: API key: read only from the environment or `.env`, never from a flag; never printed, logged,
+    #: stored or sent in a task
     api_key: Secret = field(default=Secret(""), repr=False)
+    #: reuse this assistant (`assistants`)
     assistant_id: str = ""
+    #: `redis://` or `rediss://` URL; empty means embedded mode
     broker_url: str = ""
     # Ceilings of rows in flight: the job's share follows its rate limit (limits/rate/flight).
+    #: most runs in flight in embedded mode
     concurrency: int = 256
+    #: threads (most runs in flight) per worker
     worker_concurrency: int = 64
+    #: seconds a row may take, retries included
     timeout_s: float = 600.0
+    #: seconds per HTTP request
     request_timeout_s: float = 120.0
+    #: tries per API call
     max_attempts: int = 6
+    #: first retry delay in seconds; doubles each retry, with jitter
     backoff_s: float = 0.5
+    #: longest retry delay in seconds
     backoff_cap_s: float = 30.0
     # Redelivery after a worker dies comes this long after the task was handed out (worker/app).
+    #: seconds after a task was handed out before Redis gives it to another worker if it was never
+    #: acknowledged (its worker died); see
+    #: [Crashes](recovery.md#crashes-restarts-and-what-may-be-asked-twice)
     visibility_timeout_s: int = 120
+    #: `run` warns if no worker has started a task by then (seconds)
     idle_warning_s: float = 20.0
     # A distributed job's rows in the broker ahead of the answered ones (jobs/feed.py): each
     # task is about 1.3 kB in Redis, so a million-row job is not queued all at once.
+    #: rows of a distributed job in the broker ahead of the answered ones; `run` sends the rest as
+    #: rows are answered
     queue_ahead: int = 10_000
+    #: where embedded jobs keep their per-row results (and `serve` its uploads)
     state_dir: str = field(default_factory=_default_state_dir)
+    #: assistant profile (TOML): model, instructions, sampling, tools, answer schema
     assistant_profile: str = ""
+    #: ask a thread's later turns after one failed
     continue_on_error: bool = False
+    #: rounds of function tools per run
     max_tool_rounds: int = 8
     # --provider local: the model to serve ("" = the bundled Qwen2.5-Coder-1.5B; "smollm2";
     # or a GGUF path) and its server.
+    #: `--provider local`: the model to serve: empty for the bundled Qwen2.5-Coder-1.5B,
+    #: `qwen2.5-coder-1.5b`, `smollm2` or a GGUF file
     local_model: str = ""
+    #: `--provider local`: its server's port on 127.0.0.1; `0`: any free port
     local_port: int = 0  # 0: any free port on 127.0.0.1
+    #: `--provider local`: context size in tokens of each slot (a thread's history must fit)
     local_ctx: int = 4096
+    #: `--provider local`: CPU threads generating; `0`: the idle cores
     local_threads: int = 0  # 0: the cores other work leaves free
+    #: `--provider local`: slots, requests the server answers at once; `0`: two per core, at most 8
     local_parallel: int = 0  # requests answered at once; 0: two per core, at most 8
+    #: `--provider local`: longest answer, unless a profile sets `max_output_tokens`
     local_max_tokens: int = 1024  # small models can ramble until the context is full
+    #: `--provider local`: seconds to wait for its server to answer
     local_start_timeout_s: float = 300.0
     # Cost: a price file (worker.pricing), a spending cap in USD ("" = none), and the answer
     # length the estimate and the cap's holds assume: "N" or "LOW-HIGH" tokens.
+    #: price file (TOML) that overrides and adds model prices
     prices: str = ""
+    #: spending cap in USD; no new row starts once it would be passed
     max_cost: str = ""
+    #: answer length (`N` or `LOW-HIGH`) the estimate and the cap's holds assume
     answer_tokens: str = "200-2000"
     # The job's rate budget (worker.limits.rate), shared by every worker: requests and tokens per
     # minute, "600" or per model "600,gpt-4o=100"; "" = no limit of our own.
+    #: requests per minute for the whole job, shared by every worker: `600`, or per model
+    #: `600,gpt-4o=100`
     rpm: str = ""
+    #: tokens per minute for the whole job, shared by every worker, same form
     tpm: str = ""
     # Who the rows are asked for (a user or team id), sent hashed as `safety_identifier`.
+    #: who the rows are asked for (a user or team id): sent as `safety_identifier`, as its SHA-256
+    #: hash, never the raw value
     safety_id: str = field(default="", repr=False)
     # The synchronous service tier sent with every run ("" = none sent), and the Batch API
     # route: lines per uploaded file and seconds between looks at the batches out.
+    #: {SERVICE_TIERS}: the API's service tier for every synchronous run; empty: none sent; with
+    #: `flex`, `ASKBATCH_TIMEOUT` and `ASKBATCH_REQUEST_TIMEOUT` default to {FLEX_TIMEOUT_S}
     service_tier: str = ""
+    #: ask through the Batch API ({BATCH_PROVIDERS}); not with `--service-tier`, as the Batch API is
+    #: its own tier
     batch: bool = False
+    #: `--batch`: most lines per uploaded file (1 to {BATCH_MAX_LINES})
     batch_max_lines: int = BATCH_MAX_LINES
+    #: `--batch`: seconds between looks at the batches out
     batch_poll_s: float = 30.0
     # `askbatch serve`: the token every request must carry (required off loopback), and the
     # largest upload (worksheet or profile) it takes, in MB.
+    #: `askbatch serve`: the token every request must carry; required with a `--host` other than
+    #: loopback
     ui_token: Secret = field(default=Secret(""), repr=False)
+    #: `askbatch serve`: the largest upload it takes, in MB
     ui_max_upload_mb: float = 50.0
 
     @classmethod

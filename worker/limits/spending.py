@@ -51,7 +51,7 @@ def check(spec: JobSpec) -> None:
     if spec.max_cost and _quote(spec, spec.model).source == "unpriced":
         raise ConfigError(
             f"--max-cost needs a price for {spec.model!r}, and none is known; add it to a "
-            "price file (--prices prices.toml, see the README)"
+            "price file (--prices prices.toml, see docs/cost.md)"
         )
 
 
