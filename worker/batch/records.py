@@ -124,7 +124,7 @@ class BatchRecord:
 class JobState:
     """What the job's looks share beyond its batches."""
 
-    # The tick chain allowed to go on (distributed: a newer chain, e.g. a resume's, wins).
+    # The chain of looks allowed to go on (distributed: a newer chain, e.g. a resume's, wins).
     chain: str = ""
     # Lines per file after the enqueued-token limit refused a batch (0: the job's maximum).
     line_cap: int = 0
