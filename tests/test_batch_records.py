@@ -13,7 +13,7 @@ from tests.conftest import API_KEY
 from tests.double.fixture import BATCH_OPTIONS
 from tests.jobtools import asked, fresh_db
 from worker.batch import api as batch_api
-from worker.batch import looks, records, rounds
+from worker.batch import looks, records, rounds, sending
 from worker.batch.lines import LineBuilder, write_files
 from worker.batch.records import BatchRecord
 from worker.models import COMPLETED, JobSpec, Row
@@ -140,7 +140,7 @@ def test_a_batch_read_twice_runs_its_tools_once(tmp_path, api, client):
 
 
 def test_no_more_batches_an_hour_than_the_api_allows(tmp_path, api, client, monkeypatch):
-    monkeypatch.setattr(looks, "MAX_CREATIONS_PER_HOUR", 2)  # 2,000 in life
+    monkeypatch.setattr(sending, "MAX_CREATIONS_PER_HOUR", 2)  # 2,000 in life
     from dataclasses import replace
 
     spec = replace(SPEC, batch_max_lines=1)  # three rows: three files

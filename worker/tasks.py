@@ -10,6 +10,7 @@ import redis
 from worker import runtime
 from worker.app import app
 from worker.batch.chain import LookBusy
+from worker.errors import LookStopped
 from worker.models import Row
 from worker.runner import RowBusy
 
@@ -44,6 +45,9 @@ def batch_look(self: Any, job_id: str, chain: str) -> float | None:
         raise self.retry(countdown=5) from None
     except redis.RedisError as exc:
         raise self.retry(countdown=5, exc=exc) from None
+    except LookStopped as stopped:  # one message; the batch it met is read by then
+        log.error("%s; looking again in 30s", stopped)
+        raise self.retry(countdown=30) from None
     except Exception as exc:
         # A failed task would end the job's chain of looks: look again in a while instead.
         log.exception("job %s: a look at its batches failed; looking again in 30s", job_id)

@@ -13,6 +13,8 @@ import openai
 
 from worker.batch import records
 from worker.batch.looks import look
+from worker.errors import LookStopped
+from worker.fatal import one_line
 from worker.models import JobSpec
 from worker.store import Store
 
@@ -38,7 +40,13 @@ def look_in_chain(
     try:
         if records.load(store, spec.job_id)[1].chain != chain:
             return None  # a newer chain (a resume's) looks after the job now
-        delay = look(store, spec, client).delay
+        try:
+            delay = look(store, spec, client).delay
+        except LookStopped as stopped:  # said where `status` and the run process show it
+            _, state, _ = records.load(store, spec.job_id)
+            state.note = one_line(str(stopped), 400)
+            records.save_state(store, spec.job_id, state)
+            raise
         if delay is not None:
             following = uuid.uuid4().hex
             # Sent first, recorded second: a worker dying between the two leaves this task
