@@ -209,7 +209,17 @@ def _body(value: Any) -> dict[str, Any]:
     return value
 
 
+_TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens")
+
+
 def _check_answer(provider: str, body: dict[str, Any]) -> None:
+    usage = body.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        raise Unreadable(f"its usage is a {type(usage).__name__}, not an object")
+    for name in _TOKENS:
+        value = (usage or {}).get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise Unreadable(f"its usage {name} is {one_line(repr(value), 40)}")
     if provider == "responses":
         if not isinstance(body.get("output"), list) and not isinstance(body.get("status"), str):
             raise Unreadable("its response.body has neither output nor status")
