@@ -127,6 +127,15 @@ def test_a_batch_that_skips_statuses_or_leaves_counts_out():
     assert not record.follow("not an object")
 
 
+def test_a_batch_is_given_up_a_margin_past_its_window_or_its_cancel():
+    record = BatchRecord(key="file-1", seq=1, model="m", rows=[[0, 1]], submitted_at=1000.0)
+    assert record.give_up_at(60) == 1000 + 24 * 3600 + 60, "OGX says no expires_at"
+    record.follow({"expires_at": 5000})
+    assert record.give_up_at(60) == 5060
+    record.cancel_asked_at = 2000.0
+    assert record.give_up_at(60) == 2060, "a cancel that never ends is waited on a margin"
+
+
 def test_a_validation_that_names_lines_fails_only_those():
     record = BatchRecord(key="file-1", seq=1, model="m", rows=[[0, 1], [1, 1], [2, 1]])
     record.follow(

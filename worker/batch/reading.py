@@ -105,21 +105,23 @@ class Reader:
         """Past its window and margin, or still cancelling a margin after it was cancelled
         (OGX keeps a batch a restart interrupted `in_progress` for ever): cancel it at the
         server, keep what it finished if it says so, and send its other lines again."""
+        was, cancelled_before = record.status, bool(record.cancel_asked_at)
         try:
-            if not record.cancel_asked_at:
+            if not cancelled_before:
                 record.cancel_asked_at = time.time()
                 api.cancel(self.client, record.batch_id)
             record.follow(api.retrieve(self.client, record.batch_id))
         except (openai.APIError, httpx2.TransportError) as exc:
             log.info("batch %s given up; the server said: %s", record.batch_id, short_error(exc))
         if record.status not in TERMINAL:
-            hours = (time.time() - (record.submitted_at or record.uploaded_at)) / 3600
-            record.given_up = (
-                f"still {record.status} at the server {hours:.1f} h after it was created; "
-                "cancelled there, its unfinished lines were submitted again"
-            )
-            if stop and stop[0] == CANCELLED:
-                record.given_up = f"still {record.status} at the server after it was cancelled"
+            if cancelled_before:
+                record.given_up = f"still {was} at the server {_ago(record.cancel_asked_at)} after "
+                record.given_up += "askbatch cancelled it"
+            else:
+                since = record.submitted_at or record.uploaded_at
+                record.given_up = f"still {was} at the server {_ago(since)} after it was created"
+            if not (stop and stop[0] == CANCELLED):
+                record.given_up += "; cancelled there, its unfinished lines were submitted again"
         self._close(record, stop, asked, threads)
 
     def _close(self, record: BatchRecord, stop: Stop, asked: Asked, threads: rounds.Threads):
@@ -243,6 +245,11 @@ class Reader:
         for index in pending:
             if asked[index] >= self.spec.max_attempts:
                 yield results.gave_up(Row(index, "", ""), asked[index], reason, True)
+
+
+def _ago(since: float) -> str:
+    seconds = max(0.0, time.time() - since)
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
 
 
 def created(record: BatchRecord, batch: dict) -> None:
