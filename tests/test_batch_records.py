@@ -154,3 +154,26 @@ def test_no_more_batches_an_hour_than_the_api_allows(tmp_path, api, client, monk
     assert look.delay is not None
     assert len(records.load(store, spec.job_id)[0]) == 2, "the third file was not uploaded"
     assert not list(tmp_path.glob("askbatch-*.jsonl")), "no file left behind"
+
+
+def test_an_output_file_gone_at_the_server_is_asked_again_not_a_halt(tmp_path, api, client):
+    """A batch completed, but its output file was deleted before askbatch read it (404): the
+    batch is given up and its lines go again; the job neither halts nor stops."""
+    store = LocalStore(tmp_path)
+    store.create_job(SPEC)
+    store.rows_put(SPEC.job_id, [r.to_json() for r in ROWS])
+    rounds.save_threads(store, SPEC.job_id, [])
+    looks.look(store, SPEC, client)  # submitted
+    (record,) = records.load(store, SPEC.job_id)[0]
+    deadline = time.monotonic() + 60
+    while (batch := client.batches.retrieve(record.batch_id)).status != "completed":
+        assert time.monotonic() < deadline, batch.status
+        time.sleep(0.1)
+    client.files.delete(batch.output_file_id)
+    looks_until_done(store, client)
+    first = records.load(store, SPEC.job_id)[0][0]
+    assert first.given_up.startswith(f"its file {batch.output_file_id} is gone at the server")
+    assert store.stopped(SPEC.job_id) is None, "no halt"
+    results = store.get(SPEC.job_id, range(3)).values()
+    assert {r.status for r in results} == {COMPLETED} and {r.attempts for r in results} == {2}
+    assert api.stats()["batches"]["created"] == 2

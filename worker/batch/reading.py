@@ -11,8 +11,10 @@ before it stops the look, so the next look finds the batch read.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx2
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 SAVE_CHUNK = 1000  # results stored per commit (SQLite) or round trip (Redis)
 # What a look hands on as they are: the API's errors (told apart in looks.look) and the store's
 # (a distributed look is retried; an embedded one ends with the store's message).
-PASSED_ON = (openai.APIError, httpx2.TransportError, redis.RedisError, LookStopped)
+PASSED_ON = (openai.APIError, httpx2.TransportError, redis.RedisError, sqlite3.Error, LookStopped)
 Stop = tuple[str, str] | None
 
 
@@ -54,6 +56,16 @@ class Asked:
 
     def __getitem__(self, index: int) -> int:
         return self.get(index)
+
+
+@dataclass(slots=True)
+class _Reading:
+    """A batch's reading so far: its lines not read yet (row: attempt), the rows' stored JSON
+    (with function tools), and the rows whose tools ran, to store before it is marked read."""
+
+    pending: dict[int, int]
+    stored: dict[int, dict]
+    going_on: list[dict]
 
 
 class Reader:
@@ -180,15 +192,33 @@ class Reader:
     def _results(
         self, record: BatchRecord, stop: Stop, asked: Asked, threads: rounds.Threads
     ) -> Iterator[Result]:
-        spec, job = self.spec, self.spec.job_id
+        job = self.spec.job_id
         pending = {index: attempt for index, attempt in record.rows}
-        latency = max(0.0, time.time() - record.submitted_at)
         # With function tools, the rows' tool rounds so far (kept with the rows).
         stored = self.store.rows_get(job, pending) if self.job.toolbox else {}
         going_on: list[dict] = []
+        read = _Reading(pending, stored, going_on)
         for file_id in (record.output_file_id, record.error_file_id):
-            if not file_id:
-                continue
+            if file_id:
+                yield from self._read_file(record, file_id, read, asked, threads)
+        if going_on:  # stored before the batch is marked read, so a crash loses no round
+            self.store.rows_put(job, going_on)
+        yield from self._unreturned(record, pending, stop, asked)
+
+    def _read_file(
+        self,
+        record: BatchRecord,
+        file_id: str,
+        read: _Reading,
+        asked: Asked,
+        threads: rounds.Threads,
+    ) -> Iterator[Result]:
+        """The results of one output or error file's lines; a file the server no longer has
+        (404) leaves its lines unread, to be asked again."""
+        spec, job = self.spec, self.spec.job_id
+        pending, stored = read.pending, read.stored
+        latency = max(0.0, time.time() - record.submitted_at)
+        try:
             for raw in api.lines(self.client, file_id):
                 parsed = results.parse(raw, job)
                 if parsed is None or pending.get(parsed[0]) != parsed[1]:
@@ -205,14 +235,13 @@ class Reader:
                 out = results.read(self.job, row, attempt, line, latency, thread_id, so_far)
                 if out.continuing is not None:
                     cont = out.continuing.to_json()
-                    going_on.append({**stored[index], toolrounds.CONTINUING: cont})
+                    read.going_on.append({**stored[index], toolrounds.CONTINUING: cont})
                 elif out.result is not None:
                     yield out.result
                 elif asked.get(index) >= spec.max_attempts:
                     yield results.gave_up(row, asked[index], out.again, out.unfinished)
-        if going_on:  # stored before the batch is marked read, so a crash loses no round
-            self.store.rows_put(job, going_on)
-        yield from self._unreturned(record, pending, stop, asked)
+        except openai.NotFoundError as exc:
+            record.given_up = f"its file {file_id} is gone at the server ({short_error(exc)})"
 
     def _unreturned(
         self, record: BatchRecord, pending: dict[int, int], stop: Stop, asked: Asked
