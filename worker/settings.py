@@ -149,8 +149,9 @@ class Settings:
     batch: bool = False
     batch_max_lines: int = BATCH_MAX_LINES
     batch_poll_s: float = 30.0
-    # How long past a batch's completion window (or past askbatch's cancel of it) to wait
-    # before giving it up: cancelled at the server, its unfinished lines sent again.
+    #: `--batch`: seconds past a batch's 24-hour window (or past askbatch's cancel of it) before a
+    #: batch that has not ended is given up: cancelled at the server, its unfinished lines sent
+    #: again
     batch_margin_s: float = 3600.0
     # `askbatch serve`: the token every request must carry (required off loopback), and the
     # largest upload (worksheet or profile) it takes, in MB.
