@@ -1,7 +1,7 @@
 """A --batch job as a whole: keep its rows with it, run its looks (embedded) or hand them to
 the workers (distributed), cancel it, describe its batches.
 
-The looks themselves are worker/batch/tick.py; this module is what `run`, `resume`, `cancel`
+The looks themselves are worker/batch/looks.py; this module is what `run`, `resume`, `cancel`
 and `status` call for a job asked through the Batch API.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import openai
 
 from worker import runtime
-from worker.batch import records, rounds, tick
+from worker.batch import looks, records, rounds
 from worker.models import CANCELLED, JobSpec, Row
 from worker.store import Progress, Store
 
@@ -55,7 +55,7 @@ def run_here(store: Store, spec: JobSpec, show: Callable[[Progress], None]) -> P
     sleeping between looks (the look says how long)."""
     api = client(spec)
     while True:
-        look = tick.look(store, spec, api)
+        look = looks.look(store, spec, api)
         progress = store.progress(spec.job_id)
         progress.note = look.note
         show(progress)
@@ -73,7 +73,7 @@ def hand_to_workers(store: Store, spec: JobSpec) -> None:
     _, state, _ = records.load(store, spec.job_id)
     state.chain = chain
     records.save_state(store, spec.job_id, state)
-    tasks.batch_tick.apply_async(args=(spec.job_id, chain))
+    tasks.batch_look.apply_async(args=(spec.job_id, chain))
 
 
 def looked_at(store: Store, spec: JobSpec) -> bool:
@@ -101,16 +101,16 @@ def cancel(store: Store, spec: JobSpec, reason: str, running: bool, distributed:
     finished are kept, the rest end `cancelled` once the batches have stopped (by the process
     or workers running the job, else here)."""
     store.stop(spec.job_id, CANCELLED, reason)
-    asked = tick.cancel(store, spec, client(spec))
+    asked = looks.cancel(store, spec, client(spec))
     head = f"job {spec.job_id}: cancelling {asked} batches at the API"
     if running or distributed:
         who = "the askbatch process running it" if running else "the workers"
         return f"{head}; {who} keep the lines they finished and mark the rest cancelled"
     deadline = time.monotonic() + CANCEL_WAIT_S
-    look = tick.look(store, spec, client(spec))
+    look = looks.look(store, spec, client(spec))
     while look.delay is not None and time.monotonic() < deadline:
         time.sleep(min(look.delay, 2.0))
-        look = tick.look(store, spec, client(spec))
+        look = looks.look(store, spec, client(spec))
     progress = store.progress(spec.job_id)
     if look.delay is not None:
         return (

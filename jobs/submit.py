@@ -88,6 +88,7 @@ def create_job(
         batch=settings.batch,
         batch_max_lines=settings.batch_max_lines,
         batch_poll_s=settings.batch_poll_s,
+        batch_margin_s=settings.batch_margin_s,
         **spending.job_terms(settings, profile.max_output_tokens),
     )
     spending.check(spec)

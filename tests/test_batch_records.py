@@ -13,7 +13,7 @@ from tests.conftest import API_KEY
 from tests.double.fixture import BATCH_OPTIONS
 from tests.jobtools import asked, fresh_db
 from worker.batch import api as batch_api
-from worker.batch import records, rounds, tick
+from worker.batch import looks, records, rounds, sending
 from worker.batch.lines import LineBuilder, write_files
 from worker.batch.records import BatchRecord
 from worker.models import COMPLETED, JobSpec, Row
@@ -75,10 +75,10 @@ def uploaded(tmp_path, client):
 
 
 def looks_until_done(store, client, spec=SPEC):
-    look = tick.look(store, spec, client)
+    look = looks.look(store, spec, client)
     while look.delay is not None:
         time.sleep(min(look.delay, 0.2))
-        look = tick.look(store, spec, client)
+        look = looks.look(store, spec, client)
 
 
 def test_a_batch_created_but_not_recorded_is_found_not_made_again(tmp_path, api, client):
@@ -87,7 +87,7 @@ def test_a_batch_created_but_not_recorded_is_found_not_made_again(tmp_path, api,
     records.save(store, SPEC.job_id, BatchRecord(file_id, 1, part.model, part.rows))
     batch_api.create(client, SPEC.job_id, file_id, builder.url)  # ...and then the kill
     assert api.stats()["batches"]["created"] == 1
-    tick.look(store, SPEC, client)
+    looks.look(store, SPEC, client)
     (found,) = records.load(store, SPEC.job_id)[0]
     assert found.batch_id.startswith("batch_"), "found through its metadata"
     looks_until_done(store, client)
@@ -120,17 +120,17 @@ def test_a_batch_read_twice_runs_its_tools_once(tmp_path, api, client):
     row = Row(0, "1", 'sum [[call:evaluate:{"expression": "2+3"}]]')
     store.rows_put(spec.job_id, [row.to_json()])
     rounds.save_threads(store, spec.job_id, [])
-    tick.look(store, spec, client)  # round 1 submitted
+    looks.look(store, spec, client)  # round 1 submitted
     deadline = time.monotonic() + 60
     while len(records.load(store, spec.job_id)[0]) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)  # the double moves a batch on when it is looked at
-        tick.look(store, spec, client)  # round 1 read: the tool ran; round 2 submitted
+        looks.look(store, spec, client)  # round 1 read: the tool ran; round 2 submitted
     first = records.load(store, spec.job_id)[0][0]
     assert first.ended
     first.ended = False  # as if the look had died before recording it read
     records.save(store, spec.job_id, first)
-    tick._settled.clear()
-    tick.look(store, spec, client)
+    looks._settled.clear()
+    looks.look(store, spec, client)
     so_far = store.rows_get(spec.job_id, [0])[0][CONTINUING]
     assert so_far["calls"] == {"evaluate": 1} and len(so_far["items"]) == 2
     looks_until_done(store, client, spec)
@@ -140,7 +140,7 @@ def test_a_batch_read_twice_runs_its_tools_once(tmp_path, api, client):
 
 
 def test_no_more_batches_an_hour_than_the_api_allows(tmp_path, api, client, monkeypatch):
-    monkeypatch.setattr(tick, "MAX_CREATIONS_PER_HOUR", 2)  # 2,000 in life
+    monkeypatch.setattr(sending, "MAX_CREATIONS_PER_HOUR", 2)  # 2,000 in life
     from dataclasses import replace
 
     spec = replace(SPEC, batch_max_lines=1)  # three rows: three files
@@ -148,9 +148,32 @@ def test_no_more_batches_an_hour_than_the_api_allows(tmp_path, api, client, monk
     store.create_job(spec)
     store.rows_put(spec.job_id, [r.to_json() for r in ROWS])
     rounds.save_threads(store, spec.job_id, [])
-    look = tick.look(store, spec, client, workdir=str(tmp_path))
+    look = looks.look(store, spec, client, workdir=str(tmp_path))
     assert api.stats()["batches"]["created"] == 2
     assert "2 batches created this hour: the rest waits" in look.note
     assert look.delay is not None
     assert len(records.load(store, spec.job_id)[0]) == 2, "the third file was not uploaded"
     assert not list(tmp_path.glob("askbatch-*.jsonl")), "no file left behind"
+
+
+def test_an_output_file_gone_at_the_server_is_asked_again_not_a_halt(tmp_path, api, client):
+    """A batch completed, but its output file was deleted before askbatch read it (404): the
+    batch is given up and its lines go again; the job neither halts nor stops."""
+    store = LocalStore(tmp_path)
+    store.create_job(SPEC)
+    store.rows_put(SPEC.job_id, [r.to_json() for r in ROWS])
+    rounds.save_threads(store, SPEC.job_id, [])
+    looks.look(store, SPEC, client)  # submitted
+    (record,) = records.load(store, SPEC.job_id)[0]
+    deadline = time.monotonic() + 60
+    while (batch := client.batches.retrieve(record.batch_id)).status != "completed":
+        assert time.monotonic() < deadline, batch.status
+        time.sleep(0.1)
+    client.files.delete(batch.output_file_id)
+    looks_until_done(store, client)
+    first = records.load(store, SPEC.job_id)[0][0]
+    assert first.given_up.startswith(f"its file {batch.output_file_id} is gone at the server")
+    assert store.stopped(SPEC.job_id) is None, "no halt"
+    results = store.get(SPEC.job_id, range(3)).values()
+    assert {r.status for r in results} == {COMPLETED} and {r.attempts for r in results} == {2}
+    assert api.stats()["batches"]["created"] == 2

@@ -38,8 +38,10 @@ def status(tmp_path, api, job_id):
     return askbatch(["status", job_id], base_env(tmp_path, api), tmp_path / "x")
 
 
-@pytest.mark.parametrize("provider", ["responses", "chat"])
+@pytest.mark.parametrize("provider", ["responses", "chat", "chat-ogx"])
 def test_threads_in_rounds_give_the_cells_of_a_synchronous_run(tmp_path, batch_api, provider):
+    # chat-ogx: the Batch API as OGX runs it (tests/double/batchrun.py, `batch_ogx`).
+    provider, _, ogx = provider.partition("-")
     # The double billed as OpenAI (a price file's [base_urls]), so both runs have a price.
     prices = tmp_path / "prices.toml"
     prices.write_text(f'[base_urls]\n"{batch_api.base_url}" = "openai"\n')
@@ -47,6 +49,7 @@ def test_threads_in_rounds_give_the_cells_of_a_synchronous_run(tmp_path, batch_a
     sync = run(tmp_path, batch_api, flags, THREADED, name="sync")
     assert sync.code == 0, sync.stderr
     batch_api.reset()
+    batch_api.configure(batch_ogx=int(bool(ogx)))
     batched = run(tmp_path, batch_api, [*flags, "--batch"], THREADED)
     assert batched.code == 0, batched.stderr
     stats = batch_api.stats()

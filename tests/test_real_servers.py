@@ -1,10 +1,12 @@
-"""askbatch end to end against real servers nobody here wrote, offline, on the bundled model.
+"""askbatch end to end against real servers nobody here wrote, offline, on a small model.
 
-The bundled SmolLM2 model is served by llama-cpp-python's server (worker/local.py's
-LocalServer); in front of it run OGX (Responses, Conversations and Chat Completions APIs) and
-the LiteLLM proxy (Chat Completions), each installed at pinned versions by
-scripts/real-servers. The real `askbatch run` answers a small threaded worksheet through each.
-Skipped where those are not installed, except in CI, where scripts/test installs them.
+The small SmolLM2 model is served by the llama.cpp server of --provider local (worker/local's
+LocalServer); in front of it run OGX (Responses, Conversations and Chat Completions APIs, and
+Files and Batches) and the LiteLLM proxy (Chat Completions), each installed at pinned versions
+by scripts/real-servers. The real `askbatch run` answers a small threaded worksheet through
+each, and through OGX's Batches API (`--batch`): the same answers, a kill and `resume`, a
+cancel, and the endpoint OGX refuses. Skipped where those are not installed, except in CI,
+where scripts/test installs them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import API_KEY, askbatch, base_env, free_port, write_csv
+from tests.jobtools import JOB_ID, Background, read_rows, wait_for
 from tests.real_servers import servers
 from worker import local
 
@@ -119,19 +123,26 @@ def running(server: servers.Server, upstream: local.LocalServer) -> Iterator[ser
     server.stop()
 
 
-def run_worksheet(
-    tmp_path: Path, server: servers.Server, provider: str, *extra: str
-) -> list[dict[str, str]]:
-    """`askbatch run` of WORKSHEET through server, embedded; checks every row completed."""
-    sheet = write_csv(tmp_path / "sheet.csv", ["id", "thread", "question"], WORKSHEET)
+def run_args(tmp_path: Path, server: servers.Server, provider: str, rows=WORKSHEET) -> list[str]:
+    """The arguments of `askbatch run` of `rows` through server (its first model, PROFILE)."""
+    sheet = write_csv(tmp_path / "sheet.csv", ["id", "thread", "question"], rows)
     profile = tmp_path / "profile.toml"
     profile.write_text(PROFILE)
     out = tmp_path / "sheet.answers.csv"
-    model = server.models[0]
+    args = ["run", str(sheet), "-o", str(out), "--provider", provider, "--assistant", str(profile)]
+    return [*args, "--model", server.models[0], "--base-url", server.base_url]
+
+
+def run_worksheet(
+    tmp_path: Path, server: servers.Server, provider: str, *extra: str
+) -> tuple[list[dict[str, str]], str]:
+    """`askbatch run` of WORKSHEET through server, embedded; checks every row completed.
+    Returns the rows and the job's id."""
+    tmp_path.mkdir(exist_ok=True)
+    args = run_args(tmp_path, server, provider)
+    out, model = tmp_path / "sheet.answers.csv", server.models[0]
     env = base_env(tmp_path, SimpleNamespace(base_url=server.base_url))
-    args = ["run", str(sheet), "-o", str(out), "--provider", provider, "--model", model]
-    args += ["--base-url", server.base_url, "--assistant", str(profile), *extra]
-    run = askbatch(args, env, out, timeout=280)
+    run = askbatch([*args, *extra], env, out, timeout=280)
     logs = f"{run.stderr}\n--- {server.name} log:\n{server.tail()}"
     assert run.code == 0, logs
     for text in (run.stdout, run.stderr, out.read_text(encoding="utf-8-sig")):
@@ -143,7 +154,7 @@ def run_worksheet(
         assert row["answer"].strip(), row
         assert not row["error"], row
         assert row["model"] == model, row
-    return rows
+    return rows, JOB_ID.search(run.stderr).group(1)
 
 
 def check_threads(rows: list[dict[str, str]], thread_id: str, run_id: str) -> None:
@@ -169,7 +180,7 @@ def test_responses_through_ogx(tmp_path, ogx, upstream):
         # llama-cpp-python's server (interrupt_requests, on by default) cuts a streamed answer
         # short when another request arrives: OGX then answers 200, status completed, no text.
         extra = ["--concurrency", "1"]
-    rows = run_worksheet(tmp_path, ogx, "responses", *extra)
+    rows, _ = run_worksheet(tmp_path, ogx, "responses", *extra)
     check_threads(rows, r"conv_[0-9a-f]{48}", r"resp_[0-9a-f-]{36}")
     for row in rows:
         # Usage as the server reported it; where it reported none (OGX says `usage: null`
@@ -178,16 +189,91 @@ def test_responses_through_ogx(tmp_path, ogx, upstream):
         assert tokens == ["", "", ""] or (int(tokens[0]) > 0 and int(tokens[1]) > 0), row
 
 
-def test_chat_through_ogx(tmp_path, ogx):
-    rows = run_worksheet(tmp_path, ogx, "chat")
+def test_chat_through_ogx_and_its_batches_api(tmp_path, ogx):
+    """The same worksheet synchronously and through OGX's Batches API: the same answers and
+    usage; threads in rounds (one batch each), every line answered once, at the batch tier."""
+    rows, _ = run_worksheet(tmp_path / "sync", ogx, "chat", "--concurrency", "1")
     check_threads(rows, r"chat_[0-9a-f]{32}", r"chatcmpl-[\w-]+")
     for row in rows:
         assert int(row["prompt_tokens"]) > 0 and int(row["completion_tokens"]) > 0, row
+    batched, job = run_worksheet(tmp_path / "batch", ogx, "chat", "--batch")
+    check_threads(batched, r"batch_[0-9a-f]{24}", r"chatcmpl-[\w-]+")
+    same = ("answer", "prompt_tokens", "completion_tokens", "total_tokens", "model")
+    for sync, batch in zip(rows, batched, strict=True):
+        assert {k: sync[k] for k in same} == {k: batch[k] for k in same}, (sync, batch)
+        assert batch["service_tier"] == "batch" and batch["attempts"] == "1", batch
+    rounds = servers.job_batches(ogx, job)  # the server's own list
+    assert [b["status"] for b in rounds] == ["completed", "completed"], rounds
+    assert [b["request_counts"]["total"] for b in rounds] == [3, 2], "two rounds"
+    assert answered_rows(ogx, rounds) == list(range(5)), "each line answered once"
+
+
+def answered_rows(server: servers.Server, batches: list[dict]) -> list[int]:
+    """The rows the batches' output files answered, in order, one entry per line."""
+    lines = [line for b in batches if b.get("output_file_id") for line in
+             servers.file_lines(server, b["output_file_id"])]  # fmt: skip
+    return sorted(int(line["custom_id"].split(":")[1]) for line in lines)
+
+
+def start_batch_job(tmp_path: Path, server: servers.Server, rows=WORKSHEET):
+    """`askbatch run --batch --provider chat` in the background: (the run, job id, env)."""
+    env = base_env(tmp_path, SimpleNamespace(base_url=server.base_url))
+    args = [*run_args(tmp_path, server, "chat", rows), "--batch"]
+    run = Background.start(args, env, tmp_path / "run.log")
+    return run, run.job_id(), env
+
+
+def test_a_batch_job_killed_while_its_batch_is_out_resumes_at_ogx(tmp_path, ogx):
+    lone = [[f"q{i}", "", f"What is {i} + {i}?"] for i in range(1, 4)]
+    run, job, env = start_batch_job(tmp_path, ogx, lone)
+    wait_for("the job's batch at OGX", lambda: servers.job_batches(ogx, job), timeout=60)
+    run.kill(signal.SIGKILL)
+    out = tmp_path / "sheet.answers.csv"
+    resumed = askbatch(["resume", job, "--overwrite"], env, out, timeout=280)
+    assert resumed.code == 0, f"{resumed.stderr}\n{ogx.tail()}"
+    rows = read_rows(out)
+    assert [r["status"] for r in rows] == ["completed"] * 3, rows
+    assert all(r["service_tier"] == "batch" and int(r["completion_tokens"]) > 0 for r in rows)
+    [batch] = servers.job_batches(ogx, job)
+    assert answered_rows(ogx, [batch]) == [0, 1, 2], "resume picked it up: no line asked twice"
+
+
+def test_a_cancel_at_ogx_keeps_earlier_rounds_and_asks_nothing_again(tmp_path, ogx):
+    """OGX writes no output for a cancelled batch: the round it cancels is lost, the rounds
+    before it are kept, and nothing is asked again."""
+    run, job, env = start_batch_job(tmp_path, ogx)
+    wait_for("round 2 at OGX", lambda: len(servers.job_batches(ogx, job)) == 2, timeout=120)
+    out = tmp_path / "sheet.answers.csv"
+    cancelled = askbatch(["cancel", job], env, out)
+    assert cancelled.code == 0, cancelled.stderr
+    assert run.wait(120) == 1, run.text()
+    statuses = {r["id"]: r["status"] for r in read_rows(out)}
+    assert statuses == {"a1": "completed", "a2": "cancelled", "b1": "completed",
+                        "b2": "cancelled", "c1": "completed"}, statuses  # fmt: skip
+    rounds = servers.job_batches(ogx, job)
+    assert [b["status"] for b in rounds] == ["completed", "cancelled"], rounds
+    assert rounds[1]["output_file_id"] is None, "OGX kept no output"
+
+
+def test_ogx_batches_take_no_responses_lines(tmp_path, ogx):
+    """Three files' worth of rows: the first is uploaded, OGX refuses its batch, and the job
+    stops there, exit 2, naming what OGX takes and the provider to use."""
+    before = set(servers.uploads(ogx))
+    args = [*run_args(tmp_path, ogx, "responses"), "--batch"]
+    env = base_env(tmp_path, SimpleNamespace(base_url=ogx.base_url))
+    env["ASKBATCH_BATCH_MAX_LINES"] = "1"
+    refused = askbatch(args, env, tmp_path / "sheet.answers.csv")
+    assert refused.code == 2, refused.stderr
+    [said] = [line for line in refused.stderr.splitlines() if line.startswith("askbatch: error")]
+    assert "does not take /v1/responses lines (it takes /v1/chat/completions," in said, said
+    assert "--provider chat" in said and "Traceback" not in refused.stderr
+    assert len(set(servers.uploads(ogx)) - before) == 1, "nothing more was uploaded"
+    assert not servers.job_batches(ogx, JOB_ID.search(refused.stderr).group(1))
 
 
 def test_chat_through_litellm(tmp_path, litellm):
     assert litellm.models == ["smollm2"], litellm.models
-    rows = run_worksheet(tmp_path, litellm, "chat")
+    rows, _ = run_worksheet(tmp_path, litellm, "chat")
     check_threads(rows, r"chat_[0-9a-f]{32}", r"chatcmpl-[\w-]+")
     for row in rows:
         assert int(row["prompt_tokens"]) > 0 and int(row["completion_tokens"]) > 0, row

@@ -13,3 +13,10 @@ class ConfigError(AskbatchError):
 
 class InputError(AskbatchError):
     """Raised when the worksheet or the output path cannot be used; names file, row, column."""
+
+
+class LookStopped(AskbatchError):
+    """Raised when a look at a --batch job's batches met an error askbatch did not expect:
+    the look stops, the job is kept as the look left it, and `resume` looks again."""
+
+    exit_code = 1

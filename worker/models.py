@@ -236,6 +236,7 @@ class JobSpec:
     batch: bool = False
     batch_max_lines: int = 50_000
     batch_poll_s: float = 30.0
+    batch_margin_s: float = 3600.0  # past a batch's window, before it is given up
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -172,6 +172,6 @@ def answer(job_id: str, rows: list[Row]) -> int:
 
 def batch_look(job_id: str, chain: str, schedule: Callable[[float, str], None]) -> float | None:
     """A distributed look at a --batch job with this process's store and client: the body of
-    the Celery task `askbatch.batch_tick`."""
+    the Celery task `askbatch.batch_look`."""
     spec = spec_for(job_id)
     return look_in_chain(store(), spec, client(spec.base_url), chain, schedule)

@@ -91,6 +91,7 @@ ENV_VARS: dict[str, str] = {
     "batch": "ASKBATCH_BATCH",
     "batch_max_lines": "ASKBATCH_BATCH_MAX_LINES",
     "batch_poll_s": "ASKBATCH_BATCH_POLL_S",
+    "batch_margin_s": "ASKBATCH_BATCH_MARGIN",
     "ui_token": "ASKBATCH_UI_TOKEN",
     "ui_max_upload_mb": "ASKBATCH_UI_MAX_UPLOAD_MB",
 }
@@ -197,6 +198,10 @@ class Settings:
     batch_max_lines: int = BATCH_MAX_LINES
     #: `--batch`: seconds between looks at the batches out
     batch_poll_s: float = 30.0
+    #: `--batch`: seconds past a batch's 24-hour window (or past askbatch's cancel of it) before a
+    #: batch that has not ended is given up: cancelled at the server, its unfinished lines sent
+    #: again
+    batch_margin_s: float = 3600.0
     # `askbatch serve`: the token every request must carry (required off loopback), and the
     # largest upload (worksheet or profile) it takes, in MB.
     #: `askbatch serve`: the token every request must carry; required with a `--host` other than
@@ -285,6 +290,11 @@ class Settings:
             raise ConfigError(
                 f"batch poll interval {self.batch_poll_s} must be more than 0 seconds "
                 "(ASKBATCH_BATCH_POLL_S)"
+            )
+        if self.batch_margin_s < 0:
+            raise ConfigError(
+                f"batch margin {self.batch_margin_s} must be 0 seconds or more "
+                "(ASKBATCH_BATCH_MARGIN)"
             )
         if self.service_tier and self.provider not in BATCH_PROVIDERS:
             raise ConfigError(

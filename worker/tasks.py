@@ -9,7 +9,8 @@ import redis
 
 from worker import runtime
 from worker.app import app
-from worker.batch.chain import TickBusy
+from worker.batch.chain import LookBusy
+from worker.errors import LookStopped
 from worker.models import Row
 from worker.runner import RowBusy
 
@@ -30,20 +31,23 @@ def answer(self: Any, job_id: str, rows: list[dict[str, Any]]) -> int:
         raise self.retry(countdown=5, exc=exc) from None
 
 
-@app.task(bind=True, name="askbatch.batch_tick", max_retries=None)
-def batch_tick(self: Any, job_id: str, chain: str) -> float | None:
-    """One look at a --batch job's batches (worker/batch/tick.py); sends the next look of
+@app.task(bind=True, name="askbatch.batch_look", max_retries=None)
+def batch_look(self: Any, job_id: str, chain: str) -> float | None:
+    """One look at a --batch job's batches (worker/batch/looks.py); sends the next look of
     its chain with a countdown, so that polling needs no process of its own."""
 
     def schedule(delay: float, following: str) -> None:
-        batch_tick.apply_async(args=(job_id, following), countdown=delay)
+        batch_look.apply_async(args=(job_id, following), countdown=delay)
 
     try:
         return runtime.batch_look(job_id, chain, schedule)
-    except TickBusy:
+    except LookBusy:
         raise self.retry(countdown=5) from None
     except redis.RedisError as exc:
         raise self.retry(countdown=5, exc=exc) from None
+    except LookStopped as stopped:  # one message; the batch it met is read by then
+        log.error("%s; looking again in 30s", stopped)
+        raise self.retry(countdown=30) from None
     except Exception as exc:
         # A failed task would end the job's chain of looks: look again in a while instead.
         log.exception("job %s: a look at its batches failed; looking again in 30s", job_id)

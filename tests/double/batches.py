@@ -14,15 +14,18 @@ from aiohttp import web
 from . import batchfile, files
 from .batchrun import CANCELLABLE, ENQUEUED, BatchJob, Surface, advance, start_cancelling
 from .core import ApiError, Double, api, json_body, json_response, list_page, rate_limited
-from .state import new_id, now_s
+from .state import Config, new_id, now_s
 
-WINDOW_S = 24 * 3600
 MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 SURFACES = web.AppKey("batch_surfaces", dict)
 
 
-def new_object(body: dict, model: str | None) -> dict:
+OGX_ENDPOINTS = ("/v1/chat/completions",)  # OGX also takes completions and embeddings lines
+
+
+def new_object(body: dict, model: str | None, config: Config) -> dict:
     created = now_s()
+    ogx = bool(config.batch_ogx)  # no expiry, and no counts before validation
     return {
         "id": new_id("batch"),
         "object": "batch",
@@ -36,14 +39,14 @@ def new_object(body: dict, model: str | None) -> dict:
         "error_file_id": None,
         "created_at": created,
         "in_progress_at": None,
-        "expires_at": created + WINDOW_S,
+        "expires_at": None if ogx else created + int(config.batch_window_s),
         "finalizing_at": None,
         "completed_at": None,
         "failed_at": None,
         "expired_at": None,
         "cancelling_at": None,
         "cancelled_at": None,
-        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "request_counts": None if ogx else {"total": 0, "completed": 0, "failed": 0},
         "usage": {
             "input_tokens": 0,
             "input_tokens_details": {"cached_tokens": 0},
@@ -73,11 +76,17 @@ def _get(double: Double, request: web.Request) -> BatchJob:
     return job
 
 
-def _check_create(request: web.Request, body: dict) -> Surface:
+def _check_create(request: web.Request, body: dict, config: Config) -> Surface:
     for name in ("input_file_id", "endpoint", "completion_window"):
         if not isinstance(body.get(name), str):
             raise ApiError(400, f"Missing required parameter: '{name}'.", param=name)
     surfaces = request.app[SURFACES]
+    if config.batch_ogx and body["endpoint"] not in OGX_ENDPOINTS:
+        raise ApiError(
+            400,
+            f"Invalid endpoint: {body['endpoint']}. Supported values: {', '.join(OGX_ENDPOINTS)}.",
+            param="endpoint",
+        )
     if body["endpoint"] not in surfaces:
         raise ApiError(
             400,
@@ -158,7 +167,7 @@ def _check_enqueued(double: Double, scan: batchfile.Scan) -> None:
 @api("batch_create")
 async def create_batch(double: Double, request: web.Request) -> web.Response:
     body = await json_body(request)
-    surface = _check_create(request, body)
+    surface = _check_create(request, body, double.config)
     stored = double.store.files.get(body["input_file_id"])
     if stored is None:
         raise ApiError(404, f"No such File object: {body['input_file_id']}", param="input_file_id")
@@ -185,10 +194,13 @@ async def create_batch(double: Double, request: web.Request) -> web.Response:
         raise
     if not scan.errors:
         _check_enqueued(double, scan)
-    job = BatchJob(new_object(body, scan.model), own_input, scan, time.monotonic())
+    job = BatchJob(new_object(body, scan.model, config), own_input, scan, time.monotonic())
     if not scan.errors and config.batch_expire_next > 0:
         config.batch_expire_next -= 1
         job.expire_after = len(scan.order) // 2
+    if not scan.errors and config.batch_stall_next > 0:
+        config.batch_stall_next -= 1
+        job.stalled = True
     double.store.batches[job.obj["id"]] = job
     double.stats.batches["created"] += 1
     return json_response(job.obj)  # validating, as OpenAI answers: the next look moves it on

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import expect
 from .core import ApiError
+from .faults import parse_markers
 from .state import Config, new_id
 
 MAX_REPORTED = 100  # errors listed for one file; the rest are not worth reading
@@ -135,7 +136,10 @@ def _check_line(
             "body.model",
         )
     with contextlib.suppress(ApiError):  # no user message: the line is refused when answered
-        found.tokens += prompt_tokens(dialogue(body)[2])
+        question, _, texts = dialogue(body)
+        found.tokens += prompt_tokens(texts)
+        if parse_markers(question).invalid:  # one bad line fails the whole batch, naming it
+            found.fail("invalid_request", "Messages must be an array.", number, "body.messages")
 
 
 def prompt_tokens(messages: list[str]) -> int:

@@ -6,8 +6,11 @@ moves it on to where the clock says it is, as assistants runs do; no background 
 validating (``batch_validating_s``) -> in_progress (``batch_lines_per_s``, plus any
 ``[[sleep:S]]`` of a line) -> finalizing (``batch_finalizing_s``) -> completed; or failed
 (validation), expired (``batch_expire_next``), cancelling (``batch_cancelling_s``) ->
-cancelled. Lines are answered by the functions that answer /v1/responses and
-/v1/chat/completions (``Surface``), in the shuffled order of ``batchfile.scan``.
+cancelled; or in_progress for ever, and cancelling for ever once cancelled
+(``batch_stall_next``). With ``batch_ogx``, as OGX 1.5.0 runs batches (all within the
+published API): no finalizing and no in_progress_at, and a cancelled batch keeps no output.
+Lines are answered by the functions that answer /v1/responses and /v1/chat/completions
+(``Surface``), in the shuffled order of ``batchfile.scan``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class BatchJob:
     clock: float = 0.0  # monotonic time the answering has reached
     done: int = 0  # lines of scan.order answered
     expire_after: int | None = None  # lines answered before it expires
+    stalled: bool = False  # never ends (batch_stall_next)
     deadline: float = 0.0  # end of finalizing or cancelling
     output_path: Path = field(default_factory=files.new_path)
     error_path: Path = field(default_factory=files.new_path)
@@ -90,31 +94,35 @@ async def advance(double: Double, job: BatchJob, surface: Surface) -> None:
                 job.obj["errors"] = {"object": "list", "data": job.scan.errors}
                 _set_status(double, job, "failed", ended)
                 return
-            job.obj["request_counts"]["total"] = len(job.scan.order)
+            job.obj["request_counts"] = {"total": len(job.scan.order), "completed": 0, "failed": 0}
             job.clock = ended
             _set_status(double, job, "in_progress", ended)
-        if job.status == "in_progress":
+        if job.status == "in_progress" and not job.stalled:
             await _answer_due(double, job, surface, now)
         if job.status == "finalizing" and now >= job.deadline:
             _finish(double, job, "completed", job.deadline)
         elif job.status == "cancelling" and now >= job.deadline:
-            _write_not_run(job, "batch_cancelled", double)
+            if config.batch_ogx:  # OGX: the lines answered before the cancel are lost
+                job.output_path.unlink(missing_ok=True)
+            else:
+                _write_not_run(job, "batch_cancelled", double)
             _finish(double, job, "cancelled", job.deadline)
 
 
 def start_cancelling(double: Double, job: BatchJob) -> None:
     """Cancel: no line starts any more; after ``batch_cancelling_s`` the batch is cancelled."""
     now = time.monotonic()
-    if not job.scan.errors:
+    if not job.scan.errors and job.obj["request_counts"] is not None:
         job.obj["request_counts"]["total"] = len(job.scan.order)
     job.obj["status"] = "cancelling"
     job.obj["cancelling_at"] = wall(now)
-    job.deadline = now + double.config.batch_cancelling_s
+    job.deadline = float("inf") if job.stalled else now + double.config.batch_cancelling_s
 
 
 def _set_status(double: Double, job: BatchJob, status: str, at: float) -> None:
     job.obj["status"] = status
-    job.obj[f"{status}_at"] = wall(at)
+    if not (double.config.batch_ogx and status == "in_progress"):
+        job.obj[f"{status}_at"] = wall(at)
     if status in TERMINAL:
         double.stats.batches[status] += 1
 
@@ -145,6 +153,8 @@ async def _answer_due(double: Double, job: BatchJob, surface: Surface, now: floa
     if job.done < len(order):  # this batch was made to expire
         _write_not_run(job, "batch_expired", double)
         _finish(double, job, "expired", job.clock)
+    elif double.config.batch_ogx:  # straight from in_progress to completed
+        _finish(double, job, "completed", job.clock)
     else:
         _set_status(double, job, "finalizing", job.clock)
         job.deadline = job.clock + double.config.batch_finalizing_s

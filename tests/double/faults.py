@@ -7,8 +7,9 @@ A marker is ``[[name]]`` or ``[[name:arg:arg]]`` anywhere in the latest user mes
 ``[[expired]]``, ``[[cancelled]]``, ``[[requires_action]]``, ``[[never]]`` choose the outcome;
 ``[[sleep:S]]`` adds latency; ``[[cached:N]]``, ``[[reasoning:N]]`` fill usage details;
 ``[[callagain]]`` repeats function-tool rounds; ``[[flexbusy:N]]`` answers the first N flex
-requests 429 resource-unavailable. ``[[call:NAME[:JSON-ARGS]]]``, ``[[badjson]]``
-and ``[[wrongschema]]`` are read by ``expect`` (``marked_calls``, ``final_answer``).
+requests 429 resource-unavailable; ``[[invalid]]`` fails a batch line at validation.
+``[[call:NAME[:JSON-ARGS]]]``, ``[[badjson]]`` and ``[[wrongschema]]`` are read by ``expect``
+(``marked_calls``, ``final_answer``).
 """
 
 import re
@@ -34,6 +35,7 @@ class Markers:
     reasoning: int = 0
     call_again: bool = False
     flex_busy: int = 0
+    invalid: bool = False
 
     @property
     def transport(self) -> bool:
@@ -79,6 +81,8 @@ def parse_markers(text: str) -> Markers:
             found["call_again"] = True
         elif name == "flexbusy":
             found["flex_busy"] = int(_num(args, 0, 1))
+        elif name == "invalid":
+            found["invalid"] = True
     return Markers(**found) if found else NO_MARKERS
 
 

@@ -44,6 +44,12 @@ class Config:
     batch_enqueued_tokens: int = 0  # input tokens of live batches, per organisation
     batch_expire_next: int = 0  # the next N batches expire after answering half their lines
     batch_creations_per_hour: int = 0  # batches created per rolling hour before 429
+    batch_window_s: float = 86400.0  # a batch's expires_at, after its created_at
+    # The next N batches never end: in_progress answering nothing, and a cancel leaves them
+    # cancelling (what OGX does with a batch a server restart interrupted).
+    batch_stall_next: int = 0
+    # 1: batches as OGX 1.5.0 runs them, within the published API (see batchrun).
+    batch_ogx: int = 0
 
     def update(self, options: dict) -> None:
         for name, value in options.items():

@@ -139,7 +139,9 @@ def ogx(executable_path: Path, upstream_url: str, port: int, workdir: Path) -> S
     return Server(
         name=f"OGX ({executable_path})",
         command=[str(executable_path), "run", str(config)],
-        env=server_env(OGX_CONFIG_DIR=str(workdir / "config")),  # not ~/.ogx
+        # Its config dir not ~/.ogx; its log as JSON lines: the default rich rendering of a
+        # request's traceback (a refused batch, say) holds the server up for 20 s and more.
+        env=server_env(OGX_CONFIG_DIR=str(workdir / "config"), OGX_LOG_FORMAT="json"),
         log_path=workdir / "ogx.log",
         base_url=f"http://{HOST}:{port}/v1",
     )
@@ -180,3 +182,27 @@ def litellm(
         base_url=f"http://{HOST}:{port}/v1",
         key=master_key,
     )
+
+
+def job_batches(server: Server, job_id: str) -> list[dict]:
+    """The batches the server lists for an askbatch job (by the metadata askbatch gives them),
+    oldest first."""
+    listed = get_json(f"{server.base_url}/batches?limit=100", server.key).get("data") or []
+    mine = [b for b in listed if (b.get("metadata") or {}).get("askbatch_job") == job_id]
+    return sorted(mine, key=lambda b: b["created_at"])
+
+
+def file_lines(server: Server, file_id: str) -> list[dict]:
+    """The JSON lines of a file the server keeps (a batch's output or error file)."""
+    request = urllib.request.Request(f"{server.base_url}/files/{file_id}/content")
+    if server.key:
+        request.add_header("Authorization", f"Bearer {server.key}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def uploads(server: Server) -> list[str]:
+    """The ids of the files askbatch uploaded to the server (its names: askbatch-*.jsonl)."""
+    listed = get_json(f"{server.base_url}/files?limit=10000", server.key).get("data") or []
+    return [f["id"] for f in listed if str(f.get("filename", "")).startswith("askbatch-")]

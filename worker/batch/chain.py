@@ -1,4 +1,4 @@
-"""A distributed job's looks (tick.py) as a chain of Celery tasks, each sending the next.
+"""A distributed job's looks (looks.py) as a chain of Celery tasks, each sending the next.
 
 One look at a time per job (the store's lease), and only the job's newest chain goes on: a
 resume that starts a new chain ends the old one at its next look.
@@ -12,14 +12,16 @@ from collections.abc import Callable
 import openai
 
 from worker.batch import records
-from worker.batch.tick import look
+from worker.batch.looks import look
+from worker.errors import LookStopped
+from worker.fatal import one_line
 from worker.models import JobSpec
 from worker.store import Store
 
 LEASE_S = 900.0  # longest a look may take (reading 50,000 lines) before another may start
 
 
-class TickBusy(Exception):
+class LookBusy(Exception):
     """Raised when another look at the same job is under way (distributed)."""
 
 
@@ -34,11 +36,17 @@ def look_in_chain(
     chain)` sends the chain's next look. Returns the delay, or None when the chain ends."""
     token = uuid.uuid4().hex
     if not store.tick_lease(spec.job_id, token, LEASE_S):
-        raise TickBusy(spec.job_id)
+        raise LookBusy(spec.job_id)
     try:
         if records.load(store, spec.job_id)[1].chain != chain:
             return None  # a newer chain (a resume's) looks after the job now
-        delay = look(store, spec, client).delay
+        try:
+            delay = look(store, spec, client).delay
+        except LookStopped as stopped:  # said where `status` and the run process show it
+            _, state, _ = records.load(store, spec.job_id)
+            state.note = one_line(str(stopped), 400)
+            records.save_state(store, spec.job_id, state)
+            raise
         if delay is not None:
             following = uuid.uuid4().hex
             # Sent first, recorded second: a worker dying between the two leaves this task

@@ -55,12 +55,17 @@ class Lines:
         return isinstance(other, Lines) and self.spans == other.spans
 
 
+# Validation errors about a file as a whole, though they may name a line: not the line's fault.
+FILE_CODES = frozenset({"too_many_tasks", "file_too_large", "empty_file", "token_limit_exceeded"})
+WINDOW_S = 24 * 3600  # the completion window askbatch asks for (api.create)
+
+
 @dataclass
 class BatchRecord:
     key: str  # the input file's id: one batch per file
     seq: int  # 1, 2, ... in order of upload; the spending cap's hold is kept under -seq
     model: str
-    rows: Lines  # (row index, attempt) of every line; a list of pairs is taken too
+    rows: Lines  # (row index, attempt) of every line, in file order; a list of pairs is taken too
     uploaded_at: float = field(default_factory=time.time)
     batch_id: str = ""
     status: str = UPLOADED
@@ -75,6 +80,15 @@ class BatchRecord:
     error: str = ""
     # The batch failed only because of the enqueued-token limit: its lines were not asked.
     token_limited: bool = False
+    # Validation failed naming lines ("3": "the server's reason"): no line was asked; the named
+    # ones fail their rows, the rest go again in a new batch.
+    line_errors: dict[str, str] = field(default_factory=dict)
+    # When the server says the batch expires (0: it did not say; the window from submitted_at).
+    expires_at: float = 0.0
+    # When askbatch asked the server to cancel it (0: never).
+    cancel_asked_at: float = 0.0
+    # Why askbatch stopped waiting for it ("" unless given up): its unfinished lines go again.
+    given_up: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.rows, Lines):
@@ -88,21 +102,45 @@ class BatchRecord:
     def live(self) -> bool:
         return not self.ended
 
+    @property
+    def unasked(self) -> bool:
+        """Refused whole before any line was asked: its lines count no attempt."""
+        return self.token_limited or bool(self.line_errors)
+
+    def give_up_at(self, margin_s: float) -> float:
+        """When to stop waiting: the end of the completion window plus `margin_s`; and a
+        batch still cancelling `margin_s` after askbatch cancelled it."""
+        window_end = self.expires_at or (self.submitted_at or self.uploaded_at) + WINDOW_S
+        if self.cancel_asked_at:
+            return min(window_end, self.cancel_asked_at) + margin_s
+        return window_end + margin_s
+
     def follow(self, batch: Any) -> bool:
-        """Copy what the API says of the batch (an SDK `Batch`) into the record; True if
-        anything changed."""
-        counts = batch.request_counts
-        errors = list((batch.errors.data or []) if batch.errors else [])
+        """Copy what the server says of the batch (its JSON object) into the record; True if
+        anything changed. Fields missing, null or of another type keep what was known: servers
+        skip statuses, leave `request_counts` out until they have counted, or send part of it."""
+        if not isinstance(batch, dict):
+            return False
+        status = _text(batch.get("status")) or self.status
+        counts = batch.get("request_counts")
+        counts = counts if isinstance(counts, dict) else {}
+        errors = batch.get("errors")
+        if isinstance(errors, dict):
+            errors = errors.get("data")
+        errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+        codes = [_text(e.get("code")) for e in errors]
         new = {
-            "status": batch.status,
-            "completed": counts.completed if counts else 0,
-            "failed": counts.failed if counts else 0,
-            "output_file_id": batch.output_file_id or "",
-            "error_file_id": batch.error_file_id or "",
-            "error": one_line("; ".join(f"{e.code}: {e.message}" for e in errors[:3]), 500),
-            "token_limited": batch.status == "failed"
-            and any(e.code == "token_limit_exceeded" for e in errors),
+            "status": status,
+            "completed": _count(counts.get("completed"), self.completed),
+            "failed": _count(counts.get("failed"), self.failed),
+            "output_file_id": _text(batch.get("output_file_id")) or self.output_file_id,
+            "error_file_id": _text(batch.get("error_file_id")) or self.error_file_id,
+            "expires_at": float(_count(batch.get("expires_at"), int(self.expires_at))),
+            "error": one_line("; ".join(_said(e) for e in errors[:3]), 500),
+            "token_limited": status == "failed" and "token_limit_exceeded" in codes,
         }
+        if status == "failed" and not new["token_limited"]:
+            new["line_errors"] = _line_errors(errors, len(self.rows))
         changed = any(getattr(self, k) != v for k, v in new.items())
         for k, v in new.items():
             setattr(self, k, v)
@@ -120,11 +158,37 @@ class BatchRecord:
         return cls(**values)
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _count(value: Any, known: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else known
+
+
+def _said(error: dict[str, Any]) -> str:
+    """One of a batch's errors as `code: message` (the code, or its type, may be missing)."""
+    code = _text(error.get("code")) or _text(error.get("type")) or "error"
+    return f"{code}: {_text(error.get('message')) or 'no message'}"
+
+
+def _line_errors(errors: list[dict[str, Any]], lines: int) -> dict[str, str]:
+    """The lines a failed validation names, with the server's reason: only when every error
+    names one of the file's lines and is about that line, not about the file."""
+    named: dict[str, str] = {}
+    for error in errors:
+        line = error.get("line")
+        if not (isinstance(line, int) and 1 <= line <= lines) or error.get("code") in FILE_CODES:
+            return {}
+        named.setdefault(str(line), one_line(_said(error), 300))
+    return named
+
+
 @dataclass
 class JobState:
     """What the job's looks share beyond its batches."""
 
-    # The tick chain allowed to go on (distributed: a newer chain, e.g. a resume's, wins).
+    # The chain of looks allowed to go on (distributed: a newer chain, e.g. a resume's, wins).
     chain: str = ""
     # Lines per file after the enqueued-token limit refused a batch (0: the job's maximum).
     line_cap: int = 0
@@ -160,7 +224,14 @@ def summary(records: list[BatchRecord]) -> list[str]:
     for r in records:
         ident = r.batch_id or f"(file {r.file_id}, not created yet)"
         text = f"{ident}: {r.status}, {r.completed} completed, {r.failed} failed of {len(r.rows)}"
-        if r.error:
+        if r.given_up:
+            text += f"; given up: {r.given_up}"
+        elif r.line_errors:
+            text += (
+                f"; refused for {len(r.line_errors)} of its lines, which failed; the others "
+                "went again in a new batch"
+            )
+        elif r.error:
             text += f" ({r.error})"
         lines.append(text)
     return lines

@@ -60,13 +60,14 @@ def load_threads(raw: dict[str, Any]) -> Threads:
 
 def submissions(records: list[BatchRecord]) -> tuple[dict[int, int], dict[int, int]]:
     """(lines sent, times asked) per row: every batch it was in, and those not refused whole
-    for the enqueued-token limit (those lines were never asked, so they count no attempt)."""
+    before any line was asked (the enqueued-token limit, a validation naming lines: those
+    lines count no attempt)."""
     sent: dict[int, int] = {}
     asked: dict[int, int] = {}
     for record in records:
         for index, _ in record.rows:
             sent[index] = sent.get(index, 0) + 1
-            if not record.token_limited:
+            if not record.unasked:
                 asked[index] = asked.get(index, 0) + 1
     return sent, asked
 
