@@ -89,6 +89,9 @@ ENV_VARS: dict[str, str] = {
     "batch": "ASKBATCH_BATCH",
     "batch_max_lines": "ASKBATCH_BATCH_MAX_LINES",
     "batch_poll_s": "ASKBATCH_BATCH_POLL_S",
+    "expected": "ASKBATCH_EXPECTED",
+    "grade_field": "ASKBATCH_GRADE_FIELD",
+    "grade_with": "ASKBATCH_GRADE_WITH",
     "ui_token": "ASKBATCH_UI_TOKEN",
     "ui_max_upload_mb": "ASKBATCH_UI_MAX_UPLOAD_MB",
 }
@@ -148,6 +151,12 @@ class Settings:
     batch: bool = False
     batch_max_lines: int = BATCH_MAX_LINES
     batch_poll_s: float = 30.0
+    # Grading (jobs/grade.py): the answer key's column ("" = `expected` when the sheet has
+    # one), the `answer.<field>` graded for structured answers, the judge model for the rows
+    # the key does not decide exactly ("" = none asked).
+    expected: str = ""
+    grade_field: str = ""
+    grade_with: str = ""
     # `askbatch serve`: the token every request must carry (required off loopback), and the
     # largest upload (worksheet or profile) it takes, in MB.
     ui_token: Secret = field(default=Secret(""), repr=False)
