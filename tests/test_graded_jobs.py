@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import askbatch, base_env, write_csv
 from tests.jobtools import JOB_ID
 
@@ -227,3 +229,39 @@ def test_a_distributed_job_is_graded_and_judged_on_the_workers(
     assert sent(api) == 7
     status = askbatch(["status", JOB_ID.search(run.stderr)[1]], env, out)
     assert "score: 3 of 5 graded rows correct (60 %)" in status.stdout, status.stdout
+
+
+def test_the_key_terms_come_from_flags_the_profile_or_the_expected_column(tmp_path):
+    from jobs.grade import terms
+    from jobs.intake import open_worksheet
+    from worker.errors import ConfigError
+    from worker.settings import Settings
+
+    keyed = open_worksheet(
+        write_csv(tmp_path / "k.csv", ["question", "expected", "key"], [["q", "1", "2"]])
+    )
+    plain = open_worksheet(write_csv(tmp_path / "p.csv", ["question"], [["q"]]))
+    none = Settings()
+    assert terms(none, keyed, load_profile_text(tmp_path, "")) == {
+        "expected": "expected",
+        "field": "",
+        "judge": "",
+    }
+    assert terms(none, plain, load_profile_text(tmp_path, "")) == {}, "no key, no grading"
+    table = '[grade]\nexpected = "key"\nmodel = "gpt-5-mini"\n'
+    assert terms(none, keyed, load_profile_text(tmp_path, table)) == {
+        "expected": "key", "field": "", "judge": "gpt-5-mini"}  # fmt: skip
+    flags = none.with_(expected="expected", grade_with="m")
+    assert terms(flags, keyed, load_profile_text(tmp_path, table))["judge"] == "m", "flags win"
+    with pytest.raises(ConfigError, match="--grade-with grades against an answer key"):
+        terms(none.with_(grade_with="m"), plain, load_profile_text(tmp_path, ""))
+    with pytest.raises(ConfigError, match=r"grade should be a table of"):
+        load_profile_text(tmp_path, "[grade]\njudge = 'm'\n")
+
+
+def load_profile_text(tmp_path: Path, text: str):
+    from worker.profile import load_profile
+
+    path = tmp_path / "profile.toml"
+    path.write_text(text)
+    return load_profile(path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from jobs.report import charts
-from jobs.report.scores import Score
+from jobs.report.scores import Score, snippet
 
 RIGHT, WRONG = "#59a14f", "#e15759"
 
@@ -43,18 +43,11 @@ def _wrong(score: Score) -> str:
         return "<p>none</p>"
     body = "".join(
         f"<tr><td class='n'>{r.row}</td><td>{escape(str(r.label))}</td>"
-        f"<td>{escape(_short(r.question))}</td><td>{escape(_short(r.key))}</td>"
-        f"<td>{escape(_short(r.answer, tail=True))}</td></tr>"
+        f"<td>{escape(snippet(r.question, 120))}</td><td>{escape(snippet(r.key, 120))}</td>"
+        f"<td>{escape(snippet(r.answer, 120, tail=True))}</td></tr>"
         for r in score.wrong.itertuples()
     )
     return (
         "<table><tr><th class='n'>row</th><th>id</th><th>question</th><th>key</th>"
         f"<th>answer</th></tr>{body}</table>"
     )
-
-
-def _short(text: object, width: int = 120, tail: bool = False) -> str:
-    one = " ".join(str(text).split())
-    if len(one) <= width:
-        return one
-    return "…" + one[-(width - 1) :] if tail else one[: width - 1] + "…"

@@ -154,15 +154,15 @@ def text(s: Score) -> list[str]:
         lines.append("wrong rows:")
         for r in s.wrong.itertuples():
             lines.append(
-                f"  row {r.row} (id {r.label}): {_snippet(r.question)} | key: {_snippet(r.key, 30)}"
-                f" | answer: {_snippet(r.answer, 40, tail=True)}"
+                f"  row {r.row} (id {r.label}): {snippet(r.question)} | key: {snippet(r.key, 30)}"
+                f" | answer: {snippet(r.answer, 40, tail=True)}"
             )
         if (more := s.graded - s.right - len(s.wrong)) > 0:
             lines.append(f"  … and {more} more (the `correct` column says which)")
     return lines
 
 
-def _snippet(text: object, width: int = 50, tail: bool = False) -> str:
+def snippet(text: object, width: int = 50, tail: bool = False) -> str:
     """One line of `width` at most: the start, or the end (where an answer's result is)."""
     one = " ".join(str(text).split())
     if len(one) <= width:
