@@ -169,7 +169,8 @@ def _plain(text: str) -> str:
     text = _KO_ANSWER.sub("", text)
     text = _KO_LEAD.sub("", text)
     text = _KO_TOPIC.sub(r"\g<name> = ", text)
-    text = _KO_END.sub("", text) if re.search(r"[가-힣]", text) else text
+    if re.search(r"[가-힣]", text):
+        text = _korean_lead(_KO_END.sub("", text))
     text = _EN_LEAD.sub("", text)
     text = _EN_IS.sub(r"\g<name> = ", text)
     text = _KO_OR.sub(", ", text)
@@ -178,6 +179,18 @@ def _plain(text: str) -> str:
     text = _CURRENCY.sub("", text)
     text = _THOUSANDS.sub("", text)
     return " ".join(text.split()).rstrip(".")
+
+
+def _korean_lead(text: str) -> str:
+    """The maths after a Korean sentence's leading words: "이 방정식의 해는 x = 8" → x = 8."""
+    tokens = text.split()
+    i = 0
+    while (
+        i < len(tokens) - 1 and re.search(r"[가-힣]", tokens[i]) and not re.search(r"\d", tokens[i])
+    ):
+        i += 1
+    rest = " ".join(tokens[i:])
+    return rest if i and re.match(r"[-\d(]|[a-zA-Z](?![a-zA-Z])", rest) else text
 
 
 def _split(text: str) -> list[str]:
@@ -216,7 +229,7 @@ def _unit(part: str) -> tuple[str, str]:
         return part, ""  # a percentage is a number (worker/grading compares it)
     if m := _UNIT.match(part):
         unit = re.sub(r"\^\{?([23])\}?", r"^\1", m["unit"])
-        unit = {"degree": "°", "degrees": "°", "deg": "°"}.get(unit, unit)
+        unit = {"degree": "°", "degrees": "°", "deg": "°", "도": "°"}.get(unit, unit)
         return m["value"].strip(), unit
     return part, ""
 
