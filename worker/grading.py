@@ -35,7 +35,9 @@ _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 # What SymPy is not asked to work out: a power tower, a huge power or factorial, a sum or
 # limit, a very long expression. math-verify's own timeout is a SIGALRM, which only the main
 # thread may set (and workers answer on threads), so such answers are refused instead.
-_TOO_HARD = re.compile(r"\^\s*\{?[^}]*\^|\^\s*\{?\s*\d{4,}|\d{4,}\s*!|\\(?:sum|prod|int|lim)\b")
+_TOO_HARD = re.compile(
+    r"\^\s*\{[^{}]*\^|\^\s*\w+\s*\^|\^\s*\{?\s*\d{4,}|\d{4,}\s*!|\\(?:sum|prod|int|lim)\b"
+)
 MAX_CHARS = 300
 SHOWN = 60
 
