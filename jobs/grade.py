@@ -191,18 +191,18 @@ def score(store: Store, spec: JobSpec, sheet: Worksheet) -> Score | None:
         return None
     question = sheet.columns.index("question")
     found = Score()
-    for cells, result in _judged_rows(grader, store, spec, sheet):
+    for index, cells, result in _judged_rows(grader, store, spec, sheet):
         correct = grader.cells(cells, result)[0]
         answer = "" if result is None else (graded_text(result, spec.grade) or result.answer)
-        found.add(result.index + 1 if result else 0, correct, cells[question], cells[grader.key_at],
-                  answer)  # fmt: skip
+        found.add(index + 1, correct, cells[question], cells[grader.key_at], answer)
     return found
 
 
 def _judged_rows(grader: Grader, store: Store, spec: JobSpec, sheet: Worksheet):
+    """(index, input cells, stored result) of every row, with the judge's verdicts read."""
     records = enumerate(sheet.records())
     fetch = grader.fetching(lambda idx: store.get(spec.job_id, idx))
     while chunk := list(islice(records, CHUNK)):
         results = fetch([i for i, _ in chunk])
         for index, cells in chunk:
-            yield cells, results.get(index)
+            yield index, cells, results.get(index)
