@@ -17,6 +17,8 @@ from itertools import islice
 from pathlib import Path
 from typing import IO
 
+from jobs import grade
+from jobs.grade import Grader
 from jobs.intake import Worksheet
 from worker.errors import InputError
 from worker.models import RESULT_COLUMNS, JobSpec, Result
@@ -45,6 +47,7 @@ def write_answers(
     chunk: int = 1000,
     extra_columns: Sequence[str] = (),
     pending_reason: str = "",
+    grader: Grader | None = None,
 ) -> Path:
     """Write the answers CSV for `sheet` to `out_path` atomically and return `out_path`.
 
@@ -55,12 +58,18 @@ def write_answers(
     `fetch(indices)` returns the results of a chunk of row indices; a row without a result
     is written with status "pending", `pending_reason` as its error, and empty result cells.
     With `sanitize`, cells askbatch writes (never the input's own cells) that Excel would run
-    as a formula get a leading "'".
+    as a formula get a leading "'". With a `grader` (jobs/grade.py), its columns come last.
     """
     out_path = Path(out_path)
     if _same_file(out_path, sheet.path):
         raise InputError(f"{out_path}: this is the input file; choose another output path (-o)")
-    header = [*sheet.columns, *output_names(sheet.columns, [*RESULT_COLUMNS, *extra_columns])]
+    graded = grader.columns if grader else ()
+    header = [
+        *sheet.columns,
+        *output_names(sheet.columns, [*RESULT_COLUMNS, *extra_columns, *graded]),
+    ]
+    if grader:
+        fetch = grader.fetching(fetch)
     with _atomic_writer(out_path) as f:
         # csv.writer quotes cells holding commas, quotes or newlines, so multi-line answers
         # stay in one cell.
@@ -68,6 +77,8 @@ def write_answers(
         writer.writerow(header)
         for cells, result in _joined(sheet, fetch, chunk):
             ours = _result_cells(result, extra_columns, pending_reason)
+            if grader:
+                ours += grader.cells(cells, result)
             writer.writerow(cells + ([_neutralise(c) for c in ours] if sanitize else ours))
     return out_path
 
@@ -89,6 +100,7 @@ def write_job(
         sanitize=sanitize,
         extra_columns=Profile.from_json(spec.profile).answer_columns(),
         pending_reason=pending_reason,
+        grader=grade.for_job(store, spec, sheet),
     )
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 
 import openai
 
-from jobs import batches
+from jobs import batches, grade
 from jobs.feed import Feeder, Unsent
 from jobs.intake import Worksheet
 from jobs.lost import LostTasks, quiet_for
@@ -89,6 +89,7 @@ def create_job(
         batch_max_lines=settings.batch_max_lines,
         batch_poll_s=settings.batch_poll_s,
         batch_margin_s=settings.batch_margin_s,
+        grade=grade.terms(settings, sheet, profile),
         **spending.job_terms(settings, profile.max_output_tokens),
     )
     spending.check(spec)

@@ -44,7 +44,8 @@ def test_numbers_reads_the_numbers_of_an_answer(text, expected):
         ("Answer: 3\nWait, recheck.\nFinal answer: 5", "5"),
         (r"so the result is \boxed{12} and we are done", "12"),
         ("step one\nstep two\nx = 9", "x = 9"),
-        ("정답: x = 4\n답: 4", "답: 4"),  # no Answer: line nor \\boxed{}: the last line
+        ("정답: x = 4\n답: 4", "4"),  # 답: is Korean's Answer: (worker/grading)
+        ("step one\n그래서 답은 이렇다", "그래서 답은 이렇다"),  # no Answer: line: the last line
         ("", ""),
     ],
 )

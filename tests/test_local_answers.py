@@ -272,3 +272,33 @@ def test_the_compose_local_model_service_answers_workers_without_the_extra(
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(60)
+
+
+def test_a_keyed_worksheet_is_graded_and_judged_offline(tmp_path, llama, bundled):
+    """data/graded.csv's kind of sheet on the bundled model, with the judge on the same
+    offline server: maths rows decided by the key, free text by the judge's schema answer."""
+    rows = [
+        ["g1", "Solve for x: 3x + 11 = 14.", "1"],
+        ["g2", "다음 방정식을 푸세요: 2x - 7 = 9", "8"],
+        ["g3", "What is the capital of France? Answer in a full sentence.", "Paris"],
+    ]
+    sheet = write_csv(tmp_path / "g.csv", ["id", "question", "expected"], rows)
+    profile = tmp_path / "short.toml"
+    profile.write_text(SHORT)
+    out = tmp_path / "g.answers.csv"
+    args = ["run", str(sheet), "--provider", "local", "--assistant", str(profile)]
+    run = askbatch([*args, "--grade-with", "judge"], local_env(tmp_path, bundled), out, timeout=900)
+    assert run.code == 0, run.stderr
+    got = {r["id"]: r for r in run.rows()}
+    for rid in ("g1", "g2"):
+        assert got[rid]["correct"] in ("yes", "no"), got[rid]
+        assert got[rid]["grade_note"].startswith("final answer "), got[rid]
+    free = got["g3"]
+    assert free["correct"] in ("yes", "no"), free
+    assert free["grade_note"].startswith(("final answer ", "judged by ")), free
+    if free["grade_note"].startswith("judged by "):
+        assert free["grade_cost_usd"] == "0.000000000", "the local model is free"
+    right = sum(r["correct"] == "yes" for r in got.values())
+    assert right >= 2, got  # it gets these right (README: 11 of 12 on such questions)
+    pct = f"{100 * right / 3:.1f}".removesuffix(".0")
+    assert f"{right} of 3 graded rows correct ({pct} %)" in run.stderr, run.stderr

@@ -230,3 +230,25 @@ def test_every_asset_is_served_locally():
     for path in STATIC.iterdir():
         text = path.read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
+
+
+def test_a_job_started_with_an_answer_key_shows_its_score(embedded, tmp_path):
+    server, _ = embedded
+    rows = [["k1", "Two plus two?\nAnswer: 4", "4"], ["k2", "Half of 3?\nAnswer: 1.6", "3/2"]]
+    sheet = write_csv(tmp_path / "keyed.csv", ["id", "question", "key"], rows)
+    with server.client() as c:
+        with sheet.open("rb") as f:
+            bad = c.post("/api/estimate", files={"worksheet": (sheet.name, f)}, data={})
+            upload = bad.json()["upload"]
+        refused = c.post("/api/jobs", data={"upload": upload, "expected": "answer_key"})
+        assert refused.status_code == 400 and "no column 'answer_key'" in refused.text
+        job_id = _start(c, sheet, expected="key")
+        facts = wait_job(c, job_id, lambda f: f["state"] == "finished" and f.get("grade"))
+        assert facts["grade"]["line"] == "1 of 2 graded rows correct (50 %)"
+        assert [(w["row"], w["key"]) for w in facts["grade"]["wrong"]] == [(2, "3/2")]
+        answers = csv_rows(c.get(f"/api/jobs/{job_id}/answers.csv").text)
+        assert [r["correct"] for r in answers] == ["yes", "no"]
+        report = c.get(f"/api/jobs/{job_id}/report.html").text
+        assert (
+            "1 of 2 graded rows correct (50 %)" in report and "Right and wrong by model" in report
+        )

@@ -20,19 +20,16 @@ may be missing from the solver's.
 from __future__ import annotations
 
 import json
-import re
 import string
 from dataclasses import dataclass, field
 from typing import Any
 
 from worker.equations import failed_substitution, find_equation, numbers
+from worker.grading import final_answer, grade
 from worker.models import COMPLETED, FAILED, Row, Usage
 from worker.providers.base import Provider, Thread, Turn
 from worker.retry import Retrier
 from worker.tools import ToolLog
-
-_ANSWER_LINE = re.compile(r"(?:final\s+)?answer\s*[:：]\s*(.+)", re.IGNORECASE)
-_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 
 
 @dataclass(frozen=True)
@@ -74,24 +71,16 @@ class Check:
     seen: dict[str, str] = field(default_factory=dict)
 
 
-def final_answer(text: str) -> str:
-    """Where a worked solution states its result: the last `Answer:` line, else the last
-    `\\boxed{}`, else the last line."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    for line in reversed(lines):
-        if m := _ANSWER_LINE.search(line):
-            return m.group(1).strip()
-    if boxed := _BOXED.findall(text):
-        return boxed[-1]
-    return lines[-1] if lines else ""
-
-
 def agrees(stated: str, solved: str, problem: str) -> bool:
-    """Whether the solver's final answer has the stated answer's numbers: every number it
-    gives is stated, and every stated number it lacks is one the problem holds too."""
+    """Whether the solver's final answer has the stated answer's numbers (every number it
+    gives is stated, and every stated number it lacks is one the problem holds too), or is
+    the same answer as a teacher grades it (worker/grading: `1 1/3` for `x = 4/3`, an
+    equivalent equation), decimals exact."""
     got = numbers(solved)
     said = numbers(stated)
-    return bool(got) and got <= said and said - got <= numbers(problem)
+    if got and got <= said and said - got <= numbers(problem):
+        return True
+    return grade(solved, stated, rounding=False).correct is True
 
 
 def question_for(rule: CheckRule, answer: str, asked: str) -> tuple[str, str]:

@@ -237,6 +237,9 @@ class JobSpec:
     batch_max_lines: int = 50_000
     batch_poll_s: float = 30.0
     batch_margin_s: float = 3600.0  # past a batch's window, before it is given up
+    # The answer key (jobs/grade.py): {"expected": column, "field": answer field, "judge":
+    # model}; empty when the sheet has no key.
+    grade: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

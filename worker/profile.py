@@ -37,8 +37,9 @@ MIN_OUTPUT_TOKENS = 16  # the least the Responses API takes for max_output_token
 
 KEYS = {
     "name", "model", "instructions", "temperature", "top_p", "max_output_tokens", "tools",
-    "response_format", "check",
+    "response_format", "check", "grade",
 }  # fmt: skip
+GRADE_KEYS = {"model", "expected", "field"}  # [grade]: the judge, the key column, the field
 CHECK_KEYS = {"question", "compare", "instructions", "attempts", "new"}
 # What the check's solver is told when the profile says nothing else (worker/check.py reads
 # the final answer from the line this asks for).
@@ -79,6 +80,8 @@ class Profile:
     response_format: dict[str, Any] | None = None
     # {"question", "compare", "instructions", "attempts", "new"} (worker/check.py), or None.
     check: dict[str, Any] | None = None
+    # {"model", "expected", "field"} (jobs/grade.py), or None.
+    grade: dict[str, str] | None = None
 
     @property
     def schema(self) -> dict[str, Any] | None:
@@ -142,7 +145,15 @@ def load_profile(path: str | Path) -> Profile:
         values["response_format"] = _response_format(raw["response_format"], path)
     if "check" in raw:
         values["check"] = _check(raw["check"], values.get("response_format"), where)
+    if "grade" in raw:
+        values["grade"] = _grade(raw["grade"], f"{where}: grade")
     return Profile(**values)
+
+
+def _grade(raw: Any, where: str) -> dict[str, str]:
+    if not isinstance(raw, dict) or set(raw) - GRADE_KEYS:
+        raise ConfigError(f"{where} should be a table of {sorted(GRADE_KEYS)}")
+    return {key: _typed(value, str, f"{where}: {key}") for key, value in raw.items()}
 
 
 def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:

@@ -92,6 +92,9 @@ ENV_VARS: dict[str, str] = {
     "batch_max_lines": "ASKBATCH_BATCH_MAX_LINES",
     "batch_poll_s": "ASKBATCH_BATCH_POLL_S",
     "batch_margin_s": "ASKBATCH_BATCH_MARGIN",
+    "expected": "ASKBATCH_EXPECTED",
+    "grade_field": "ASKBATCH_GRADE_FIELD",
+    "grade_with": "ASKBATCH_GRADE_WITH",
     "ui_token": "ASKBATCH_UI_TOKEN",
     "ui_max_upload_mb": "ASKBATCH_UI_MAX_UPLOAD_MB",
 }
@@ -202,6 +205,16 @@ class Settings:
     #: batch that has not ended is given up: cancelled at the server, its unfinished lines sent
     #: again
     batch_margin_s: float = 3600.0
+    # Grading (jobs/grade.py): the answer key's column ("" = `expected` when the sheet has
+    # one), the `answer.<field>` graded for structured answers, the judge model for the rows
+    # the key does not decide exactly ("" = none asked).
+    #: the answer key's column; empty: `expected`, if the sheet has it; rows are graded
+    #: ([grading](grading.md))
+    expected: str = ""
+    #: structured answers: the `answer.<field>` graded; empty: the schema's `answer` field
+    grade_field: str = ""
+    #: the model that judges the rows the key does not decide exactly; empty: none asked
+    grade_with: str = ""
     # `askbatch serve`: the token every request must carry (required off loopback), and the
     # largest upload (worksheet or profile) it takes, in MB.
     #: `askbatch serve`: the token every request must carry; required with a `--host` other than

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from jobs import pace
+from jobs import judge, pace
 from jobs.csvout import write_job
 from jobs.feed import Unsent
 from jobs.intake import Worksheet
@@ -95,6 +95,7 @@ def execute(
     show.close()
     if is_halt(halt := store.stopped(spec.job_id)):
         return _halted(Halt(*halt), store, spec, sheet, out, args, say)
+    judge.judge(settings, store, spec, sheet, say)
     write_job(store, spec, sheet, out, sanitize=not args.no_sanitize)
     if (stop := store.stopped(spec.job_id)) and stop[0] == CANCELLED:
         say(f"job {spec.job_id} was cancelled: rows not started are `cancelled`")
@@ -102,7 +103,11 @@ def execute(
 
     # The summary is said even with --quiet: it is what the job came to.
     answers = report.load(
-        out, pricing.PriceBook.from_json(spec.prices), spec.base_url, spec.provider
+        out,
+        pricing.PriceBook.from_json(spec.prices),
+        spec.base_url,
+        spec.provider,
+        spec.grade.get("expected", ""),
     )
     tell(report.text(report.summarize(answers), time.monotonic() - t0))
     if how := pace.bound(pace.reports(store, spec.job_id, within_s=120)):

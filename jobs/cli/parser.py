@@ -78,6 +78,29 @@ def _cost_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _grade_flags(p: argparse.ArgumentParser, judge: bool = True) -> None:
+    """The answer key (jobs/grade.py, docs/grading.md)."""
+    p.add_argument(
+        "--expected",
+        metavar="COLUMN",
+        help="the column holding each row's answer key (default: `expected`, if there is one); "
+        "graded rows get `correct` and `grade_note`",
+    )
+    p.add_argument(
+        "--grade-field",
+        dest="grade_field",
+        metavar="FIELD",
+        help="structured answers: grade `answer.FIELD` against the key",
+    )
+    if judge:
+        p.add_argument(
+            "--grade-with",
+            dest="grade_with",
+            metavar="MODEL",
+            help="ask MODEL to judge the rows the key does not decide exactly (free text)",
+        )
+
+
 def _local_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--local-model",
@@ -128,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(run)
     _local_flags(run)
     _cost_flags(run)
+    _grade_flags(run)
 
     est = sub.add_parser("estimate", help="what a worksheet would cost; calls no API")
     est.add_argument("input", type=Path, help="CSV with a `question` column")
@@ -147,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="base_url",
         help="server the CSVs were answered by: prices older CSVs (self-hosted, etc.) and "
         "names rows a gateway's list price priced",
+    )
+    _grade_flags(rep, judge=False)
+    rep.add_argument(
+        "--by",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="with an answer key: the HTML report's right/wrong chart by this column too",
     )
 
     _job_commands(sub)

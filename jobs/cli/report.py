@@ -17,7 +17,12 @@ def command(args: argparse.Namespace) -> int:
     prices = pricing.load_prices(args.prices) if args.prices else pricing.NO_PRICES
     if args.html is not None:
         check_output_path(args.html, args.inputs[0], args.overwrite)
-    parts, total = report.summarize_files(args.inputs, prices, args.base_url or "")
+    regrade = (
+        {"expected": args.expected, "field": args.grade_field or ""} if args.expected else None
+    )
+    parts, total = report.summarize_files(
+        args.inputs, prices, args.base_url or "", regrade=regrade, by=args.by
+    )
     blocks = [(f"== {s.name} ==\n" if total else "") + report.text(s) for _, s in parts]
     if total is not None:
         blocks.append(f"== {total.name} ==\n" + report.text(total))

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
+from jobs import grade
 from jobs.csvout import CLASH_PREFIX
 from jobs.report import priced
 from worker import pricing
@@ -31,8 +32,8 @@ from worker.models import RESULT_COLUMNS, Usage
 
 TOKEN_KINDS = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
 NUMBERS = (*TOKEN_KINDS, "total_tokens", "latency_s", "attempts")
-CATEGORIES = ("status", "model", "service_tier")
-WANTED = (*CATEGORIES, *NUMBERS, "cost_usd")
+CATEGORIES = ("status", "model", "service_tier", "correct")
+WANTED = (*CATEGORIES, *NUMBERS, "cost_usd", "grade_cost_usd", "grade_note")
 TEXTS = ("id", "question")
 CHUNK = 100_000  # rows parsed at a time: a few tens of MB of strings at most
 
@@ -47,6 +48,7 @@ class Answers:
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
+    key: str = ""  # the answer key's column, when the rows were graded (jobs/grade.py)
 
     def texts(self, picked: pd.DataFrame) -> pd.DataFrame:
         """`picked` (rows of the frame) with `label` (the input's id, else the row number;
@@ -71,10 +73,12 @@ def load(
     prices: pricing.PriceBook = pricing.NO_PRICES,
     base_url: str = "",
     provider: str = "",
+    key: str = "",
 ) -> Answers:
     """Read an answers CSV; a file that is not one is an InputError naming it. `prices`,
     `base_url` and `provider` are how its job was priced (for rows without cost_usd, the
-    standard price of tiered rows, and which rows a gateway's list price priced)."""
+    standard price of tiered rows, and which rows a gateway's list price priced). `key` is
+    the answer key's column (default `expected`, if the file has one)."""
     path = Path(path)
     header = _header(path)
     ours = _result_columns(header)
@@ -111,7 +115,8 @@ def load(
     frame["unpriced"] = frame["cost"].isna() & used
     priced.annotate(frame, prices, base_url, provider)
     frame["cost_order"] = frame["cost"].fillna(-1).astype("int64")
-    return Answers(path, frame, notes, [path])
+    key = key or (grade.KEY if grade.KEY in header else "")
+    return Answers(path, frame, notes, [path], key)
 
 
 def combine(many: list[Answers]) -> Answers:
@@ -122,7 +127,7 @@ def combine(many: list[Answers]) -> Answers:
         frames.append(a.frame.assign(part=a.frame["part"] + offset))
         offset += len(a.paths)
     frame = _concat(frames)
-    return Answers(Path(f"all {len(many)} files"), frame, [], paths)
+    return Answers(Path(f"all {len(many)} files"), frame, [], paths, many[0].key if many else "")
 
 
 def _lean(
@@ -149,6 +154,12 @@ def _lean(
     else:
         cost = _price_now(lean, prices, base_url)
     lean["cost"] = pd.array(cost, dtype="Int64")
+    grade_cost = chunk["grade_cost_usd"] if "grade_cost_usd" in chunk else [""] * len(chunk)
+    lean["grade_cost"] = pd.array(
+        [_nanos(v, path, at + i) for i, v in enumerate(grade_cost)], dtype="Int64"
+    )
+    notes = chunk["grade_note"] if "grade_note" in chunk else pd.Series("", index=chunk.index)
+    lean["judged"] = notes.str.startswith("judged by ")
     return lean
 
 
@@ -192,9 +203,12 @@ def _result_columns(header: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for name in header:
         plain = name
-        while plain.startswith(CLASH_PREFIX) and plain not in RESULT_COLUMNS:
+        while plain.startswith(CLASH_PREFIX) and plain not in (
+            *RESULT_COLUMNS,
+            *grade.JUDGED_COLUMNS,
+        ):
             plain = plain[len(CLASH_PREFIX) :]
-        if plain in RESULT_COLUMNS:
+        if plain in RESULT_COLUMNS or plain in grade.JUDGED_COLUMNS:
             found[plain] = name
     return found
 

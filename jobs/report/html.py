@@ -11,7 +11,7 @@ from datetime import datetime
 from html import escape
 from pathlib import Path
 
-from jobs.report import charts
+from jobs.report import charts, graded
 from jobs.report.summary import Answers, Summary, rows, usd
 from worker.errors import InputError
 
@@ -104,7 +104,7 @@ def _section(answers: Answers, s: Summary) -> str:
         f"<figure><figcaption>Latency distribution (rows sent)</figcaption>"
         f"{_latency(answers, s)}</figure></div>"
         f"<h3>By model</h3>{_model_table(s)}"
-        f"<h3>Costliest rows</h3>{_costliest(s)}</section>"
+        f"<h3>Costliest rows</h3>{_costliest(s)}{graded.section(s.score)}</section>"
     )
 
 

@@ -9,6 +9,7 @@ means its model is unpriced: such rows are counted apart, never as free.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from jobs.csvout import PENDING
-from jobs.report import priced
+from jobs.report import priced, scores
 from jobs.report.answers import TOKEN_KINDS, Answers, combine, load
 from worker import pricing
 from worker.pricing import dollars, usd
@@ -45,9 +46,11 @@ class Summary:
     notes: list[str]
     # Cost by tier against standard prices, and rows a gateway's list price priced.
     pricing_lines: list[str] = field(default_factory=list)
+    # The answer key's score (jobs/report/scores.py), when rows were graded.
+    score: scores.Score | None = None
 
 
-def summarize(answers: Answers, name: str | None = None) -> Summary:
+def summarize(answers: Answers, name: str | None = None, by: Sequence[str] = ()) -> Summary:
     f = answers.frame
     by_status: dict[str, int] = {}
     # As plain values: ties then keep the order in which the rows first show them.
@@ -106,20 +109,29 @@ def summarize(answers: Answers, name: str | None = None) -> Summary:
         costliest=costliest[["label", "row", "model", "total_tokens", "cost", "question"]],
         notes=notes,
         pricing_lines=priced.lines(f, usd),
+        score=scores.score(answers, answers.key, list(by)),
     )
 
 
 def summarize_files(
-    paths: list[Path], prices: pricing.PriceBook = pricing.NO_PRICES, base_url: str = ""
+    paths: list[Path],
+    prices: pricing.PriceBook = pricing.NO_PRICES,
+    base_url: str = "",
+    regrade: dict[str, str] | None = None,
+    by: Sequence[str] = (),
 ) -> tuple[list[tuple[Answers, Summary]], Summary | None]:
-    """Each answers CSV loaded and summarised, and with more than one, all of them together."""
+    """Each answers CSV loaded and summarised, and with more than one, all of them together;
+    `regrade` and `by`: see `load` and jobs/report/scores.py."""
     parts = []
     for path in paths:
         answers = load(path, prices, base_url)
-        parts.append((answers, summarize(answers)))
+        if regrade:  # `report --expected`: graded again from the file, asking nothing
+            answers.frame["correct"] = pd.Categorical(scores.regrade(path, regrade))
+            answers.key = regrade["expected"]
+        parts.append((answers, summarize(answers, by=by)))
     total = None
     if len(parts) > 1:
-        total = summarize(combine([a for a, _ in parts]))
+        total = summarize(combine([a for a, _ in parts]), by=by)
     return parts, total
 
 
@@ -160,6 +172,8 @@ def text(s: Summary, elapsed_s: float | None = None) -> str:
                 f"  {usd(r.cost):>10}  row {r.row} (id {r.label}), {r.model}, "
                 f"{int(r.total_tokens):,} tokens: {_snippet(r.question)}"
             )
+    if s.score is not None:
+        lines += scores.text(s.score)
     if elapsed_s is not None:
         rate = s.done / elapsed_s if elapsed_s > 0 else 0.0
         lines.append(f"time: {elapsed_s:.1f}s ({rate:.1f} rows/s)")

@@ -124,9 +124,10 @@ class Api:
         from jobs import report  # pandas comes with the report: only when one is made
         from jobs.report import html
 
-        _, folder, out = self._collected(job_id)
+        job, folder, out = self._collected(job_id)
         try:
-            answers = report.load(out)  # named by its file, not the server's temporary folder
+            # Named by its file, not the server's temporary folder; graded by the job's key.
+            answers = report.load(out, key=job.spec.grade.get("expected", ""))
             return html.page([(answers, report.summarize(answers, name=out.name))])
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -14,8 +14,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from jobs import control
+from jobs import control, grade
+from jobs.record import check_worksheet
 from jobs.snapshot import Sampler, snapshot, tier_of
+from worker.errors import AskbatchError
 from worker.models import EXPIRED, FAILED, INCOMPLETE, SKIPPED, money
 from worker.settings import OPENAI_URL, mask_url
 from worker.store import Progress
@@ -33,6 +35,9 @@ class Tally:
     by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     sampler: Sampler = field(default_factory=Sampler)  # rows done over time: rate, time left
+    # The score (jobs/grade.py), worked out again only when rows or verdicts were added.
+    score: dict[str, Any] | None = None
+    score_at: tuple[int, int] = (-1, -1)
 
     def add(self, result) -> None:
         self.seen.add(result.index)
@@ -105,6 +110,34 @@ def settings_of(job: control.Job) -> dict[str, Any]:
     return shown
 
 
+def _graded(job: control.Job, tally: Tally, progress: Progress) -> dict[str, Any] | None:
+    """The job's score and first wrong rows, for a job with an answer key."""
+    if not job.spec.grade:
+        return None
+    try:
+        judged = job.store.progress(grade.judge_id(job.id)).done
+    except KeyError:
+        judged = 0
+    if tally.score_at != (progress.done, judged):
+        try:
+            found = grade.score(job.store, job.spec, check_worksheet(job.record, job.id))
+        except AskbatchError:
+            return None  # the worksheet is gone or changed: the page says so elsewhere
+        if found is None:
+            return None
+        wrong = [
+            dict(zip(("row", "question", "key", "answer"), w, strict=True)) for w in found.wrong
+        ]
+        tally.score = {
+            "line": found.line(),
+            "right": found.right,
+            "graded": found.graded,
+            "wrong": wrong,
+        }
+        tally.score_at = (progress.done, judged)
+    return tally.score
+
+
 def describe(job: control.Job, tallies: Tallies, detail: bool = False) -> dict[str, Any]:
     """The job's facts for the page and the JSON API: the live ones from `jobs.snapshot` (as
     the progress bar shows them), with the cost by model and the first failures."""
@@ -150,6 +183,7 @@ def describe(job: control.Job, tallies: Tallies, detail: bool = False) -> dict[s
         "settings": settings_of(job),
     }
     if detail:
+        facts["grade"] = _graded(job, tally, progress)
         facts["failures"] = list(tally.failures)
         facts["status_line"] = control.state_line(job, progress)
     return facts

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from jobs import control
+from jobs import control, judge
 from jobs.intake import Worksheet, open_worksheet
 from jobs.record import check_worksheet, record_for
 from jobs.submit import answer_job, load_job_profile, pending_groups, start_job, task_groups
@@ -33,7 +33,15 @@ log = logging.getLogger("askbatch.serve")
 
 # The page's choices: what a form may set on the server's own settings. A provider that needs
 # a server of its own (`local`) is for the command line.
-CHOICES = ("provider", "model", "instructions", "max_cost", "answer_tokens")
+CHOICES = (
+    "provider",
+    "model",
+    "instructions",
+    "max_cost",
+    "answer_tokens",
+    "expected",
+    "grade_with",
+)
 OPTIONAL_CHOICES = ("service_tier", "batch")  # where the settings have them
 PAGE_PROVIDERS = tuple(p for p in PROVIDERS if p != "local")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{16}")
@@ -219,6 +227,7 @@ class Launcher:
                         tell=lambda message: self._note(job.id, message.strip()),
                     )
                     self._note(job.id, "")
+                    judge.judge(settings, job.store, job.spec, sheet, lambda m: None)
                     control.collect(job, Path(job.record.output))
                 except AskbatchError as exc:
                     self._note(job.id, str(exc))

@@ -98,8 +98,9 @@ _BY_TYPE = {"boolean": True, "array": [], "object": {}}
 def structured_answer(schema: dict, question: str, turn: int) -> dict:
     """The object answered for a JSON-schema format: for each of ``schema["properties"]``
     in order, ``enum`` -> its first value; string -> ``"NAME: " + answer_for(question,
-    turn)``; integer -> turn; number -> turn + 0.5; boolean -> True; array -> [];
-    object -> {}; anything else (or no type) -> None."""
+    turn)``; integer -> turn; number -> turn + 0.5; boolean -> True (False when the question
+    holds ``[[false]]``: a judge's verdict scripted through the answer it reads); array ->
+    []; object -> {}; anything else (or no type) -> None."""
     answer = answer_for(question, turn)
     obj: dict = {}
     for name, spec in (schema.get("properties") or {}).items():
@@ -113,6 +114,8 @@ def structured_answer(schema: dict, question: str, turn: int) -> dict:
             obj[name] = turn
         elif kind == "number":
             obj[name] = turn + 0.5
+        elif kind == "boolean":
+            obj[name] = "[[false]]" not in question
         else:
             obj[name] = _BY_TYPE.get(kind)  # type: ignore[arg-type]
     return obj

@@ -8,8 +8,8 @@ A marker is ``[[name]]`` or ``[[name:arg:arg]]`` anywhere in the latest user mes
 ``[[sleep:S]]`` adds latency; ``[[cached:N]]``, ``[[reasoning:N]]`` fill usage details;
 ``[[callagain]]`` repeats function-tool rounds; ``[[flexbusy:N]]`` answers the first N flex
 requests 429 resource-unavailable; ``[[invalid]]`` fails a batch line at validation.
-``[[call:NAME[:JSON-ARGS]]]``, ``[[badjson]]`` and ``[[wrongschema]]`` are read by ``expect``
-(``marked_calls``, ``final_answer``).
+``[[call:NAME[:JSON-ARGS]]]``, ``[[badjson]]``, ``[[wrongschema]]`` and ``[[false]]`` are read
+by ``expect`` (``marked_calls``, ``final_answer``).
 """
 
 import re

@@ -44,7 +44,7 @@ document.getElementById("worksheet").addEventListener("change", () => estimate(t
 document.getElementById("profile").addEventListener("change", () => estimate(true));
 document.getElementById("estimate").addEventListener("click", () => estimate(!upload));
 for (const id of ["provider", "model", "instructions", "max_cost", "answer_tokens",
-                  "service_tier", "batch"]) {
+                  "service_tier", "batch", "expected", "grade_with"]) {
   document.getElementById(id).addEventListener("change", () => { if (upload) estimate(false); });
 }
 

@@ -55,6 +55,17 @@ function show(job) {
   document.querySelector("#failures tbody").replaceChildren(...failures);
   $("no-failures").hidden = failures.length > 0;
   $("failed-count").textContent = job.failed ? "(" + number(job.failed) + " rows)" : "";
+  $("graded").hidden = !job.grade;
+  if (job.grade) {
+    $("score").textContent = job.grade.line + (job.grade.wrong.length ? "; the wrong rows:" : "");
+    const wrong = job.grade.wrong.map((w) => {
+      const row = el("tr");
+      row.append(el("td", { class: "num", text: String(w.row) }), el("td", { text: w.question }),
+                 el("td", { text: w.key }), el("td", { text: w.answer }));
+      return row;
+    });
+    document.querySelector("#wrong tbody").replaceChildren(...wrong);
+  }
   const now = Date.now();
   if (job.done !== reportDone && (now - reportAt > 30000 || job.done >= job.total)) {
     reportAt = now;
