@@ -236,6 +236,9 @@ class JobSpec:
     batch: bool = False
     batch_max_lines: int = 50_000
     batch_poll_s: float = 30.0
+    # The profile was uploaded to `askbatch serve`: each process that answers the job runs only
+    # the tools its own ASKBATCH_UI_TOOLS allows (worker/runtime.py), whatever the profile names.
+    profile_from_page: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
