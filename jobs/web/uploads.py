@@ -84,7 +84,7 @@ class Uploads:
         self.root = Path(settings.state_dir) / "uploads"
         self.lock = threading.Lock()
         self.busy: set[str] = set()  # uploads a request is reading or starting right now
-        self.swept = 0.0
+        self.swept = float("-inf")  # the first list of jobs sweeps
 
     @contextlib.contextmanager
     def taking(self, form: dict[str, Any]) -> Iterator[Upload]:
