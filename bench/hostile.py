@@ -8,6 +8,7 @@ line     a worksheet with one line of --line-mb MB: `askbatch estimate`'s exit c
          and time (the line is refused; the memory it costs is the point)
 uploads  `askbatch serve`, and eight parallel uploads of 45 MB with no question column: the
          server's RSS before and its peak after, the answers, and what is left in uploads/
+         (with the default limit, four are received at once and the others get 429)
 rows     `askbatch serve`, and one upload of 2.5 M tiny rows (5 MB): the answer, its time and
          the server's CPU for it
 """
@@ -33,7 +34,7 @@ from bench.__main__ import ROOT, free_port, peak_mb, wait_child
 def _env(work: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASKBATCH_", "OPENAI_"))}
     env.update(OPENAI_API_KEY="sk-bench", ASKBATCH_STATE_DIR=str(work / "state"), **extra)
-    env["PYTHONPATH"] = str(ROOT)
+    env.pop("PYTHONPATH", None)  # this checkout comes from the command (-m jobs, run from it)
     return env
 
 
@@ -47,6 +48,7 @@ def line(command: list[str], work: Path, line_mb: int) -> None:
     started = time.monotonic()
     proc = subprocess.Popen(
         [*command, "estimate", str(sheet)],
+        cwd=ROOT,
         env=_env(work),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -62,13 +64,14 @@ def line(command: list[str], work: Path, line_mb: int) -> None:
 class Served:
     """`askbatch serve` with a token of the benchmark's."""
 
-    def __init__(self, command: list[str], work: Path) -> None:
+    def __init__(self, command: list[str], work: Path, **env: str) -> None:
         self.token = secrets.token_urlsafe(24)
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
             [*command, "serve", "--port", str(port)],
-            env=_env(work, ASKBATCH_UI_TOKEN=self.token),
+            cwd=ROOT,
+            env=_env(work, ASKBATCH_UI_TOKEN=self.token, **env),
             stdout=(work / "serve.log").open("w"),
             stderr=subprocess.STDOUT,
         )
@@ -102,8 +105,8 @@ class Served:
         self.proc.wait()
 
 
-def uploads(command: list[str], work: Path) -> None:
-    server = Served(command, work)
+def uploads(command: list[str], work: Path, max_upload_mb: str) -> None:
+    server = Served(command, work, ASKBATCH_UI_MAX_UPLOAD_MB=max_upload_mb)
     # No question column: the intake refuses each, after reading all of it.
     data = b"prompt\n" + b"a line of forty-five megabytes in all..\n" * 1_125_000
     before = server.rss_mb()
@@ -117,7 +120,7 @@ def uploads(command: list[str], work: Path) -> None:
     server.stop()
 
 
-def rows(command: list[str], work: Path) -> None:
+def rows(command: list[str], work: Path, _: str) -> None:
     server = Served(command, work)
     data = b"question\n" + b"a\n" * 2_500_000
     cpu = server.process.cpu_times()
@@ -136,6 +139,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("what", nargs="*", default=["line", "uploads", "rows"])
     parser.add_argument("--line-mb", type=int, default=1000)
     parser.add_argument("--askbatch", help="an askbatch executable (default: this checkout)")
+    parser.add_argument(
+        "--max-upload-mb",
+        default="50",
+        help="ASKBATCH_UI_MAX_UPLOAD_MB (100: all eight uploads are received at once)",
+    )
     args = parser.parse_args(argv)
     command = [args.askbatch] if args.askbatch else [sys.executable, "-m", "jobs"]
     for what in args.what:
@@ -143,4 +151,4 @@ def main(argv: list[str]) -> None:
             if what == "line":
                 line(command, Path(tmp), args.line_mb)
             else:
-                {"uploads": uploads, "rows": rows}[what](command, Path(tmp))
+                {"uploads": uploads, "rows": rows}[what](command, Path(tmp), args.max_upload_mb)
