@@ -195,10 +195,8 @@ class Api:
 
     async def start(self, request: Request) -> Response:
         def work(form: dict[str, Any]) -> str:
-            with self.uploads.taking(form) as upload:
-                job_id = self.launcher.start(upload, form)
-                self.uploads.used(upload)
-                return job_id
+            with self.uploads.taking(form) as upload, self.uploads.using(upload):
+                return self.launcher.start(upload, form)
 
         job_id = await self._with_form(request, work)
         return JSONResponse({"job": job_id, "url": f"/jobs/{job_id}"}, status_code=201)

@@ -108,9 +108,19 @@ class Uploads:
             with self.lock:
                 self.busy.discard(upload_id)
 
-    def used(self, upload: Upload) -> None:
-        """A job uses this upload now: it is kept for as long as the job is."""
-        _write_new(upload.folder / USED, b"")
+    @contextlib.contextmanager
+    def using(self, upload: Upload) -> Iterator[None]:
+        """A job is started from this upload in the block: from then on it is kept for as long
+        as the job is (marked before the job exists, unmarked if none was started)."""
+        marker = upload.folder / USED
+        before = marker.exists()
+        _write_new(marker, b"")
+        try:
+            yield
+        except BaseException:
+            if not before:
+                marker.unlink(missing_ok=True)
+            raise
 
     def _receive(self, upload_id: str, sheet: Any, profile: Any) -> None:
         name = _file_name(sheet.filename, "worksheet")
