@@ -147,19 +147,22 @@ class Settings:
     batch: bool = False
     batch_max_lines: int = BATCH_MAX_LINES
     batch_poll_s: float = 30.0
-    # `askbatch serve`: the token every request must carry (a random one is made when none is
-    # set), and the largest upload (worksheet or profile) it takes, in MB.
+    # `askbatch serve` (docs/security.md).
+    #: `askbatch serve`: the token every request must carry, at least 16 characters; empty: a
+    #: random one, printed in the page's address
     ui_token: Secret = field(default=Secret(""), repr=False)
+    #: `askbatch serve`: the largest upload it takes, in MB
     ui_max_upload_mb: float = 50.0
-    # The function tools (module:callable, comma-separated) a profile uploaded to the page may
-    # name; workers run no other tool for a job started from the page (docs/security.md).
+    #: `askbatch serve`: the function tools (`module:callable`, comma-separated) a profile
+    #: uploaded to the page may name; workers run no other tool for a job with such a profile
     ui_tools: str = "worker.builtin_tools:evaluate"
-    # An uploaded worksheet's most rows, and the CPU seconds reading and estimating it may take.
+    #: `askbatch serve`: the most rows of an uploaded worksheet
     ui_max_rows: int = 100_000
+    #: `askbatch serve`: CPU seconds reading and estimating one upload may take
     ui_estimate_cpu_s: float = 20.0
-    # Uploads no job uses: deleted after this many days, and the oldest first once they take
-    # more than this many MB.
+    #: `askbatch serve`: uploads no job uses are deleted after this many days
     ui_upload_days: float = 3.0
+    #: `askbatch serve`: the most disk, in MB, uploads no job uses may take; the oldest go first
     ui_uploads_mb: float = 1000.0
 
     @classmethod
