@@ -16,6 +16,7 @@ Groups:
   batch    (alone) 100,000 rows through --batch: upload time, memory, CPU while waiting
   store    (alone) 1,000,000 results saved into Redis: bytes a row (bench/store.py)
   grading  (alone) grading against a key: import cost, the teacher's table, rows/s
+  hostile  (alone) a 1 GB line, 8 parallel 45 MB uploads, 2.5 M tiny rows (bench/hostile.py)
 
 Columns: q/s over the whole command (start to CSV written); steady = q/s between the first
 and the last request the double saw (start-up and the final report left out); ideal =
@@ -314,6 +315,7 @@ def main() -> None:
         "batch": "batch",
         "store": "store",
         "grading": "grading",
+        "hostile": "hostile",
     }
     if sys.argv[1:2] and sys.argv[1] in alone:
         return importlib.import_module(f"bench.{alone[sys.argv[1]]}").main(sys.argv[2:])

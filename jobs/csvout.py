@@ -174,7 +174,7 @@ def _atomic_writer(out_path: Path) -> Iterator[IO[str]]:
             yield tmp
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.chmod(tmp.name, _default_mode())  # NamedTemporaryFile makes it owner-only
+        os.chmod(tmp.name, _default_mode(out_path.parent))  # NamedTemporaryFile: owner-only
         os.replace(tmp.name, out_path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -182,7 +182,10 @@ def _atomic_writer(out_path: Path) -> Iterator[IO[str]]:
         raise
 
 
-def _default_mode() -> int:
+def _default_mode(folder: Path) -> int:
+    """The umask's mode, but owner-only in an owner-only folder (the state directory's)."""
+    if not folder.stat().st_mode & 0o077:
+        return 0o600
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask

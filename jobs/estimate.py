@@ -22,6 +22,7 @@ from worker import pricing, tokens
 from worker.check import CheckRule
 from worker.limits import spending
 from worker.models import Row, Usage
+from worker.profile import Profile
 from worker.settings import DEFAULT_MODEL, Settings
 
 CHUNK = 2000  # rows counted per tokenizer call
@@ -128,10 +129,11 @@ def estimate(
     return est
 
 
-def for_settings(settings: Settings, sheet: Worksheet) -> Estimate:
+def for_settings(settings: Settings, sheet: Worksheet, profile: Profile | None = None) -> Estimate:
     """The estimate of a worksheet as a run with these settings would ask it: their model,
-    instructions and profile, price file and answer length."""
-    profile = load_job_profile(settings)
+    instructions and profile (`profile`, when the caller has read it), price file and answer
+    length."""
+    profile = load_job_profile(settings) if profile is None else profile
     prices = pricing.load_prices(settings.prices) if settings.prices else pricing.NO_PRICES
     return estimate(
         sheet,

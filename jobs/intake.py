@@ -12,29 +12,20 @@ rows: they are skipped everywhere, as spreadsheet programs and pandas do.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.bounds import ROW_CELLS, Lines, TooLong
+from jobs.encoding import choose_encoding
 from worker.errors import InputError
 from worker.models import Row
 
 QUESTION = "question"
 ID = "id"
 OPTIONAL_COLUMNS = ("thread", "model", "instructions")
-
-DEFAULT_ENCODING = "utf-8"
-# Excel's "CSV" (not "CSV UTF-8") on Korean Windows writes CP949, a superset of EUC-KR.
-FALLBACK_ENCODING = "cp949"
-
-_CHUNK_BYTES = 1 << 20
-_UTF8_BOM = codecs.BOM_UTF8
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-
-_SAVE_AS_HINT = "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited) (*.csv)'"
 
 
 @dataclass(frozen=True)
@@ -46,11 +37,12 @@ class Worksheet:
     columns: list[str]
     n_rows: int
     blank_rows: frozenset[int]
+    max_field_chars: int = 100_000
 
     def records(self) -> Iterator[list[str]]:
         """Yield the raw cells of every data row, in file order (re-reads the file)."""
         n = 0
-        for n, _line, cells in _data_records(self.path, self.encoding):
+        for n, _line, cells in _data_records(self.path, self.encoding, self.max_field_chars):
             if n > self.n_rows or len(cells) != len(self.columns):
                 raise _changed(self.path)
             yield cells
@@ -80,27 +72,33 @@ class _ColumnPicker:
         return Row(index, self.row_id(index, cells), cells[self.question], **extra)
 
 
+class TooManyRows(InputError):
+    """Raised when a worksheet has more rows than the caller takes (`max_rows`)."""
+
+
 def open_worksheet(
     path: str | os.PathLike[str],
     encoding: str | None = None,
     max_field_chars: int = 100_000,
+    max_rows: int | None = None,
 ) -> Worksheet:
     """Check the worksheet at `path` and return it; raise `InputError` if it cannot be used.
 
     With `encoding=None` the file must be UTF-8 (with or without BOM) or, failing that,
-    decode completely as CP949. A given `encoding` is used exactly.
+    decode completely as CP949. A given `encoding` is used exactly. A row longer in the file
+    than ROW_CELLS full cells is refused as it is read (jobs/bounds.py).
     """
     path = Path(path)
     _check_is_file(path)
-    encoding = _choose_encoding(path, encoding)
+    encoding = choose_encoding(path, encoding)
     _raise_field_size_limit(max_field_chars)
-    records = _data_records(path, encoding, with_header=True)
+    records = _data_records(path, encoding, max_field_chars, with_header=True)
     columns = _read_header(path, records, max_field_chars)
-    n_rows, blank_rows = _check_rows(path, records, columns, max_field_chars)
-    return Worksheet(path, encoding, columns, n_rows, frozenset(blank_rows))
+    n_rows, blank = _check_rows(path, records, columns, max_field_chars, max_rows)
+    return Worksheet(path, encoding, columns, n_rows, frozenset(blank), max_field_chars)
 
 
-# --- file and encoding ------------------------------------------------------------------
+# --- the file ---------------------------------------------------------------------------
 
 
 def _check_is_file(path: Path) -> None:
@@ -116,113 +114,6 @@ def _check_is_file(path: Path) -> None:
         raise InputError(f"{path}: the file is empty; it needs a header row and question rows")
 
 
-def _choose_encoding(path: Path, encoding: str | None) -> str:
-    """Return the codec name to read `path` with, after checking the whole file decodes."""
-    if encoding is not None:
-        name = _codec_name(path, encoding)
-        bad = _scan(path, name)
-        if bad is not None:
-            hint = _encoding_hint()
-            raise InputError(f"{path}: {bad.describe()} is not valid {encoding}. {hint}")
-        return name
-    head = _read_head(path)
-    if head.startswith(_UTF16_BOMS):
-        raise InputError(
-            f"{path}: the file is UTF-16 text (Excel's 'Unicode Text'); {_SAVE_AS_HINT}, "
-            "or pass --encoding utf-16"
-        )
-    has_bom = head.startswith(_UTF8_BOM)
-    bad = _scan(path, "utf-8-sig" if has_bom else DEFAULT_ENCODING)
-    if bad is None:
-        return "utf-8-sig" if has_bom else DEFAULT_ENCODING
-    # A BOM says UTF-8 for sure: a bad byte then is damage, not another encoding.
-    if not has_bom and _scan(path, FALLBACK_ENCODING) is None:
-        return FALLBACK_ENCODING
-    raise InputError(
-        f"{path}: {bad.describe()} is not valid UTF-8, and the file is not CP949 (Korean "
-        f"Excel) either. {_encoding_hint()}"
-    )
-
-
-def _encoding_hint() -> str:
-    return (
-        f"Save the file as UTF-8 ({_SAVE_AS_HINT}), or pass its encoding with --encoding, "
-        "e.g. --encoding cp949 or --encoding latin-1"
-    )
-
-
-def _codec_name(path: Path, encoding: str) -> str:
-    try:
-        "a".encode(encoding)  # also rejects bytes-to-bytes codecs such as base64
-    except LookupError:
-        raise InputError(
-            f"{path}: unknown encoding {encoding!r}; use a name such as utf-8, cp949 or euc-kr"
-        ) from None
-    return codecs.lookup(encoding).name
-
-
-def _read_head(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            return f.read(4)
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the file: {e.strerror}") from None
-
-
-@dataclass(frozen=True)
-class _BadBytes:
-    """The first byte that does not decode (`byte` is None if the file ends mid-character)."""
-
-    offset: int
-    line: int
-    byte: int | None
-
-    def describe(self) -> str:
-        where = f"line {self.line} (byte offset {self.offset})"
-        if self.byte is None:
-            return f"the end of the file, at {where},"
-        return f"byte 0x{self.byte:02X} at {where}"
-
-
-def _scan(path: Path, encoding: str) -> _BadBytes | None:
-    """Decode the whole file in chunks; return the first bad byte, or None if all decodes.
-
-    Raises `InputError` at once for NUL characters: CSV text never has them, binary files do.
-    """
-    # utf-8-sig reports error positions after its BOM; plain UTF-8 gives true offsets.
-    codec = "utf-8" if encoding == "utf-8-sig" else encoding
-    decoder = codecs.getincrementaldecoder(codec)(errors="strict")
-    offset = lines = 0
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(_CHUNK_BYTES):
-                pending = len(decoder.getstate()[0])
-                try:
-                    text = decoder.decode(chunk)
-                except UnicodeDecodeError as e:
-                    # e.start counts from the bytes the decoder held back from the last chunk.
-                    line = lines + chunk.count(b"\n", 0, max(e.start - pending, 0)) + 1
-                    return _BadBytes(offset + e.start - pending, line, e.object[e.start])
-                if "\x00" in text:
-                    raise _binary(path, lines + text.count("\n", 0, text.index("\x00")) + 1)
-                offset += len(chunk)
-                lines += text.count("\n")
-            tail = decoder.getstate()[0]
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError:  # the file ends inside a multi-byte character
-        return _BadBytes(offset - len(tail), lines + 1, tail[0] if tail else None)
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the file: {e.strerror}") from None
-    return None
-
-
-def _binary(path: Path, line: int) -> InputError:
-    return InputError(
-        f"{path}: this is not a CSV text file (it contains NUL bytes, first at line {line}). "
-        f"If it is an Excel workbook (.xlsx), {_SAVE_AS_HINT}"
-    )
-
-
 # --- CSV records ------------------------------------------------------------------------
 
 
@@ -234,18 +125,20 @@ def _raise_field_size_limit(max_field_chars: int) -> None:
 
 
 def _data_records(
-    path: Path, encoding: str, with_header: bool = False
+    path: Path, encoding: str, max_field_chars: int, with_header: bool = False
 ) -> Iterator[tuple[int, int, list[str]]]:
     """Yield (row number, first line, cells) per record; row 0 is the header.
 
     Empty lines are skipped. The header is yielded only if `with_header`. Read and parse
     errors become `InputError`s naming the row.
     """
-    row, start = 0, 1
+    row, start, most = 0, 1, ROW_CELLS * max_field_chars
     try:
         with path.open(encoding=encoding, newline="") as f:
-            reader = csv.reader(f, strict=True)  # strict: malformed quoting is an error
+            lines = Lines(f, most)
+            reader = csv.reader(lines, strict=True)  # strict: malformed quoting is an error
             for cells in reader:
+                lines.next_row()
                 if cells:
                     if row or with_header:
                         yield row, start, _strip_bom(cells) if row == 0 else cells
@@ -253,6 +146,13 @@ def _data_records(
                 start = reader.line_num + 1
     except csv.Error as e:
         raise _csv_error(path, row, start, e) from None
+    except TooLong:
+        where = "the header" if row == 0 else _where(row, start)
+        raise InputError(
+            f"{path}: {where} is longer than {most:,} characters ({ROW_CELLS} cells of the "
+            f'{max_field_chars:,} a cell may hold), or a quote (") in it is never closed. '
+            "Check the quotes in that row, or shorten its cells."
+        ) from None
     except UnicodeDecodeError:
         raise _changed(path) from None
     except OSError as e:
@@ -347,6 +247,7 @@ def _check_rows(
     records: Iterator[tuple[int, int, list[str]]],
     columns: list[str],
     max_field_chars: int,
+    max_rows: int | None,
 ) -> tuple[int, list[int]]:
     """Check every data row; return the row count and the indices of blank questions."""
     pick = _ColumnPicker(columns)
@@ -354,6 +255,8 @@ def _check_rows(
     blank: list[int] = []
     n = 0
     for n, line, cells in records:
+        if max_rows is not None and n > max_rows:
+            raise TooManyRows(f"{path}: more than {max_rows:,} rows, the most taken here")
         _check_shape(path, n, line, cells, columns, max_field_chars)
         if pick.id is not None:
             _check_id(path, n, line, cells[pick.id], ids)

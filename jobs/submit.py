@@ -58,11 +58,16 @@ def load_job_profile(settings: Settings) -> Profile:
 
 
 def create_job(
-    settings: Settings, sheet: Worksheet, store: Store, profile: Profile | None = None
+    settings: Settings,
+    sheet: Worksheet,
+    store: Store,
+    profile: Profile | None = None,
+    profile_from_page: bool = False,
 ) -> JobSpec:
     """Record the job and its blank rows; for assistants, make the job's one assistant.
 
-    Flags and environment override the profile; a row's own cells override both (at run time).
+    Flags and environment override the profile; a row's cells override both (at run time).
+    `profile_from_page`: uploaded to `askbatch serve`; workers allow only their own UI tools.
     """
     profile = profile or Profile()
     spec = JobSpec(
@@ -90,6 +95,7 @@ def create_job(
         batch_poll_s=settings.batch_poll_s,
         batch_margin_s=settings.batch_margin_s,
         grade=grade.terms(settings, sheet, profile),
+        profile_from_page=profile_from_page,
         **spending.job_terms(settings, profile.max_output_tokens),
     )
     spending.check(spec)
@@ -112,12 +118,16 @@ def create_job(
 
 
 def start_job(
-    settings: Settings, sheet: Worksheet, store: Store, profile: Profile | None = None
+    settings: Settings,
+    sheet: Worksheet,
+    store: Store,
+    profile: Profile | None = None,
+    profile_from_page: bool = False,
 ) -> JobSpec:
     """`create_job`, with an API error while setting the job up (making the assistant) told
     as what it is: the halt's message and exit code (worker/fatal), else a ConfigError."""
     try:
-        return create_job(settings, sheet, store, profile)
+        return create_job(settings, sheet, store, profile, profile_from_page)
     except openai.OpenAIError as exc:
         model = settings.model or (profile or Profile()).model or DEFAULT_MODEL
         if halt := classify(

@@ -303,7 +303,7 @@ def test_fuzz_csvish_text(
 def test_bad_byte_position_does_not_depend_on_read_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    monkeypatch.setattr("jobs.intake._CHUNK_BYTES", chunk)
+    monkeypatch.setattr("jobs.encoding._CHUNK_BYTES", chunk)
     data = "question\n질문\n한국".encode() + b"\xed\x95" + b"x\n"  # truncated 3-byte char
     message = error_of(write(tmp_path, data))
     assert "byte 0xED at line 3 (byte offset 22)" in message

@@ -71,6 +71,10 @@ def test_evaluate_is_arithmetic_only():
     for bad in ("__import__('os')", "open('x')", "(1).__class__", "9**99999"):
         with pytest.raises(ValueError):
             evaluate(bad)
+    # A power of a power: minutes of CPU and a number no one can print; refused at once.
+    for huge in ("((9**999)**999)**99", "(9**999)**999", "(9**999*9**999)**50"):
+        with pytest.raises(ValueError, match="too large"):
+            evaluate(huge)
 
 
 SCHEMA = {

@@ -41,10 +41,21 @@ def test_unknown_provider_and_bad_broker(monkeypatch):
     assert "secret" not in str(err.value)
 
 
-def test_mask_url_hides_password_only():
+def test_mask_url_hides_credentials_only():
     assert mask_url("rediss://:pw@host:6380/0") == "rediss://:***@host:6380/0"
     assert mask_url("redis://user:pw@h/1") == "redis://user:***@h/1"
     assert mask_url("redis://h:6379/0") == "redis://h:6379/0"
+    assert mask_url("http://sk-TOKEN@host/v1?api-key=S&v=1") == "http://***@host/v1?api-key=***&v=1"
+    said = "GET https://h:8080/v1?access_token=T1&Signature=T2 failed; see https://h/v1?x=1"
+    assert mask_url(said) == (
+        "GET https://h:8080/v1?access_token=***&Signature=*** failed; see https://h/v1?x=1"
+    )
+
+
+def test_a_base_url_with_userinfo_is_refused():
+    with pytest.raises(ConfigError, match="user name or password") as err:
+        Settings.load({"base_url": "http://user:s3cret@h/v1"}, dotenv=False)
+    assert "s3cret" not in str(err.value)
 
 
 def test_docs_list_every_setting():

@@ -54,7 +54,8 @@ def _sheet(tmp_path: Path, n: int, marker: str = "", name: str = "homework.csv")
 
 
 def _upload_and_start(page, server: Server, sheet: Path, shot: str):
-    page.goto(server.url + "/")
+    page.goto(server.entry)  # the address serve printed: its token becomes a session cookie
+    assert page.url == server.url + "/", "the token leaves the address bar"
     page.set_input_files("#worksheet", str(sheet))
     estimate = page.locator("#estimate-text")
     estimate.wait_for(state="visible", timeout=30_000)
@@ -70,6 +71,8 @@ def test_upload_watch_download(browser, served, tmp_path):
     page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 900})
     bad = write_csv(tmp_path / "bad.csv", ["id", "prompt"], [["1", "hi"]])
     page.goto(server.url + "/")
+    assert "needs its token" in page.content(), "no page without the token"
+    page.goto(server.entry)
     page.set_input_files("#worksheet", str(bad))
     page.locator("#error").filter(has_text="question").wait_for(timeout=30_000)
     assert page.locator("#error").inner_text().startswith("bad.csv: ")

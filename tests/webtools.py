@@ -1,10 +1,11 @@
 """Helpers for the tests of `askbatch serve`: the real command started as a user starts it,
-its JSON API called over HTTP, and answers CSVs compared cell by cell."""
+its JSON API called over HTTP with its token, and answers CSVs compared cell by cell."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ class Server:
     proc: subprocess.Popen
     url: str
     log: Path
+    token: str = ""  # ASKBATCH_UI_TOKEN, or the one the server made and printed
 
     @classmethod
-    def start(cls, env: dict[str, str], log: Path, *args: str, token: str = "") -> Server:
+    def start(cls, env: dict[str, str], log: Path, *args: str) -> Server:
         port = free_port()
         proc = subprocess.Popen(
             [*askbatch_command(), "serve", "--port", str(port), *args],
@@ -34,17 +36,19 @@ class Server:
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
         )
-        server = cls(proc, f"http://127.0.0.1:{port}", log)
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+        server = cls(proc, f"http://127.0.0.1:{port}", log, env.get("ASKBATCH_UI_TOKEN", ""))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise AssertionError(f"askbatch serve exited {proc.returncode}:\n{server.text}")
+            if not server.token and (printed := re.search(r"\?token=([\w-]+)", server.text)):
+                server.token = printed[1]
             try:
-                if httpx2.get(f"{server.url}/api/config", headers=headers).status_code == 200:
+                if server.token and server.client().get("/api/config").status_code == 200:
                     return server
             except httpx2.TransportError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         server.stop()
         raise AssertionError(f"askbatch serve did not answer:\n{server.text}")
 
@@ -52,8 +56,15 @@ class Server:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def client(self, **kwargs) -> httpx2.Client:
-        return httpx2.Client(base_url=self.url, timeout=30, **kwargs)
+    @property
+    def entry(self) -> str:
+        """The address a browser opens first: the page's, with the token."""
+        return f"{self.url}/?token={self.token}"
+
+    def client(self, token: bool = True, **kwargs) -> httpx2.Client:
+        """An HTTP client of the API: with the token as a Bearer header, or without."""
+        headers = {"authorization": f"Bearer {self.token}"} if token else {}
+        return httpx2.Client(base_url=self.url, timeout=30, headers=headers, **kwargs)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -18,6 +18,9 @@ _BINARY = {
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _FUNCTIONS = {"sqrt": math.sqrt, "abs": abs, "round": round, "gcd": math.gcd, "lcm": math.lcm}
 _CONSTANTS = {"pi": math.pi, "e": math.e}
+# The largest whole number a product or power may make: more cannot be printed anyway (Python
+# writes at most 4,300 digits), and (9**999)**999 would take the CPU for minutes.
+MAX_BITS = 100_000
 
 
 def evaluate(expression: str) -> str:
@@ -39,6 +42,8 @@ def _eval(node: ast.AST) -> float | int:
         left, right = _eval(node.left), _eval(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > 1000:
             raise ValueError("exponent too large")
+        if _too_big(node.op, left, right):
+            raise ValueError("the result would be too large")
         return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
@@ -50,3 +55,12 @@ def _eval(node: ast.AST) -> float | int:
     ):
         return _FUNCTIONS[node.func.id](*(_eval(a) for a in node.args))
     raise ValueError(f"not allowed in an arithmetic expression: {ast.unparse(node)!r}")
+
+
+def _too_big(op: ast.operator, left: float | int, right: float | int) -> bool:
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return False  # floats overflow with an error of their own
+    bits = abs(left).bit_length()
+    if isinstance(op, ast.Pow):
+        return bits > 1 and right * bits > MAX_BITS
+    return isinstance(op, ast.Mult) and bits + abs(right).bit_length() > MAX_BITS

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import openai
 
+from worker.masking import mask_url
+
 # The stop statuses of a halted job (worker/store `stop`). Unlike cancel and the spending cap,
 # a halt gives the rows not started no result: they are `pending` until resumed.
 HALT_ACCESS = "halt:access"  # key, permission, model, endpoint: exit 2
@@ -122,7 +124,8 @@ def classify(exc: BaseException, *, provider: str, base_url: str, model: str) ->
     if provider == "responses" and status in (404, 405) and _path(exc).endswith("/conversations"):
         return Halt(
             HALT_ACCESS,
-            f"the server at {base_url or 'the base URL'} has no Conversations API ({detail} on "
+            f"the server at {mask_url(base_url) or 'the base URL'} has no Conversations API "
+            f"({detail} on "
             "POST /conversations), which --provider responses needs; use --provider chat",
         )
     if status == 404 and (code == "model_not_found" or param == "model"):
@@ -161,7 +164,7 @@ def model_missing(model: str, base_url: str, detail: str) -> str:
     where = (
         "https://platform.openai.com/docs/models"
         if is_openai(base_url)
-        else f"{base_url.rstrip('/')}/models"
+        else f"{mask_url(base_url).rstrip('/')}/models"
     )
     return (
         f"model {model!r} does not exist or the key cannot use it ({detail}). Fix --model, "

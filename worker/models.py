@@ -240,6 +240,9 @@ class JobSpec:
     # The answer key (jobs/grade.py): {"expected": column, "field": answer field, "judge":
     # model}; empty when the sheet has no key.
     grade: dict[str, str] = field(default_factory=dict)
+    # The profile was uploaded to `askbatch serve`: each process that answers the job runs only
+    # the tools its own ASKBATCH_UI_TOOLS allows (worker/runtime.py), whatever the profile names.
+    profile_from_page: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -53,6 +53,8 @@ from worker.networks import is_private
 
 MILLION = Decimal(1_000_000)
 NANO = Decimal("1e9")  # the spending ledger counts whole nano-dollars
+# Above these, a price (USD per million tokens) or an amount (USD) is a typo, not a number.
+MAX_PRICE, MAX_USD = Decimal(100_000), Decimal(1_000_000_000)
 PRICE_KEYS = ("input", "cached_input", "output", "reasoning")
 BATCH = "batch"
 PRICED_TIERS = (BATCH, "flex", "priority")  # the tiers with prices of their own
@@ -136,10 +138,7 @@ NO_PRICES = PriceBook()
 
 @lru_cache(maxsize=32)
 def _book_from_json(text: str) -> PriceBook:
-    if not text:
-        return NO_PRICES
-    data = json.loads(text)
-    return _book(data, "the job's price table")
+    return _book(json.loads(text), "the job's price table") if text else NO_PRICES
 
 
 def load_prices(path: str | Path) -> PriceBook:
@@ -166,8 +165,6 @@ def _book(data: Mapping[str, Any], where: str) -> PriceBook:
         )
     models: list[tuple[str, Price]] = []
     for name, entry in (data.get("models") or {}).items():
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{where}: models.{name!r} must be a table of prices")
         models.append((name.lower(), _price(entry, f"{where}: models.{name!r}")))
     base_urls: list[tuple[str, str]] = []
     for url, provider in (data.get("base_urls") or {}).items():
@@ -180,9 +177,11 @@ def _book(data: Mapping[str, Any], where: str) -> PriceBook:
     return PriceBook(tuple(models), tuple(base_urls))
 
 
-def _price(entry: Mapping[str, Any], where: str, tiered: bool = True) -> Price:
+def _price(entry: Any, where: str, tiered: bool = True) -> Price:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where} must be a table of prices (input, output, ...)")
     tiers = tuple(
-        (name, _tier_price(entry[name], f"{where}.{name}"))
+        (name, _price(entry[name], f"{where}.{name}", tiered=False))
         for name in PRICED_TIERS
         if tiered and name in entry
     )
@@ -197,24 +196,16 @@ def _price(entry: Mapping[str, Any], where: str, tiered: bool = True) -> Price:
     for key in PRICE_KEYS:
         if key not in entry:
             continue
-        raw = entry[key]
-        try:
-            value = Decimal(str(raw)) if not isinstance(raw, bool) else None
-        except InvalidOperation:
-            value = None
-        if value is None or not value.is_finite() or value < 0:
-            raise ConfigError(f"{where}: {key} = {raw!r} is not a price (a number, 0 or more)")
+        if (value := _amount(entry[key], MAX_PRICE, zero=True)) is None:
+            raise ConfigError(
+                f"{where}: {key} = {entry[key]!r} is not a price (USD per million tokens, 0 to "
+                f"{MAX_PRICE:,})"
+            )
         values[key] = value
     for key in ("input", "output"):
         if key not in values:
             raise ConfigError(f"{where}: {key} is missing (USD per million tokens)")
     return Price(**values, tiers=tiers)
-
-
-def _tier_price(entry: Any, where: str) -> Price:
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where} must be a table of prices (input, output, ...)")
-    return _price(entry, where, tiered=False)
 
 
 def _norm_url(url: str) -> str:
@@ -382,13 +373,21 @@ def dollars(nanos: object) -> Decimal:
 
 def parse_usd(text: str, what: str) -> Decimal:
     """A positive dollar amount from a flag or variable ("5", "0.50", "$2")."""
-    try:
-        value = Decimal(text.strip().lstrip("$"))
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite() or value <= 0:
-        raise ConfigError(f"{what} {text!r} is not an amount in USD greater than 0")
+    if (value := _amount(text, MAX_USD, zero=False)) is None:
+        raise ConfigError(
+            f"{what} {text!r} is not an amount in USD: more than 0, up to {MAX_USD:,}"
+        )
     return value
+
+
+def _amount(raw: object, most: Decimal, zero: bool) -> Decimal | None:
+    """`raw` ("5", "$2", 0.25) as a finite Decimal from 0 (or above 0) to `most`, else None."""
+    try:
+        value = None if isinstance(raw, bool) else Decimal(str(raw).strip().lstrip("$"))
+    except InvalidOperation:
+        return None
+    within = value is not None and value.is_finite() and value <= most
+    return value if within and (value >= 0 if zero else value > 0) else None
 
 
 def usd(value: Decimal | None) -> str:

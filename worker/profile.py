@@ -25,8 +25,10 @@
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,10 @@ KEYS = {
 }  # fmt: skip
 GRADE_KEYS = {"model", "expected", "field"}  # [grade]: the judge, the key column, the field
 CHECK_KEYS = {"question", "compare", "instructions", "attempts", "new"}
+# A tool's function: a dotted module path, a colon, an attribute name.
+FUNCTION = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+# Where an operator lists the tools a profile uploaded to `askbatch serve` may name.
+UI_TOOLS = "ASKBATCH_UI_TOOLS"
 # What the check's solver is told when the profile says nothing else (worker/check.py reads
 # the final answer from the line this asks for).
 CHECK_INSTRUCTIONS = (
@@ -104,8 +110,9 @@ class Profile:
         return cls(**data)
 
 
-def load_profile(path: str | Path) -> Profile:
-    """Read and check a profile file; every problem names the file and the key."""
+def load_profile(path: str | Path, uploaded: bool = False) -> Profile:
+    """Read and check a profile file; every problem names the file and the key. An
+    `uploaded` profile (from the page) is data: it may not name a file to open."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
@@ -142,7 +149,7 @@ def load_profile(path: str | Path) -> Profile:
     if len(names) != len(set(names)):
         raise ConfigError(f"{where}: tools: two tools share a name ({names})")
     if "response_format" in raw:
-        values["response_format"] = _response_format(raw["response_format"], path)
+        values["response_format"] = _response_format(raw["response_format"], path, uploaded)
     if "check" in raw:
         values["check"] = _check(raw["check"], values.get("response_format"), where)
     if "grade" in raw:
@@ -167,7 +174,7 @@ def _tool(raw: Any, where: str) -> Tool:
     if not isinstance(raw, dict) or not isinstance(raw.get("function"), str):
         raise ConfigError(f'{where}: needs function = "module:callable"')
     function = raw["function"]
-    if function.count(":") != 1:
+    if not FUNCTION.fullmatch(function):
         raise ConfigError(f'{where}: function {function!r} should look like "module:callable"')
     params = raw.get("parameters", {"type": "object", "properties": {}})
     if not isinstance(params, dict):
@@ -178,11 +185,16 @@ def _tool(raw: Any, where: str) -> Tool:
     )
 
 
-def _response_format(raw: Any, path: Path) -> dict[str, Any]:
+def _response_format(raw: Any, path: Path, uploaded: bool) -> dict[str, Any]:
     where = f"{path}: response_format"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} should be a table with name and schema (or schema_file)")
     schema = raw.get("schema")
+    if uploaded and "schema_file" in raw:
+        raise ConfigError(
+            f"{where}: schema_file cannot be used in a profile sent to the page (the server "
+            "opens no file an upload names): write the schema inline, schema = { ... }"
+        )
     if schema is None and "schema_file" in raw:
         schema_path = path.parent / raw["schema_file"]
         try:
@@ -259,3 +271,23 @@ def _check(raw: Any, fmt: dict[str, Any] | None, where: str) -> dict[str, Any]:
         "attempts": attempts,
         "new": new,
     }
+
+
+def tool_allowlist(text: str) -> frozenset[str]:
+    """The tools an operator allows (ASKBATCH_UI_TOOLS): `module:callable`, comma-separated."""
+    allowed = frozenset(t.strip() for t in text.split(",") if t.strip())
+    if bad := sorted(t for t in allowed if not FUNCTION.fullmatch(t)):
+        raise ConfigError(f'{UI_TOOLS}: {bad[0]!r} should look like "module:callable"')
+    return allowed
+
+
+def check_allowed(tools: Collection[Tool], allowed: Collection[str], where: str) -> None:
+    """Refuse a tool that is not on the operator's allowlist, by its name alone: nothing is
+    imported. For profiles from the page, and for jobs started there (on every worker)."""
+    for tool in tools:
+        if tool.function not in allowed:
+            listed = ", ".join(sorted(allowed)) or "none"
+            raise ConfigError(
+                f"{where}: tool {tool.name!r} ({tool.function}) is not allowed for jobs from "
+                f"the page; the server's {UI_TOOLS} lists the tools they may use (now: {listed})"
+            )

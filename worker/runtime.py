@@ -14,12 +14,13 @@ import httpx2
 import openai
 
 from worker.batch.chain import look_in_chain
+from worker.errors import ConfigError
 from worker.limits.leases import lease_for
 from worker.limits.rate.flight import flight_for
 from worker.limits.rate.headers import remember_headers
 from worker.local import NoLocalServer
-from worker.models import JobSpec, Row
-from worker.profile import Profile
+from worker.models import FAILED, JobSpec, Row
+from worker.profile import Profile, check_allowed, tool_allowlist
 from worker.providers.assistants import AssistantsProvider
 from worker.providers.base import Provider
 from worker.providers.chat import ChatProvider
@@ -105,11 +106,25 @@ def spec_for(job_id: str) -> JobSpec:
     with _lock:
         spec = _specs.get(job_id)
     if spec is None:
-        spec = store().job(job_id)
+        spec = _page_tools(store().job(job_id))
         with _lock:
             if len(_specs) > 64:  # a long-lived worker sees many jobs
                 _specs.clear()
             _specs[job_id] = spec
+    return spec
+
+
+def _page_tools(spec: JobSpec) -> JobSpec:
+    """A job whose profile came from the page and names a tool this process does not allow
+    (ASKBATCH_UI_TOOLS) is stopped: its rows fail with the reason, and no tool is imported."""
+    if not spec.profile_from_page:
+        return spec
+    try:
+        allowed = tool_allowlist(settings().ui_tools)
+        check_allowed(Profile.from_json(spec.profile).tools, allowed, f"job {spec.job_id}")
+    except ConfigError as exc:
+        store().stop(spec.job_id, FAILED, str(exc))
+        return replace(spec, profile={**spec.profile, "tools": []})
     return spec
 
 

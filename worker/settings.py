@@ -8,7 +8,6 @@ Nothing else in askbatch reads the environment.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,9 @@ from dotenv import load_dotenv
 
 from worker.errors import ConfigError
 from worker.limits.rate.budget import parse_limits
+from worker.masking import has_userinfo, mask_url
 from worker.pricing import parse_usd
+from worker.profile import tool_allowlist
 from worker.tokens import parse_range
 
 PROVIDERS = ("responses", "chat", "assistants", "local")
@@ -35,13 +36,6 @@ class Secret(str):
 
     def __repr__(self) -> str:
         return "Secret('***')" if self else "Secret('')"
-
-
-def mask_url(url: str) -> str:
-    """A URL with any password replaced by ***, for printing broker URLs."""
-    url = re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
-    # Greedy up to the last "@" before the path: a password may hold an unescaped "@".
-    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
 def _default_state_dir() -> str:
@@ -97,6 +91,11 @@ ENV_VARS: dict[str, str] = {
     "grade_with": "ASKBATCH_GRADE_WITH",
     "ui_token": "ASKBATCH_UI_TOKEN",
     "ui_max_upload_mb": "ASKBATCH_UI_MAX_UPLOAD_MB",
+    "ui_tools": "ASKBATCH_UI_TOOLS",
+    "ui_max_rows": "ASKBATCH_UI_MAX_ROWS",
+    "ui_estimate_cpu_s": "ASKBATCH_UI_ESTIMATE_CPU",
+    "ui_upload_days": "ASKBATCH_UI_UPLOAD_DAYS",
+    "ui_uploads_mb": "ASKBATCH_UI_UPLOADS_MB",
 }
 DEFAULT_MODEL = "gpt-5-mini"  # when neither a flag, the environment nor the profile names one
 
@@ -205,9 +204,6 @@ class Settings:
     #: batch that has not ended is given up: cancelled at the server, its unfinished lines sent
     #: again
     batch_margin_s: float = 3600.0
-    # Grading (jobs/grade.py): the answer key's column ("" = `expected` when the sheet has
-    # one), the `answer.<field>` graded for structured answers, the judge model for the rows
-    # the key does not decide exactly ("" = none asked).
     #: the answer key's column; empty: `expected`, if the sheet has it; rows are graded
     #: ([grading](grading.md))
     expected: str = ""
@@ -215,13 +211,23 @@ class Settings:
     grade_field: str = ""
     #: the model that judges the rows the key does not decide exactly; empty: none asked
     grade_with: str = ""
-    # `askbatch serve`: the token every request must carry (required off loopback), and the
-    # largest upload (worksheet or profile) it takes, in MB.
-    #: `askbatch serve`: the token every request must carry; required with a `--host` other than
-    #: loopback
+    # `askbatch serve` (docs/security.md).
+    #: `askbatch serve`: the token every request must carry, at least 16 characters; empty: a
+    #: random one, printed in the page's address
     ui_token: Secret = field(default=Secret(""), repr=False)
     #: `askbatch serve`: the largest upload it takes, in MB
     ui_max_upload_mb: float = 50.0
+    #: `askbatch serve`: the function tools (`module:callable`, comma-separated) a profile
+    #: uploaded to the page may name; workers run no other tool for a job with such a profile
+    ui_tools: str = "worker.builtin_tools:evaluate"
+    #: `askbatch serve`: the most rows of an uploaded worksheet
+    ui_max_rows: int = 100_000
+    #: `askbatch serve`: CPU seconds reading and estimating one upload may take
+    ui_estimate_cpu_s: float = 20.0
+    #: `askbatch serve`: uploads no job uses are deleted after this many days
+    ui_upload_days: float = 3.0
+    #: `askbatch serve`: the most disk, in MB, uploads no job uses may take; the oldest go first
+    ui_uploads_mb: float = 1000.0
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, dotenv: bool = True) -> Settings:
@@ -275,8 +281,7 @@ class Settings:
                 "local_ctx must be at least 256, local_threads and local_parallel 0 or more "
                 "and the local start timeout positive"
             )
-        if self.ui_max_upload_mb <= 0:
-            raise ConfigError("ASKBATCH_UI_MAX_UPLOAD_MB must be positive")
+        self._validate_page()
         if self.local_max_tokens < 1:
             raise ConfigError("local_max_tokens must be at least 1")
         if self.timeout_s <= 0 or self.request_timeout_s <= 0:
@@ -287,6 +292,27 @@ class Settings:
                 f"broker URL {mask_url(self.broker_url)!r} is not a redis:// or rediss:// URL "
                 "(--broker or ASKBATCH_BROKER_URL)"
             )
+        if has_userinfo(self.base_url):
+            # httpx would send them as Basic auth in place of the key's Bearer header (a 401).
+            raise ConfigError(
+                f"base URL {mask_url(self.base_url)!r} carries a user name or password (user:"
+                "password@host): askbatch sends the API key as a Bearer token, which these would "
+                "replace. Remove them from --base-url / OPENAI_BASE_URL and put the key in "
+                "OPENAI_API_KEY"
+            )
+
+    def _validate_page(self) -> None:
+        if min(self.ui_max_upload_mb, self.ui_estimate_cpu_s, self.ui_upload_days) <= 0:
+            raise ConfigError(
+                "ASKBATCH_UI_MAX_UPLOAD_MB, ASKBATCH_UI_ESTIMATE_CPU and ASKBATCH_UI_UPLOAD_DAYS "
+                "must be more than 0"
+            )
+        if self.ui_max_rows < 1 or self.ui_uploads_mb < self.ui_max_upload_mb:
+            raise ConfigError(
+                "ASKBATCH_UI_MAX_ROWS must be at least 1, and ASKBATCH_UI_UPLOADS_MB at least "
+                f"ASKBATCH_UI_MAX_UPLOAD_MB ({self.ui_max_upload_mb:g})"
+            )
+        tool_allowlist(self.ui_tools)
 
     def _validate_tiers(self) -> None:
         if self.service_tier and self.service_tier not in SERVICE_TIERS:
@@ -350,6 +376,7 @@ class Settings:
         secret = ("api_key", "ui_token")
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in secret}
         out["broker_url"] = mask_url(self.broker_url)
+        out["base_url"] = mask_url(self.base_url)
         return out
 
 

@@ -67,8 +67,10 @@ def parse_range(text: str, what: str = "--answer-tokens") -> tuple[int, int]:
         raise ConfigError(
             f"{what} {text!r} is not a token count or a range such as 200-2000"
         ) from None
-    if lo < 0 or hi < lo:
-        raise ConfigError(f"{what} {text!r}: give 0 or more, low before high (200-2000)")
+    if lo < 0 or hi < lo or hi > 10_000_000:
+        raise ConfigError(
+            f"{what} {text!r}: give 0 to 10,000,000 tokens, low before high (200-2000)"
+        )
     return lo, hi
 
 

@@ -20,7 +20,7 @@ def resolve(tool: Tool) -> Callable[..., Any]:
     module_name, _, attr = tool.function.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"tool {tool.name!r}: cannot import {tool.function!r}: {exc}") from None
     if not callable(fn):
         raise ConfigError(f"tool {tool.name!r}: {tool.function!r} is not callable")

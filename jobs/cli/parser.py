@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1; any other needs ASKBATCH_UI_TOKEN)",
+        help="address to listen on (default 127.0.0.1); every request needs the page's token",
     )
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument(

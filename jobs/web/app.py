@@ -6,21 +6,24 @@ report; every asset is served from `static/`.
 
 API: GET /api/config, GET /api/jobs, GET /api/jobs/{id}, GET /api/jobs/{id}/answers.csv,
 GET /api/jobs/{id}/report.html, POST /api/jobs/{id}/cancel|resume|retry,
-POST /api/estimate, POST /api/jobs. Errors are `{"error": "..."}` with a 4xx status.
+POST /api/estimate, POST /api/jobs. Errors are `{"error": "..."}` with a 4xx status, any
+credential in them masked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -29,16 +32,21 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from jobs import control
+from jobs.bounds import cpu_budget
 from jobs.web import facts
 from jobs.web.catalog import Catalog, UnknownJob
 from jobs.web.guard import Guard, TooLarge
 from jobs.web.launch import PAGE_PROVIDERS, Launcher, optional_choices
-from worker.errors import AskbatchError, ConfigError
-from worker.settings import DEFAULT_MODEL, Settings
+from jobs.web.uploads import Uploads
+from worker.errors import AskbatchError
+from worker.settings import DEFAULT_MODEL, Settings, mask_url
 from worker.store import JobBusy, Store
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+ESTIMATES_AT_ONCE = 2  # uploads read and estimated at once; the others wait
+WAIT_S = 15.0  # how long one waits for its turn before a 429
+FIELD_BYTES = 256 * 1024  # a form field that is not a file (instructions, model...)
 log = logging.getLogger("askbatch.serve")
 
 
@@ -50,6 +58,8 @@ class Api:
         self.catalog = Catalog(settings, store)
         self.tallies = facts.Tallies()
         self.launcher = Launcher(settings, self.catalog, self.tallies)
+        self.uploads = Uploads(settings)
+        self.turns = asyncio.Semaphore(ESTIMATES_AT_ONCE)
 
     def _facts(self, job: control.Job, detail: bool = False) -> dict[str, Any]:
         out = facts.describe(job, self.tallies, detail)
@@ -58,7 +68,7 @@ class Api:
         if detail and here and out["state"] == "running":
             out["status_line"] = f"running in this server; {out['total'] - out['done']} rows to go"
         if detail and (note := self.launcher.note(job.id)):
-            out["note"] = note
+            out["note"] = mask_url(note)
         return out
 
     async def config(self, request: Request) -> Response:
@@ -91,6 +101,7 @@ class Api:
         return {"jobs": jobs, "problems": problems}
 
     async def jobs(self, request: Request) -> Response:
+        await run_in_threadpool(self.uploads.sweep_now_and_then)
         return JSONResponse(await run_in_threadpool(self._list))
 
     async def job(self, request: Request) -> Response:
@@ -154,47 +165,55 @@ class Api:
 
         return JSONResponse({"message": await run_in_threadpool(do)})
 
-    async def _form(self, request: Request) -> dict[str, Any]:
+    async def _with_form(self, request: Request, work: Callable[[dict[str, Any]], Any]) -> Any:
+        """`work(form)` on a thread, with the request's form (its files spooled to disk by
+        Starlette), in its turn (ESTIMATES_AT_ONCE) and within the CPU an upload may take."""
+        s = self.settings
         try:
-            async with request.form(max_files=2, max_fields=20) as form:
-                out: dict[str, Any] = {}
-                for name, value in form.multi_items():
-                    if isinstance(value, UploadFile):
-                        out[name] = (value.filename or "", await value.read())
-                    else:
-                        out[name] = value
-                return out
+            async with request.form(max_files=2, max_fields=20, max_part_size=FIELD_BYTES) as form:
+                try:
+                    async with asyncio.timeout(WAIT_S):
+                        await self.turns.acquire()
+                except TimeoutError:
+                    raise _BusyError() from None
+                try:
+                    fields = dict(form.multi_items())
+                    with_budget = _budgeted(work, s.ui_estimate_cpu_s)
+                    return await run_in_threadpool(with_budget, fields)
+                finally:
+                    self.turns.release()
         except TooLarge:
-            raise _TooLargeError(self.settings.ui_max_upload_mb) from None
-
-    def _upload_of(self, form: dict[str, Any]):
-        sheet = form.get("worksheet")
-        if isinstance(sheet, tuple) and sheet[1]:
-            profile = form.get("profile")
-            profile = profile if isinstance(profile, tuple) and profile[1] else None
-            return self.launcher.receive(sheet[0], sheet[1], profile)
-        if upload_id := form.get("upload"):
-            return self.launcher.upload(upload_id)
-        raise ConfigError("choose a worksheet (a CSV file with a `question` column) first")
+            raise _TooLargeError(s.ui_max_upload_mb) from None
 
     async def estimate(self, request: Request) -> Response:
         """Keep a worksheet and read it (the CLI's intake); its estimate with the choices."""
-        form = await self._form(request)
 
-        def do() -> dict[str, Any]:
-            upload = self._upload_of(form)
-            return {"name": upload.sheet.path.name, **self.launcher.estimate(upload, form)}
+        def work(form: dict[str, Any]) -> dict[str, Any]:
+            with self.uploads.taking(form) as upload:
+                return {"name": upload.sheet.path.name, **self.launcher.estimate(upload, form)}
 
-        return JSONResponse(await run_in_threadpool(do))
+        return JSONResponse(await self._with_form(request, work))
 
     async def start(self, request: Request) -> Response:
-        form = await self._form(request)
+        def work(form: dict[str, Any]) -> str:
+            with self.uploads.taking(form) as upload, self.uploads.using(upload):
+                return self.launcher.start(upload, form)
 
-        def do() -> str:
-            return self.launcher.start(self._upload_of(form), form)
-
-        job_id = await run_in_threadpool(do)
+        job_id = await self._with_form(request, work)
         return JSONResponse({"job": job_id, "url": f"/jobs/{job_id}"}, status_code=201)
+
+
+def _budgeted(work: Callable[[dict[str, Any]], Any], cpu_s: float) -> Callable[..., Any]:
+    def run(form: dict[str, Any]) -> Any:
+        with cpu_budget(cpu_s, "ASKBATCH_UI_ESTIMATE_CPU"):
+            return work(form)
+
+    return run
+
+
+class _BusyError(AskbatchError):
+    def __init__(self) -> None:
+        super().__init__("the server is reading other uploads; try again in a moment")
 
 
 class _TooLargeError(AskbatchError):
@@ -216,12 +235,16 @@ async def _error(request: Request, exc: Exception) -> Response:
         status = 409
     elif isinstance(exc, _TooLargeError):
         status = 413
+    elif isinstance(exc, _BusyError):
+        status = 429
+    elif isinstance(exc, HTTPException):  # Starlette's own: a malformed form, no such page
+        return JSONResponse({"error": mask_url(str(exc.detail))}, status_code=exc.status_code)
     elif isinstance(exc, AskbatchError):
         status = 400
     else:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal error; see the server's log"}, status_code=500)
-    return JSONResponse({"error": str(exc)}, status_code=status)
+    return JSONResponse({"error": mask_url(str(exc))}, status_code=status)
 
 
 def build_app(settings: Settings, store: Store, loopback: bool) -> Starlette:
@@ -242,7 +265,7 @@ def build_app(settings: Settings, store: Store, loopback: bool) -> Starlette:
     middleware = [
         Middleware(
             Guard,
-            token=str(settings.ui_token),
+            token=str(settings.ui_token),  # made by serve when none is set (guard.with_token)
             max_body=int(settings.ui_max_upload_mb * 1e6),
         ),
     ]
@@ -251,7 +274,8 @@ def build_app(settings: Settings, store: Store, loopback: bool) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={AskbatchError: _error, Exception: _error},
+        exception_handlers={AskbatchError: _error, HTTPException: _error, Exception: _error},
     )
+    app.router.redirect_slashes = False  # its redirects name the Host header's host
     app.state.api = api
     return app

@@ -52,7 +52,7 @@ class Tally:
                 entry["unpriced"] += 1
         if result.status in FAILURE_STATUSES and result.error != control.BLANK_REASON:
             self.failures.append(
-                {"row": result.index + 1, "status": result.status, "error": result.error}
+                {"row": result.index + 1, "status": result.status, "error": mask_url(result.error)}
             )
             self.failures.sort(key=lambda f: f["row"])
             del self.failures[FIRST_FAILURES:]
@@ -179,7 +179,7 @@ def describe(job: control.Job, tallies: Tallies, detail: bool = False) -> dict[s
         "eta_s": None if snap.eta_s is None else round(snap.eta_s),
         "limit": snap.limit,
         "pace": snap.pace,
-        "stop": snap.stop_reason,
+        "stop": snap.stop_reason and mask_url(snap.stop_reason),
         "settings": settings_of(job),
     }
     if detail:

@@ -1,32 +1,31 @@
-"""Starting and resuming jobs from the page: the upload kept, read with the CLI's intake,
-estimated, started, then answered on a background thread of the server.
+"""Starting and resuming jobs from the page: an upload (jobs/web/uploads.py) estimated,
+started, then answered on a background thread of the server.
 
 That thread calls the same `answer_job` as `askbatch run` — on this process's threads
 embedded, on the workers distributed — and writes the answers CSV when every row has a result.
 
-An upload is kept under `<state_dir>/uploads/<id>/`, as the job's worksheet: `collect`,
-`resume` and the page's download read it again, and refuse it if it changed.
+The upload is the job's worksheet: `collect`, `resume` and the page's download read it
+again, and refuse it if it changed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
-import secrets
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from jobs import control, judge
-from jobs.intake import Worksheet, open_worksheet
+from jobs.intake import Worksheet
 from jobs.record import check_worksheet, record_for
-from jobs.submit import answer_job, load_job_profile, pending_groups, start_job, task_groups
+from jobs.submit import answer_job, pending_groups, start_job, task_groups
 from jobs.web.catalog import Catalog
 from jobs.web.facts import Tallies
+from jobs.web.uploads import Upload, page_profile, shown
 from worker import pricing
-from worker.errors import AskbatchError, ConfigError, InputError
+from worker.errors import AskbatchError, ConfigError
 from worker.settings import PROVIDERS, Settings, mask_url
 
 log = logging.getLogger("askbatch.serve")
@@ -44,7 +43,6 @@ CHOICES = (
 )
 OPTIONAL_CHOICES = ("service_tier", "batch")  # where the settings have them
 PAGE_PROVIDERS = tuple(p for p in PROVIDERS if p != "local")
-_UPLOAD_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def optional_choices() -> list[str]:
@@ -52,63 +50,14 @@ def optional_choices() -> list[str]:
     return [name for name in OPTIONAL_CHOICES if name in names]
 
 
-@dataclass
-class Upload:
-    id: str
-    folder: Path
-    sheet: Worksheet
-    profile: str  # path of the uploaded profile, or ""
-
-
-def _safe_name(name: str, default: str) -> str:
-    name = re.sub(r"[^\w.-]+", "_", Path(name or "").name).strip("._")
-    return name or default
-
-
 class Launcher:
     def __init__(self, settings: Settings, catalog: Catalog, tallies: Tallies) -> None:
         self.settings = settings
         self.catalog = catalog
         self.tallies = tallies
-        self.uploads = Path(settings.state_dir) / "uploads"
         self.lock = threading.Lock()
         self.running: dict[str, threading.Thread] = {}
         self.notes: dict[str, str] = {}  # job → what went wrong running it here, or a warning
-
-    # --- uploads ------------------------------------------------------------------------
-
-    def receive(self, name: str, data: bytes, profile: tuple[str, bytes] | None) -> Upload:
-        """Keep an uploaded worksheet (and profile) and read it as `askbatch run` does."""
-        upload_id = secrets.token_hex(8)
-        folder = self.uploads / upload_id
-        folder.mkdir(parents=True)
-        path = folder / _safe_name(name, "worksheet.csv")
-        path.write_bytes(data)
-        if profile is not None:
-            (folder / _safe_name(profile[0], "profile.toml")).write_bytes(profile[1])
-        return self.upload(upload_id)
-
-    def upload(self, upload_id: str) -> Upload:
-        folder = self.uploads / upload_id
-        if not _UPLOAD_ID.fullmatch(upload_id) or not folder.is_dir():
-            raise InputError("that upload is gone; choose the worksheet again")
-        profiles = sorted(folder.glob("*.toml"))
-        sheets = sorted(
-            p
-            for p in folder.iterdir()
-            if p.suffix != ".toml" and ".answers." not in p.name and not p.name.startswith(".")
-        )
-        try:
-            sheet = open_worksheet(sheets[0])
-        except AskbatchError as exc:
-            raise type(exc)(self.shown(str(exc), folder)) from None
-        return Upload(upload_id, folder, sheet, str(profiles[0]) if profiles else "")
-
-    @staticmethod
-    def shown(message: str, folder: Path) -> str:
-        """A message about an upload as the page says it: the file's own name, not where the
-        server keeps it."""
-        return message.replace(f"{folder}/", "")
 
     def job_settings(self, upload: Upload, form: dict[str, Any]) -> Settings:
         """The server's settings with the page's choices; checked as the CLI checks flags."""
@@ -129,16 +78,17 @@ class Launcher:
         try:
             settings = self.settings.with_(**changes)
             settings.validate()
-            load_job_profile(settings)
+            page_profile(settings, uploaded=bool(upload.profile))
         except AskbatchError as exc:
-            raise type(exc)(self.shown(str(exc), upload.folder)) from None
+            raise type(exc)(shown(str(exc), upload.folder)) from None
         return settings
 
     def estimate(self, upload: Upload, form: dict[str, Any]) -> dict[str, Any]:
         from jobs import estimate  # pandas comes with it: only when an estimate is made
 
         settings = self.job_settings(upload, form)
-        est = estimate.for_settings(settings, upload.sheet)
+        profile = page_profile(settings, uploaded=bool(upload.profile))
+        est = estimate.for_settings(settings, upload.sheet, profile)
         cap = pricing.parse_usd(settings.max_cost, "max cost") if settings.max_cost else None
         return {
             "upload": upload.id,
@@ -147,7 +97,7 @@ class Launcher:
             "low_usd": f"{est.total(high=False):.6f}",
             "high_usd": f"{est.total(high=True):.6f}",
             "unpriced_rows": est.unpriced_rows,
-            "text": self.shown(estimate.text(est, cap), upload.folder),
+            "text": shown(estimate.text(est, cap), upload.folder),
         }
 
     # --- running ------------------------------------------------------------------------
@@ -156,9 +106,9 @@ class Launcher:
         """Create the job from an upload and answer it in the background; returns its id."""
         settings = self.job_settings(upload, form)
         settings.require_credentials()
-        profile = load_job_profile(settings)
+        profile = page_profile(settings, uploaded=bool(upload.profile), imports=True)
         store = self.catalog.own
-        spec = start_job(settings, upload.sheet, store, profile)
+        spec = start_job(settings, upload.sheet, store, profile, bool(upload.profile))
         sheet = upload.sheet
         out = upload.folder / f"{sheet.path.stem}.{spec.job_id}.answers.csv"
         control.remember(store, spec, record_for(sheet, out, control.mode_of(settings)))

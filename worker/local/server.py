@@ -25,6 +25,7 @@ from typing import IO
 
 from worker.errors import AskbatchError, ConfigError
 from worker.local.cpus import default_slots, free_cores
+from worker.private import private_dir
 
 HOST = "127.0.0.1"
 
@@ -107,7 +108,7 @@ class LocalServer:
                 "(ASKBATCH_LOCAL_PORT), or 0 for any free port"
             )
         self.port = self.requested_port or free_port()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)  # the state directory
         self.log_path = self.log_dir / f"local-server-{os.getpid()}-{self.port}.log"
         self._log = self.log_path.open("wb")
         size_mb = self.model.stat().st_size / 1e6

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from worker.models import JobSpec, Result
+from worker.private import private_dir, private_file
 from worker.store.base import JobBusy, Progress, RowStart, RowTally, chunks
 from worker.store.sqlite_batches import BatchTables, create_batch_tables
 
@@ -104,7 +105,7 @@ class LocalStore(BatchTables):
         path = self.path(job_id)
         if not create and not path.exists():
             raise KeyError(f"no job {job_id!r} in {self.root}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(private_dir(self.root, top=self.root.parent) / path.name)
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # a committed row survives a process crash
@@ -349,7 +350,7 @@ class LocalStore(BatchTables):
 
         The operating system lets go of the lock when the process ends, even by kill -9.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root, top=self.root.parent)
         fd = os.open(self._lock_path(job_id), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
