@@ -19,7 +19,8 @@ from datetime import datetime
 import openai
 
 from jobs import batches
-from jobs.feed import Feeder, Unsent
+from jobs.errors import Unsent
+from jobs.feed import Feeder
 from jobs.intake import Worksheet
 from jobs.lost import LostTasks, quiet_for
 from worker import runtime

@@ -13,9 +13,10 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.jobtools import backend_store, fresh_db, new_job
+from worker.errors import JobBusy
 from worker.limits.leases import lease_for
 from worker.models import CANCELLED, COMPLETED, FAILED, JobSpec, Result, Usage
-from worker.store import JobBusy, LocalStore, RedisStore
+from worker.store import LocalStore, RedisStore
 
 
 @pytest.fixture(params=["redis", "sqlite"])

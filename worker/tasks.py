@@ -9,9 +9,8 @@ import redis
 
 from worker import runtime
 from worker.app import app
-from worker.batch.chain import TickBusy
+from worker.errors import RowBusy, TickBusy
 from worker.models import Row
-from worker.runner import RowBusy
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jobs import pace
 from jobs.csvout import write_job
-from jobs.feed import Unsent
+from jobs.errors import Unsent
 from jobs.intake import Worksheet
 from jobs.progress import ProgressView
 from jobs.submit import answer_job

@@ -29,13 +29,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from jobs import control
+from jobs.errors import TooLarge, UnknownJob
 from jobs.web import facts
-from jobs.web.catalog import Catalog, UnknownJob
-from jobs.web.guard import Guard, TooLarge
+from jobs.web.catalog import Catalog
+from jobs.web.guard import Guard
 from jobs.web.launch import PAGE_PROVIDERS, Launcher, optional_choices
-from worker.errors import AskbatchError, ConfigError
+from worker.errors import AskbatchError, ConfigError, JobBusy
 from worker.settings import DEFAULT_MODEL, Settings
-from worker.store import JobBusy, Store
+from worker.store import Store
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
@@ -154,17 +155,15 @@ class Api:
         return JSONResponse({"message": await run_in_threadpool(do)})
 
     async def _form(self, request: Request) -> dict[str, Any]:
-        try:
-            async with request.form(max_files=2, max_fields=20) as form:
-                out: dict[str, Any] = {}
-                for name, value in form.multi_items():
-                    if isinstance(value, UploadFile):
-                        out[name] = (value.filename or "", await value.read())
-                    else:
-                        out[name] = value
-                return out
-        except TooLarge:
-            raise _TooLargeError(self.settings.ui_max_upload_mb) from None
+        # Past the upload limit, the guard's reading raises TooLarge (answered 413).
+        async with request.form(max_files=2, max_fields=20) as form:
+            out: dict[str, Any] = {}
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    out[name] = (value.filename or "", await value.read())
+                else:
+                    out[name] = value
+            return out
 
     def _upload_of(self, form: dict[str, Any]):
         sheet = form.get("worksheet")
@@ -196,11 +195,6 @@ class Api:
         return JSONResponse({"job": job_id, "url": f"/jobs/{job_id}"}, status_code=201)
 
 
-class _TooLargeError(AskbatchError):
-    def __init__(self, mb: float) -> None:
-        super().__init__(f"the upload is larger than {mb:g} MB (ASKBATCH_UI_MAX_UPLOAD_MB)")
-
-
 def _page(name: str):
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / name, media_type="text/html; charset=utf-8")
@@ -213,7 +207,7 @@ async def _error(request: Request, exc: Exception) -> Response:
         status = 404
     elif isinstance(exc, JobBusy):
         status = 409
-    elif isinstance(exc, _TooLargeError):
+    elif isinstance(exc, TooLarge):
         status = 413
     elif isinstance(exc, AskbatchError):
         status = 400

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobs.errors import TooLarge
 from worker.errors import ConfigError
 from worker.settings import Settings
 
@@ -55,10 +56,6 @@ def check_exposure(host: str, settings: Settings) -> None:
             "(a long random string, e.g. from `openssl rand -hex 24`) so that every request must "
             "carry it, or leave --host at 127.0.0.1"
         )
-
-
-class TooLarge(Exception):
-    """Raised when a request body passes the upload limit while it is being read."""
 
 
 class Guard:
@@ -137,7 +134,7 @@ class Guard:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body:
-                raise TooLarge
+                raise TooLarge(self.max_body / 1e6)
             return message
 
         return limited

@@ -13,14 +13,11 @@ import openai
 
 from worker.batch import records
 from worker.batch.tick import look
+from worker.errors import TickBusy
 from worker.models import JobSpec
 from worker.store import Store
 
 LEASE_S = 900.0  # longest a look may take (reading 50,000 lines) before another may start
-
-
-class TickBusy(Exception):
-    """Raised when another look at the same job is under way (distributed)."""
 
 
 def look_in_chain(

@@ -15,20 +15,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from worker import pricing
-from worker.errors import AskbatchError
 from worker.models import JobSpec, Result
 
 JOB_TTL_S = 30 * 24 * 3600  # results outlive the job long enough to collect them later
-
-
-class JobBusy(AskbatchError):
-    """Raised when another process is running the embedded job right now."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            f"job {job_id} is running in another askbatch process; wait for it to end, or "
-            f"stop it with `askbatch cancel {job_id}`"
-        )
 
 
 @dataclass(slots=True)

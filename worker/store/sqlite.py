@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from worker.errors import JobBusy
 from worker.models import JobSpec, Result
-from worker.store.base import JobBusy, Progress, RowStart, RowTally, chunks
+from worker.store.base import Progress, RowStart, RowTally, chunks
 from worker.store.sqlite_batches import BatchTables, create_batch_tables
 
 _COLUMNS = "idx, status, prompt, completion, total, json, cost, unpriced, retries"

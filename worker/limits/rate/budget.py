@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker import tokens
-from worker.errors import ConfigError
+from worker.errors import ConfigError, RowTimeout
 from worker.limits.rate import gcra
 from worker.limits.rate.gcra import AUTO, LEARNED, PLAIN, UNSEEN
 from worker.limits.rate.headers import last_headers, low_remaining_pause, server_limits
 from worker.limits.rate.memory import MemoryBucket
 from worker.limits.rate.redis import RedisBucket
-from worker.retry import RowTimeout, retry_after
+from worker.retry import retry_after
 
 HORIZON_S = 0.5  # bookings are made at most this far ahead
 RETRY_MAX_S = 1.0  # a refused booking asks again within this (settlements free tokens)
