@@ -42,7 +42,7 @@ def prepare(store: Store, spec: JobSpec, groups: Iterator[list[Row]]) -> None:
 def ensure_prepared(store: Store, spec: JobSpec, groups: Iterator[list[Row]]) -> None:
     """`prepare` again if the run that created the job stopped before it was done (the
     thread map is written last)."""
-    if rounds.THREADS_KEY not in records.load(store, spec.job_id)[2]:
+    if rounds.THREADS_KEY not in records.load(store, spec.job_id).extras:
         prepare(store, spec, groups)
 
 
@@ -78,7 +78,7 @@ def hand_to_workers(store: Store, spec: JobSpec) -> None:
 
 def looked_at(store: Store, spec: JobSpec) -> bool:
     """Whether a look has recorded a batch of the job yet."""
-    return bool(records.load(store, spec.job_id)[0])
+    return bool(records.load(store, spec.job_id).records)
 
 
 def with_note(store: Store, spec: JobSpec, show: Callable[[Progress], None]):
@@ -89,7 +89,7 @@ def with_note(store: Store, spec: JobSpec, show: Callable[[Progress], None]):
         now = time.monotonic()
         if now - seen["at"] >= NOTE_EVERY_S:
             seen["at"] = now
-            seen["note"] = records.load(store, spec.job_id)[1].note
+            seen["note"] = records.load(store, spec.job_id).state.note
         progress.note = seen["note"]
         show(progress)
 

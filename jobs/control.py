@@ -162,11 +162,11 @@ def state_line(job: Job, progress: Progress) -> str:
     stop = job.store.stopped(job.id)
     left = job.spec.total - progress.done
     if left <= 0:
-        return "finished" + (f" ({stop[1]})" if stop else "")
+        return "finished" + (f" ({stop.reason})" if stop else "")
     if is_halt(stop):
-        return f"halted: {stop[1]}; {left} rows not asked yet (then: askbatch resume {job.id})"
+        return f"halted: {stop.reason}; {left} rows not asked yet (then: askbatch resume {job.id})"
     if stop:
-        return f"stopping: {stop[1]}; {left} rows without a result yet"
+        return f"stopping: {stop.reason}; {left} rows without a result yet"
     if job.record.mode == EMBEDDED:
         if job.store.busy(job.id):
             return f"running in another askbatch process; {left} rows to go"
@@ -190,7 +190,7 @@ def collect(job: Job, out: Path, sanitize: bool = True) -> Progress:
     rows without a result yet are `pending`, with a halt's reason when one stopped the job."""
     sheet = check_worksheet(job.record, job.id)
     stop = job.store.stopped(job.id)
-    reason = f"not asked: {stop[1]}" if is_halt(stop) else ""
+    reason = f"not asked: {stop.reason}" if is_halt(stop) else ""
     write_job(job.store, job.spec, sheet, out, sanitize=sanitize, pending_reason=reason)
     return job.store.progress(job.id)
 

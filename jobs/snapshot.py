@@ -19,7 +19,7 @@ from typing import Any
 from jobs import pace
 from worker.batch import records
 from worker.fatal import is_halt
-from worker.models import COMPLETED, EXPIRED, FAILED, INCOMPLETE, JobSpec, money
+from worker.models import COMPLETED, EXPIRED, FAILED, INCOMPLETE, JobSpec, Stop, money
 from worker.pricing import dollars
 from worker.store import LocalStore, Progress, Store
 
@@ -177,7 +177,7 @@ def snapshot(
         **{name: getattr(p, name) for name in _FROM_PROGRESS},
         by_status={s: n for s, n in p.by_status.items() if n},
         state=_state(store, spec, p.done, p.total, stop, in_flight, bool(reports)),
-        stop_reason=stop[1] if stop else "",
+        stop_reason=stop.reason if stop else "",
         in_flight=in_flight,
         rows_per_s=rate,
         eta_s=0.0 if p.done >= p.total else eta,
@@ -206,7 +206,7 @@ def _state(
     spec: JobSpec,
     done: int,
     total: int,
-    stop: tuple[str, str] | None,
+    stop: Stop | None,
     in_flight: int,
     reporting: bool,
 ) -> str:
@@ -226,4 +226,4 @@ def _batches(store: Store, spec: JobSpec, progress: Progress) -> str:
     one kept with the job (a job the workers or another process look at)."""
     if not spec.batch:
         return ""
-    return progress.note or records.load(store, spec.job_id)[1].note
+    return progress.note or records.load(store, spec.job_id).state.note

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import openai
 
+from worker.models import Stop
+
 # The stop statuses of a halted job (worker/store `stop`). Unlike cancel and the spending cap,
 # a halt gives the rows not started no result: they are `pending` until resumed.
 HALT_ACCESS = "halt:access"  # key, permission, model, endpoint: exit 2
@@ -72,8 +74,8 @@ class Halt:
         return 3 if self.status == HALT_QUOTA else 2
 
 
-def is_halt(stop: tuple[str, str] | None) -> bool:
-    return bool(stop) and stop[0] in HALTS
+def is_halt(stop: Stop | None) -> bool:
+    return stop is not None and stop.status in HALTS
 
 
 def error_fields(exc: BaseException) -> tuple[str, str, str, str]:

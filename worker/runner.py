@@ -88,7 +88,7 @@ def answer_rows(
         if stop:
             # Rows not started are not sent; `askbatch cancel` marks only unclaimed rows, and
             # the claim is taken in the same step as this look, so each row gets one result.
-            store.save(spec.job_id, Result(index=row.index, status=stop[0], error=stop[1]))
+            store.save(spec.job_id, Result(index=row.index, status=stop.status, error=stop.reason))
             continue
         if not start.claimed:
             raise RowBusy(row.index, store.lease_s)

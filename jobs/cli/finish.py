@@ -96,7 +96,7 @@ def execute(
     if is_halt(halt := store.stopped(spec.job_id)):
         return _halted(Halt(*halt), store, spec, sheet, out, args, say)
     write_job(store, spec, sheet, out, sanitize=not args.no_sanitize)
-    if (stop := store.stopped(spec.job_id)) and stop[0] == CANCELLED:
+    if (stop := store.stopped(spec.job_id)) and stop.status == CANCELLED:
         say(f"job {spec.job_id} was cancelled: rows not started are `cancelled`")
     from jobs import report
 

@@ -33,7 +33,7 @@ def look_in_chain(
     if not store.tick_lease(spec.job_id, token, LEASE_S):
         raise TickBusy(spec.job_id)
     try:
-        if records.load(store, spec.job_id)[1].chain != chain:
+        if records.load(store, spec.job_id).state.chain != chain:
             return None  # a newer chain (a resume's) looks after the job now
         delay = look(store, spec, client).delay
         if delay is not None:

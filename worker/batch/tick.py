@@ -24,7 +24,7 @@ from worker.batch.lines import LineBuilder, write_files
 from worker.batch.records import TERMINAL, BatchRecord, JobState
 from worker.fatal import HALT_ACCESS, classify, is_halt, one_line
 from worker.limits import spending
-from worker.models import CANCELLED, FAILED, SKIPPED, JobSpec, Result, Row
+from worker.models import CANCELLED, FAILED, SKIPPED, JobSpec, Result, Row, Stop
 from worker.providers.base import JobContext
 from worker.retry import is_retryable, short_error
 from worker.store import Store
@@ -71,7 +71,7 @@ def cancel(store: Store, spec: JobSpec, client: openai.OpenAI) -> int:
     """Cancel every live batch of the job at the API; returns how many are stopping. Lines
     they finished are kept when they are read (`look`); the rest end `cancelled`."""
     stopping = 0
-    for record in records.load(store, spec.job_id)[0]:
+    for record in records.load(store, spec.job_id).records:
         if not (record.live and record.batch_id and record.status not in TERMINAL):
             continue
         stopping += 1
@@ -144,7 +144,7 @@ class Batcher:
         if is_halt(stop):
             return Look(None)
         if stop:
-            if live and stop[0] == CANCELLED:  # cancelled from anywhere: the batches too
+            if live and stop.status == CANCELLED:  # cancelled from anywhere: the batches too
                 cancel(self.store, spec, self.client)
             if live:
                 return Look(self._delay(live), f"stopping: {_batches(len(live))} out")
@@ -196,7 +196,7 @@ class Batcher:
     def _follow(
         self,
         record: BatchRecord,
-        stop: tuple[str, str] | None,
+        stop: Stop | None,
         asked: _Asked,
         threads: rounds.Threads,
     ) -> None:
@@ -224,7 +224,7 @@ class Batcher:
     def _ingest(
         self,
         record: BatchRecord,
-        stop: tuple[str, str] | None,
+        stop: Stop | None,
         asked: _Asked,
         threads: rounds.Threads,
     ) -> None:
@@ -253,7 +253,7 @@ class Batcher:
     def _results(
         self,
         record: BatchRecord,
-        stop: tuple[str, str] | None,
+        stop: Stop | None,
         asked: _Asked,
         threads: rounds.Threads,
     ) -> Iterator[Result]:
@@ -289,7 +289,7 @@ class Batcher:
                     yield results.gave_up(row, asked[index], out.again, out.unfinished)
         if going_on:  # stored before the batch is marked read, so a crash loses no round
             self.store.rows_put(job, going_on)
-        cancelled = bool(stop) and stop[0] == CANCELLED
+        cancelled = bool(stop) and stop.status == CANCELLED
         for index in pending:  # lines the batch returned nothing for
             reason = record.error or f"the batch ended {record.status} before the line was asked"
             if record.status == "failed" and not record.token_limited:

@@ -20,7 +20,7 @@ from typing import Any
 from worker import pricing, tokens
 from worker.check import CheckRule
 from worker.errors import ConfigError
-from worker.models import JobSpec, Result, Row, Usage
+from worker.models import JobSpec, Result, Row, Stop, Usage
 from worker.settings import Settings
 from worker.store import Store
 
@@ -59,8 +59,8 @@ def reason(spec: JobSpec) -> str:
     return f"not sent: the {CAP_REASON} of ${spec.max_cost} was reached (--max-cost)"
 
 
-def is_cap_stop(stop: tuple[str, str] | None) -> bool:
-    return bool(stop) and CAP_REASON in stop[1]
+def is_cap_stop(stop: Stop | None) -> bool:
+    return stop is not None and CAP_REASON in stop.reason
 
 
 def job_tier(spec: JobSpec) -> str:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from worker import pricing
-from worker.models import JobSpec, Result
+from worker.models import JobSpec, Result, Stop
 
 JOB_TTL_S = 30 * 24 * 3600  # results outlive the job long enough to collect them later
 
@@ -65,13 +65,21 @@ class RowTally:
         )
 
 
+class Spending(NamedTuple):
+    """The spending ledger of a job, in whole nano-dollars: what its rows cost, and what the
+    rows in flight hold against the cap."""
+
+    spent: int
+    held: int
+
+
 @dataclass(slots=True)
 class RowStart:
     """What a worker finds when it comes to a row, read and acted on in one step: the row's
     stored result, else the job's stop, else the claim it took (or could not take)."""
 
     done: Result | None = None
-    stop: tuple[str, str] | None = None
+    stop: Stop | None = None
     claimed: bool = False
 
 
@@ -90,13 +98,13 @@ class Store(Protocol):
     def get(self, job_id: str, indices: Iterable[int]) -> dict[int, Result]: ...
     def progress(self, job_id: str) -> Progress: ...
     def stop(self, job_id: str, status: str, reason: str) -> None: ...
-    def stopped(self, job_id: str) -> tuple[str, str] | None: ...
+    def stopped(self, job_id: str) -> Stop | None: ...
     # The spending ledger, in whole nano-dollars (worker.limits.spending): hold, then settle.
     # Holds are kept per row: a row asked again after its worker died replaces the dead
     # worker's hold instead of adding to it.
     def reserve(self, job_id: str, index: int, amount: int, cap: int) -> bool: ...
     def settle(self, job_id: str, index: int, spent: int) -> None: ...
-    def spending(self, job_id: str) -> tuple[int, int]: ...
+    def spending(self, job_id: str) -> Spending: ...
 
     # Coming back to a job (jobs.control): its record, which rows lack a result, dropping
     # results to ask them again, and cancelling the rows nobody is answering.

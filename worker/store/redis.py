@@ -18,9 +18,9 @@ from redis.retry import Retry
 
 from worker import lua
 from worker.limits.leases import Leases
-from worker.models import JobSpec, Result
+from worker.models import JobSpec, Result, Stop
 from worker.settings import mask_url
-from worker.store.base import JOB_TTL_S, Progress, RowStart, RowTally, chunks
+from worker.store.base import JOB_TTL_S, Progress, RowStart, RowTally, Spending, chunks
 
 
 class _RideOut(Retry):
@@ -110,7 +110,7 @@ class RedisStore:
         if found == "done":
             return RowStart(done=Result.from_stored(raw, index))
         if found == "stop":
-            return RowStart(stop=tuple(json.loads(raw)))
+            return RowStart(stop=Stop(*json.loads(raw)))
         if found == "claimed":
             self._leases.adopt(claim, token, ttl_s)
             return RowStart(claimed=True)
@@ -168,9 +168,9 @@ class RedisStore:
         """No new row of the job starts from now on; unstarted rows get `status` and `reason`."""
         self.redis.set(self._key(job_id, "stop"), json.dumps([status, reason]), ex=JOB_TTL_S)
 
-    def stopped(self, job_id: str) -> tuple[str, str] | None:
+    def stopped(self, job_id: str) -> Stop | None:
         raw = self.redis.get(self._key(job_id, "stop"))
-        return tuple(json.loads(raw)) if raw else None
+        return Stop(*json.loads(raw)) if raw else None
 
     def reserve(self, job_id: str, index: int, amount: int, cap: int) -> bool:
         keys = [self._key(job_id, "stats"), self._key(job_id, "holds")]
@@ -180,10 +180,10 @@ class RedisStore:
         keys = [self._key(job_id, "stats"), self._key(job_id, "holds")]
         self._settle(keys=keys, args=[index, spent])
 
-    def spending(self, job_id: str) -> tuple[int, int]:
-        """(spent, held) in nano-dollars, as far as the cap has counted."""
+    def spending(self, job_id: str) -> Spending:
+        """Spent and held, as far as the cap has counted."""
         spent, held = self.redis.hmget(self._key(job_id, "stats"), ["spent_nusd", "held_nusd"])
-        return int(spent or 0), int(held or 0)
+        return Spending(int(spent or 0), int(held or 0))
 
     def progress(self, job_id: str) -> Progress:
         stats = self.redis.hgetall(self._key(job_id, "stats"))

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from worker.errors import JobBusy
-from worker.models import JobSpec, Result
-from worker.store.base import Progress, RowStart, RowTally, chunks
+from worker.models import JobSpec, Result, Stop
+from worker.store.base import Progress, RowStart, RowTally, Spending, chunks
 from worker.store.sqlite_batches import BatchTables, create_batch_tables
 
 _COLUMNS = "idx, status, prompt, completion, total, json, cost, unpriced, retries"
@@ -157,7 +157,7 @@ class LocalStore(BatchTables):
                 return RowStart(done=Result.from_stored(done[0], index))
             stop = db.execute("SELECT status, reason FROM stop").fetchone()
             if stop is not None:
-                return RowStart(stop=(stop[0], stop[1]))
+                return RowStart(stop=Stop(*stop))
             if self._claims.get((job_id, index), 0) > now:
                 return RowStart()
             self._claims[(job_id, index)] = now + ttl_s
@@ -223,10 +223,10 @@ class LocalStore(BatchTables):
             db.execute("DELETE FROM stop")
             db.execute("INSERT INTO stop VALUES (?, ?)", (status, reason))
 
-    def stopped(self, job_id: str) -> tuple[str, str] | None:
+    def stopped(self, job_id: str) -> Stop | None:
         with self._lock:
             row = self._db(job_id).execute("SELECT status, reason FROM stop").fetchone()
-        return (row[0], row[1]) if row else None
+        return Stop(*row) if row else None
 
     def _spent(self, db: sqlite3.Connection) -> int:
         row = db.execute("SELECT spent FROM spend").fetchone()
@@ -250,9 +250,9 @@ class LocalStore(BatchTables):
             if db.execute("UPDATE spend SET spent = spent + ?", (spent,)).rowcount == 0:
                 db.execute("INSERT INTO spend VALUES (?)", (spent,))
 
-    def spending(self, job_id: str) -> tuple[int, int]:
+    def spending(self, job_id: str) -> Spending:
         with self._lock:
-            return self._spent(self._db(job_id)), self._held_total(job_id)
+            return Spending(self._spent(self._db(job_id)), self._held_total(job_id))
 
     def progress(self, job_id: str) -> Progress:
         with self._lock:

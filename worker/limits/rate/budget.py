@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker import tokens
 from worker.errors import ConfigError, RowTimeout
@@ -56,6 +56,13 @@ def limit_for(text: str, model: str, unset: int = 0) -> int:
 
 
 # --- a job's budget ---------------------------------------------------------------------
+
+
+class Limits(NamedTuple):
+    """Requests and tokens per minute (0: none)."""
+
+    rpm: int
+    tpm: int
 
 
 @dataclass(slots=True)
@@ -216,10 +223,10 @@ class Budget:
             self.bucket.slow(pause, limited=False)
             self._pause_read = 0.0
 
-    def limits(self) -> tuple[int, int]:
+    def limits(self) -> Limits:
         """The requests and tokens per minute in effect: given, else learned (0: none)."""
         learned = self.view.learned
-        return (
+        return Limits(
             learned[0] if self.rpm == AUTO else self.rpm,
             learned[1] if self.tpm == AUTO else self.tpm,
         )

@@ -155,10 +155,10 @@ class Flight:
     def report(self, allowed: float | None) -> dict:
         """What this process says of the job (read by progress, status and the summary)."""
         budgets = list(self.budgets.values())
-        rpm = max((b.limits()[0] for b in budgets), default=0)
-        tpm = max((b.limits()[1] for b in budgets), default=0)
+        rpm = max((b.limits().rpm for b in budgets), default=0)
+        tpm = max((b.limits().tpm for b in budgets), default=0)
         learned = any(
-            (b.rpm < 0 and b.limits()[0]) or (b.tpm < 0 and b.limits()[1]) for b in budgets
+            (b.rpm < 0 and b.limits().rpm) or (b.tpm < 0 and b.limits().tpm) for b in budgets
         )
         wall = max(1e-6, time.time() - self.first_at) if self.first_at else 0.0
         return {
