@@ -26,7 +26,7 @@ from worker.fatal import is_halt
 from worker.models import CANCELLED, EXPIRED, FAILED, SKIPPED, JobSpec, Result
 from worker.pricing import dollars
 from worker.settings import Settings, mask_url
-from worker.store import LocalStore, Progress, Store
+from worker.store import Jobs, LocalStore, Progress, Results, Store
 
 # `--retry-failed` asks again the rows that ended without an answer for a reason that may pass.
 RETRY_STATUSES = (FAILED, EXPIRED, CANCELLED)
@@ -117,14 +117,14 @@ def latest_job(settings: Settings, worksheet: Path) -> str | None:
     return None
 
 
-def remember(store: Store, spec: JobSpec, record: JobRecord) -> None:
+def remember(store: Jobs, spec: JobSpec, record: JobRecord) -> None:
     store.set_meta(spec.job_id, record.to_json(), input_key(Path(record.input)))
 
 
 # --- status -----------------------------------------------------------------------------
 
 
-def all_results(store: Store, job_id: str, total: int) -> Iterator[Result]:
+def all_results(store: Results, job_id: str, total: int) -> Iterator[Result]:
     for start in range(0, total, CHUNK):
         yield from store.get(job_id, range(start, min(start + CHUNK, total))).values()
 
@@ -241,7 +241,7 @@ def prepare_resume(job: Job, sheet: Worksheet, retry_failed: bool) -> tuple[list
     return [i for i in missing if i not in sheet.blank_rows], dropped
 
 
-def drop_failed(store: Store, spec: JobSpec, sheet: Worksheet) -> int:
+def drop_failed(store: Results, spec: JobSpec, sheet: Worksheet) -> int:
     """Forget the results of rows that ended failed, expired or cancelled, and of the later
     turns of their threads that were skipped because of them."""
     status = {r.index: r.status for r in all_results(store, spec.job_id, spec.total)}

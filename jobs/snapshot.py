@@ -21,7 +21,7 @@ from worker.batch import records
 from worker.fatal import is_halt
 from worker.models import COMPLETED, EXPIRED, FAILED, INCOMPLETE, JobSpec, Stop, money
 from worker.pricing import dollars
-from worker.store import LocalStore, Progress, Store
+from worker.store import Batches, JobControl, LocalStore, Progress, Store
 
 WINDOW_S = 30.0  # rows per second are measured over about this much recent time
 
@@ -202,7 +202,7 @@ def tier_of(spec: JobSpec) -> str:
 
 
 def _state(
-    store: Store,
+    store: JobControl,
     spec: JobSpec,
     done: int,
     total: int,
@@ -221,7 +221,7 @@ def _state(
     return RUNNING if reporting or in_flight else WAITING
 
 
-def _batches(store: Store, spec: JobSpec, progress: Progress) -> str:
+def _batches(store: Batches, spec: JobSpec, progress: Progress) -> str:
     """The note a --batch job's last look left: the one the run process just had, else the
     one kept with the job (a job the workers or another process look at)."""
     if not spec.batch:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from worker.cancel import watch_for
 from worker.check import Check, CheckRule, checked
@@ -18,7 +19,7 @@ from worker.models import COMPLETED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, 
 from worker.profile import Profile
 from worker.providers.base import Provider, Thread, Turn
 from worker.retry import Retrier, short_error
-from worker.store import Store
+from worker.store import Claims, JobControl, Ledger, Pacing, Results
 from worker.structured import split_answer
 from worker.tools import ToolLog
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 _halted: set[str] = set()
 
 
-def _still_halted(store: Store, job_id: str) -> bool:
+def _still_halted(store: JobControl, job_id: str) -> bool:
     """Seen halted here, and not resumed since (a resume lifts the store's stop)."""
     if job_id not in _halted:
         return False
@@ -45,8 +46,12 @@ def claim_ttl(spec: JobSpec) -> float:
     return spec.timeout_s + 60
 
 
+class RowStore(Claims, Results, JobControl, Ledger, Pacing, Protocol):
+    """The store's roles that answering rows touches."""
+
+
 def answer_rows(
-    store: Store,
+    store: RowStore,
     spec: JobSpec,
     provider: Provider,
     rows: list[Row],

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple
 
 from worker.fatal import one_line
-from worker.store import Store
+from worker.store import Batches
 
 # The Batch API's statuses, and the ones after which nothing more happens to a batch.
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -144,7 +144,7 @@ class JobBatches(NamedTuple):
     extras: dict[str, dict]  # its other entries (`~` keys: the thread map of rounds.py)
 
 
-def load(store: Store, job_id: str) -> JobBatches:
+def load(store: Batches, job_id: str) -> JobBatches:
     """The job's batch records in upload order, its state, and its other entries."""
     raw = store.batch_records(job_id)
     state = JobState.from_json(raw.pop(STATE_KEY, {}))
@@ -153,11 +153,11 @@ def load(store: Store, job_id: str) -> JobBatches:
     return JobBatches(records, state, extras)
 
 
-def save(store: Store, job_id: str, record: BatchRecord) -> None:
+def save(store: Batches, job_id: str, record: BatchRecord) -> None:
     store.batch_put(job_id, record.key, record.to_json())
 
 
-def save_state(store: Store, job_id: str, state: JobState) -> None:
+def save_state(store: Batches, job_id: str, state: JobState) -> None:
     store.batch_put(job_id, STATE_KEY, asdict(state))
 
 

@@ -1,4 +1,8 @@
-"""The SQLite store: embedded jobs, one file per job, so a stopped job keeps its rows."""
+"""The SQLite store: embedded jobs, one file per job, so a stopped job keeps its rows.
+
+This module keeps the jobs, results, tallies, claims and stops; `sqlite_limits.py` the spending
+ledger and pace reports, `sqlite_batches.py` the Batch API route's part.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from pathlib import Path
 
 from worker.errors import JobBusy
 from worker.models import JobSpec, Result, Stop
-from worker.store.base import Progress, RowStart, RowTally, Spending, chunks
-from worker.store.sqlite_batches import BatchTables, create_batch_tables
+from worker.store.base import Progress, RowStart, RowTally, chunks
+from worker.store.sqlite_batches import SqliteBatches, create_batch_tables
+from worker.store.sqlite_limits import SqliteLimits
 
 _COLUMNS = "idx, status, prompt, completion, total, json, cost, unpriced, retries"
 
@@ -75,7 +80,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
         raise
 
 
-class LocalStore(BatchTables):
+class LocalStore(SqliteLimits, SqliteBatches):
     """One SQLite file per job under `root`; safe to share between threads of one process.
 
     One process at a time runs a job (`hold`), so row claims can live in memory.
@@ -228,32 +233,6 @@ class LocalStore(BatchTables):
             row = self._db(job_id).execute("SELECT status, reason FROM stop").fetchone()
         return Stop(*row) if row else None
 
-    def _spent(self, db: sqlite3.Connection) -> int:
-        row = db.execute("SELECT spent FROM spend").fetchone()
-        return row[0] if row else 0
-
-    def _held_total(self, job_id: str) -> int:
-        return sum(amount for (job, _), amount in self._held.items() if job == job_id)
-
-    def reserve(self, job_id: str, index: int, amount: int, cap: int) -> bool:
-        with self._lock:
-            self._held.pop((job_id, index), None)  # a duplicate delivery's hold of the row
-            if self._spent(self._db(job_id)) + self._held_total(job_id) + amount > cap:
-                return False
-            self._held[(job_id, index)] = amount
-            return True
-
-    def settle(self, job_id: str, index: int, spent: int) -> None:
-        with self._lock:
-            db = self._db(job_id)
-            self._held.pop((job_id, index), None)
-            if db.execute("UPDATE spend SET spent = spent + ?", (spent,)).rowcount == 0:
-                db.execute("INSERT INTO spend VALUES (?)", (spent,))
-
-    def spending(self, job_id: str) -> Spending:
-        with self._lock:
-            return Spending(self._spent(self._db(job_id)), self._held_total(job_id))
-
     def progress(self, job_id: str) -> Progress:
         with self._lock:
             db = self._db(job_id)
@@ -360,18 +339,6 @@ class LocalStore(BatchTables):
             yield
         finally:
             os.close(fd)
-
-    def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]:
-        db = self._db(job_id)
-        now = time.time()
-        with self._lock:
-            if report is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO pace VALUES (?, ?, ?)",
-                    (proc, now, json.dumps({**report, "at": now})),
-                )
-            rows = db.execute("SELECT json FROM pace WHERE at >= ?", (now - within_s,))
-            return [json.loads(r[0]) for r in rows.fetchall()]
 
     def in_flight(self, job_id: str) -> int:
         now = time.monotonic()

@@ -17,8 +17,8 @@ def create_batch_tables(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS batches (key TEXT PRIMARY KEY, json TEXT NOT NULL)")
 
 
-class BatchTables:
-    """Mixed into LocalStore, whose lock and per-job connections it uses."""
+class SqliteBatches:
+    """The `Batches` role, mixed into LocalStore, whose lock and per-job connections it uses."""
 
     _lock: threading.Lock
     _db: Callable[..., sqlite3.Connection]
