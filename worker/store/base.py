@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from worker import pricing
+from worker.limits.rate.budget import Bucket, Buckets
 from worker.models import JobSpec, Result, Stop
 
 JOB_TTL_S = 30 * 24 * 3600  # results outlive the job long enough to collect them later
@@ -162,11 +163,13 @@ class Ledger(Protocol):
     def spending(self, job_id: str) -> Spending: ...
 
 
-class Pacing(Protocol):
-    """How each process of the job runs it (worker/limits/rate/flight.py): a process writes its
-    own report (`report`, keyed by `proc`; None: only read) and reads every report written
-    in the last `within_s` seconds."""
+class Pacing(Buckets, Protocol):
+    """How the job's processes pace it (worker/limits/rate): the state of its rate budget for
+    each model, and how each process runs it (flight.py): a process writes its own report
+    (`report`, keyed by `proc`; None: only read) and reads every report written in the last
+    `within_s` seconds."""
 
+    def bucket(self, job_id: str, model: str) -> Bucket: ...
     def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]: ...
 
 

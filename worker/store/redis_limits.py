@@ -1,5 +1,5 @@
 """The Redis store's part for the job's limits: the spending ledger (its scripts are `lua/`
-reserve and settle) and the processes' pace reports.
+reserve and settle), the rate budget's buckets and the processes' pace reports.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from worker.limits.rate.redis import RedisBucket
 from worker.store.base import JOB_TTL_S, Spending
 
 
@@ -35,6 +36,10 @@ class RedisLimits:
         """Spent and held, as far as the cap has counted."""
         spent, held = self.redis.hmget(self._key(job_id, "stats"), ["spent_nusd", "held_nusd"])
         return Spending(int(spent or 0), int(held or 0))
+
+    def bucket(self, job_id: str, model: str) -> RedisBucket:
+        """The job's rate budget for `model`, shared by every worker of the job."""
+        return RedisBucket(self.redis, self._key(job_id, f"budget:{model}"))
 
     def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]:
         key = self._key(job_id, "pace")

@@ -1,5 +1,5 @@
 """The SQLite store's part for the job's limits: the spending ledger (what was spent in the
-job's file, what rows in flight hold in memory: one process runs the job) and pace reports.
+job's file, what rows in flight hold in memory), the rate budget's buckets and pace reports.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from worker.limits.rate.memory import MemoryBucket
 from worker.store.base import Spending
 
 
@@ -46,6 +47,10 @@ class SqliteLimits:
     def spending(self, job_id: str) -> Spending:
         with self._lock:
             return Spending(self._spent(self._db(job_id)), self._held_total(job_id))
+
+    def bucket(self, job_id: str, model: str) -> MemoryBucket:
+        """The job's rate budget for `model`, in this process: one process runs the job."""
+        return MemoryBucket()
 
     def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]:
         db = self._db(job_id)
