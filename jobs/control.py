@@ -94,12 +94,11 @@ def locate(settings: Settings, job_id: str, use: Callable[[Settings], Store] = _
         )
     store = use(settings)
     try:
-        spec = store.job(job_id)
+        spec = store.spec(job_id)
     except KeyError:
         raise ConfigError(f"no job {job_id} in {where}") from None
-    meta = store.meta(job_id)
     try:
-        record = JobRecord.from_json(meta)
+        record = JobRecord.from_json(store.record(job_id))
     except KeyError:
         raise ConfigError(
             f"job {job_id} has no record of its worksheet, so it cannot be collected or resumed"
@@ -118,7 +117,7 @@ def latest_job(settings: Settings, worksheet: Path) -> str | None:
 
 
 def remember(store: Jobs, spec: JobSpec, record: JobRecord) -> None:
-    store.set_meta(spec.job_id, record.to_json(), input_key(Path(record.input)))
+    store.set_record(spec.job_id, record.to_json(), input_key(Path(record.input)))
 
 
 # --- status -----------------------------------------------------------------------------

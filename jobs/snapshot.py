@@ -160,7 +160,7 @@ def snapshot(
 
     Raises KeyError for a job the store does not hold.
     """
-    spec = spec or store.job(job_id)
+    spec = spec or store.spec(job_id)
     p = progress or store.progress(job_id)
     reports = pace.reports(store, job_id)
     in_flight = sum(r.get("active", 0) for r in reports) if reports else store.in_flight(job_id)

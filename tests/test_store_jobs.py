@@ -114,9 +114,9 @@ def test_stop_and_clear(store):
 
 def test_meta_and_latest_job(store):
     first, second = _job(store), _job(store)
-    store.set_meta(first.job_id, {"input": "/a.csv"}, "key-a")
-    store.set_meta(second.job_id, {"input": "/a.csv", "n": 2}, "key-a")
-    assert store.meta(second.job_id) == {"input": "/a.csv", "n": 2}
+    store.set_record(first.job_id, {"input": "/a.csv"}, "key-a")
+    store.set_record(second.job_id, {"input": "/a.csv", "n": 2}, "key-a")
+    assert store.record(second.job_id) == {"input": "/a.csv", "n": 2}
     assert store.latest_job("key-a") == second.job_id
     assert store.latest_job("key-b") is None
 

@@ -105,7 +105,7 @@ def spec_for(job_id: str) -> JobSpec:
     with _lock:
         spec = _specs.get(job_id)
     if spec is None:
-        spec = store().job(job_id)
+        spec = store().spec(job_id)
         with _lock:
             if len(_specs) > 64:  # a long-lived worker sees many jobs
                 _specs.clear()

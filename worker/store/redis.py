@@ -86,7 +86,7 @@ class RedisStore(RedisLimits, RedisBatches):
         pipe.expire(self._key(spec.job_id, "stats"), JOB_TTL_S)
         pipe.execute()
 
-    def job(self, job_id: str) -> JobSpec:
+    def spec(self, job_id: str) -> JobSpec:
         raw = self.redis.get(self._key(job_id, "spec"))
         if raw is None:
             raise KeyError(f"no job {job_id!r} in {mask_url(self.url)}")
@@ -205,13 +205,13 @@ class RedisStore(RedisLimits, RedisBatches):
 
     # --- coming back to a job -----------------------------------------------------------
 
-    def set_meta(self, job_id: str, meta: dict, input_key: str) -> None:
+    def set_record(self, job_id: str, record: dict, input_key: str) -> None:
         pipe = self.redis.pipeline()
-        pipe.set(self._key(job_id, "meta"), json.dumps(meta, ensure_ascii=False), ex=JOB_TTL_S)
+        pipe.set(self._key(job_id, "meta"), json.dumps(record, ensure_ascii=False), ex=JOB_TTL_S)
         pipe.set(f"askbatch:input:{input_key}", job_id, ex=JOB_TTL_S)
         pipe.execute()
 
-    def meta(self, job_id: str) -> dict:
+    def record(self, job_id: str) -> dict:
         raw = self.redis.get(self._key(job_id, "meta"))
         return json.loads(raw) if raw else {}
 

@@ -140,7 +140,7 @@ class LocalStore(SqliteLimits, SqliteBatches):
             db.execute("DELETE FROM spec")
             db.execute("INSERT INTO spec VALUES (?)", (json.dumps(spec.to_json()),))
 
-    def job(self, job_id: str) -> JobSpec:
+    def spec(self, job_id: str) -> JobSpec:
         with self._lock:
             row = self._db(job_id).execute("SELECT json FROM spec").fetchone()
         if row is None:
@@ -254,16 +254,16 @@ class LocalStore(SqliteLimits, SqliteBatches):
 
     # --- coming back to a job -----------------------------------------------------------
 
-    def set_meta(self, job_id: str, meta: dict, input_key: str) -> None:
+    def set_record(self, job_id: str, record: dict, input_key: str) -> None:
         with self._lock:
             db = self._db(job_id)
             db.execute("DELETE FROM meta")
             db.execute(
                 "INSERT INTO meta VALUES (?, ?, ?)",
-                (json.dumps(meta, ensure_ascii=False), input_key, time.time()),
+                (json.dumps(record, ensure_ascii=False), input_key, time.time()),
             )
 
-    def meta(self, job_id: str) -> dict:
+    def record(self, job_id: str) -> dict:
         with self._lock:
             row = self._db(job_id).execute("SELECT json FROM meta").fetchone()
         return json.loads(row[0]) if row else {}
