@@ -4,6 +4,9 @@ A refused key, a model that does not exist, an empty account or a request parame
 rejects would fail every row the same way, so the first one stops the job (a job-wide stop in
 the store, like cancel) and the rows not yet asked stay unasked: `askbatch resume JOB` asks
 them once the cause is fixed. A 400 about one row's own content fails only that row.
+
+What a halt is lives here: its stop statuses, `Halt` (why) and `classify` (which errors call
+for one). The exception a row raises with it is `Halted`, with the other errors in errors.py.
 """
 
 from __future__ import annotations
