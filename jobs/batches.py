@@ -16,13 +16,13 @@ import openai
 from worker import runtime
 from worker.batch import looks, records, rounds
 from worker.models import CANCELLED, JobSpec, Row
-from worker.store import Progress, Store
+from worker.store import Batches, Progress, Store
 
 NOTE_EVERY_S = 2.0  # a distributed job's progress line reads the workers' note this often
 CANCEL_WAIT_S = 120.0  # `cancel` of a job no process runs waits this long for its batches
 
 
-def prepare(store: Store, spec: JobSpec, groups: Iterator[list[Row]]) -> None:
+def prepare(store: Batches, spec: JobSpec, groups: Iterator[list[Row]]) -> None:
     """Keep the job's rows in its store (any worker builds a later round's lines from them)
     and its threads, in input order."""
     chunk: list[dict] = []
@@ -39,10 +39,10 @@ def prepare(store: Store, spec: JobSpec, groups: Iterator[list[Row]]) -> None:
     rounds.save_threads(store, spec.job_id, threads)
 
 
-def ensure_prepared(store: Store, spec: JobSpec, groups: Iterator[list[Row]]) -> None:
+def ensure_prepared(store: Batches, spec: JobSpec, groups: Iterator[list[Row]]) -> None:
     """`prepare` again if the run that created the job stopped before it was done (the
     thread map is written last)."""
-    if rounds.THREADS_KEY not in records.load(store, spec.job_id)[2]:
+    if rounds.THREADS_KEY not in records.load(store, spec.job_id).extras:
         prepare(store, spec, groups)
 
 
@@ -64,7 +64,7 @@ def run_here(store: Store, spec: JobSpec, show: Callable[[Progress], None]) -> P
         time.sleep(look.delay)
 
 
-def hand_to_workers(store: Store, spec: JobSpec) -> None:
+def hand_to_workers(store: Batches, spec: JobSpec) -> None:
     """Distributed: start the job's chain of looks on the workers. A chain started earlier
     (by the run that was interrupted) ends at its next look: only the newest goes on."""
     from worker import tasks  # Celery: only a distributed job needs it
@@ -76,12 +76,12 @@ def hand_to_workers(store: Store, spec: JobSpec) -> None:
     tasks.batch_look.apply_async(args=(spec.job_id, chain))
 
 
-def looked_at(store: Store, spec: JobSpec) -> bool:
+def looked_at(store: Batches, spec: JobSpec) -> bool:
     """Whether a look has recorded a batch of the job yet."""
-    return bool(records.load(store, spec.job_id)[0])
+    return bool(records.load(store, spec.job_id).records)
 
 
-def with_note(store: Store, spec: JobSpec, show: Callable[[Progress], None]):
+def with_note(store: Batches, spec: JobSpec, show: Callable[[Progress], None]):
     """`show`, with the note the workers' last look left (read every NOTE_EVERY_S)."""
     seen = {"at": 0.0, "note": ""}
 
@@ -89,7 +89,7 @@ def with_note(store: Store, spec: JobSpec, show: Callable[[Progress], None]):
         now = time.monotonic()
         if now - seen["at"] >= NOTE_EVERY_S:
             seen["at"] = now
-            seen["note"] = records.load(store, spec.job_id)[1].note
+            seen["note"] = records.load(store, spec.job_id).state.note
         progress.note = seen["note"]
         show(progress)
 
@@ -124,7 +124,7 @@ def cancel(store: Store, spec: JobSpec, reason: str, running: bool, distributed:
     )
 
 
-def status_lines(store: Store, spec: JobSpec) -> list[str]:
+def status_lines(store: Batches, spec: JobSpec) -> list[str]:
     """The job's batches, for `askbatch status`."""
     found, state, _ = records.load(store, spec.job_id)
     lines = [f"  batches: {len(found)}" + (f" ({state.note})" if state.note else "")]

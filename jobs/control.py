@@ -26,7 +26,7 @@ from worker.fatal import is_halt
 from worker.models import CANCELLED, EXPIRED, FAILED, SKIPPED, JobSpec, Result
 from worker.pricing import dollars
 from worker.settings import Settings, mask_url
-from worker.store import LocalStore, Progress, Store
+from worker.store import Jobs, LocalStore, Progress, Results, Store
 
 # `--retry-failed` asks again the rows that ended without an answer for a reason that may pass.
 RETRY_STATUSES = (FAILED, EXPIRED, CANCELLED)
@@ -94,12 +94,11 @@ def locate(settings: Settings, job_id: str, use: Callable[[Settings], Store] = _
         )
     store = use(settings)
     try:
-        spec = store.job(job_id)
+        spec = store.spec(job_id)
     except KeyError:
         raise ConfigError(f"no job {job_id} in {where}") from None
-    meta = store.meta(job_id)
     try:
-        record = JobRecord.from_json(meta)
+        record = JobRecord.from_json(store.record(job_id))
     except KeyError:
         raise ConfigError(
             f"job {job_id} has no record of its worksheet, so it cannot be collected or resumed"
@@ -117,14 +116,14 @@ def latest_job(settings: Settings, worksheet: Path) -> str | None:
     return None
 
 
-def remember(store: Store, spec: JobSpec, record: JobRecord) -> None:
-    store.set_meta(spec.job_id, record.to_json(), input_key(Path(record.input)))
+def remember(store: Jobs, spec: JobSpec, record: JobRecord) -> None:
+    store.set_record(spec.job_id, record.to_json(), input_key(Path(record.input)))
 
 
 # --- status -----------------------------------------------------------------------------
 
 
-def all_results(store: Store, job_id: str, total: int) -> Iterator[Result]:
+def all_results(store: Results, job_id: str, total: int) -> Iterator[Result]:
     for start in range(0, total, CHUNK):
         yield from store.get(job_id, range(start, min(start + CHUNK, total))).values()
 
@@ -171,11 +170,11 @@ def state_line(job: Job, progress: Progress) -> str:
     stop = job.store.stopped(job.id)
     left = job.spec.total - progress.done
     if left <= 0:
-        return "finished" + (f" ({stop[1]})" if stop else "")
+        return "finished" + (f" ({stop.reason})" if stop else "")
     if is_halt(stop):
-        return f"halted: {stop[1]}; {left} rows not asked yet (then: askbatch resume {job.id})"
+        return f"halted: {stop.reason}; {left} rows not asked yet (then: askbatch resume {job.id})"
     if stop:
-        return f"stopping: {stop[1]}; {left} rows without a result yet"
+        return f"stopping: {stop.reason}; {left} rows without a result yet"
     if job.record.mode == EMBEDDED:
         if job.store.busy(job.id):
             return f"running in another askbatch process; {left} rows to go"
@@ -199,7 +198,7 @@ def collect(job: Job, out: Path, sanitize: bool = True) -> Progress:
     rows without a result yet are `pending`, with a halt's reason when one stopped the job."""
     sheet = check_worksheet(job.record, job.id)
     stop = job.store.stopped(job.id)
-    reason = f"not asked: {stop[1]}" if is_halt(stop) else ""
+    reason = f"not asked: {stop.reason}" if is_halt(stop) else ""
     write_job(job.store, job.spec, sheet, out, sanitize=sanitize, pending_reason=reason)
     return job.store.progress(job.id)
 
@@ -250,7 +249,7 @@ def prepare_resume(job: Job, sheet: Worksheet, retry_failed: bool) -> tuple[list
     return [i for i in missing if i not in sheet.blank_rows], dropped
 
 
-def drop_failed(store: Store, spec: JobSpec, sheet: Worksheet) -> int:
+def drop_failed(store: Results, spec: JobSpec, sheet: Worksheet) -> int:
     """Forget the results of rows that ended failed, expired or cancelled, and of the later
     turns of their threads that were skipped because of them."""
     status = {r.index: r.status for r in all_results(store, spec.job_id, spec.total)}

@@ -23,7 +23,7 @@ from jobs.intake import Worksheet
 from worker.errors import InputError
 from worker.models import RESULT_COLUMNS, JobSpec, Result
 from worker.profile import Profile
-from worker.store.base import Store
+from worker.store import Results
 
 PENDING = "pending"
 CLASH_PREFIX = "askbatch_"
@@ -84,7 +84,7 @@ def write_answers(
 
 
 def write_job(
-    store: Store,
+    store: Results,
     spec: JobSpec,
     sheet: Worksheet,
     out_path: Path,

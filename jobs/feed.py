@@ -51,11 +51,3 @@ class Feeder:
             self.send(iter(picked))
             self.sent_rows += sum(len(rows) for rows in picked)
         return sum(len(rows) for rows in picked)
-
-
-class Unsent(KeyboardInterrupt):
-    """Ctrl-C while rows of a distributed job were still to be sent: how many were sent."""
-
-    def __init__(self, sent_rows: int) -> None:
-        super().__init__()
-        self.sent_rows = sent_rows

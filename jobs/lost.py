@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 import redis
 
 from worker.limits.leases import lease_for
 from worker.models import Row
-from worker.store import Progress, Store
+from worker.store import Claims, JobControl, Progress, Results
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,17 @@ def broker_holds(client: redis.Redis, job_id: str, queue: str) -> bool:
     return any(needle in raw for raw in client.hvals("unacked"))
 
 
+class Watched(JobControl, Claims, Results, Protocol):
+    """The store's roles the watch reads: the job's stop, its live claims, its missing rows."""
+
+
 class LostTasks:
     """Called on each poll of a distributed job; re-sends the tasks of rows the broker lost."""
 
     def __init__(
         self,
         broker_url: str,
-        store: Store,
+        store: Watched,
         job_id: str,
         total: int,
         regroup: Callable[[Iterable[int]], Iterator[list[Row]]],

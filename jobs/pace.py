@@ -6,7 +6,7 @@ The reports are written by worker/limits/rate/flight.py, one per process, every 
 from __future__ import annotations
 
 from worker.limits.rate.flight import LIVE_S
-from worker.store import Store
+from worker.store import Pacing
 
 # A job whose rate came within this share of what its limits allow was bound by them.
 LIMIT_BOUND = 0.8
@@ -14,7 +14,7 @@ LIMIT_BOUND = 0.8
 CPU_BOUND = 0.8
 
 
-def reports(store: Store, job_id: str, within_s: float = LIVE_S) -> list[dict]:
+def reports(store: Pacing, job_id: str, within_s: float = LIVE_S) -> list[dict]:
     """The reports of the job's processes written in the last `within_s` seconds."""
     try:
         return store.pace(job_id, "", None, within_s)

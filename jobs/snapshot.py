@@ -19,9 +19,9 @@ from typing import Any
 from jobs import pace
 from worker.batch import records
 from worker.fatal import is_halt
-from worker.models import COMPLETED, EXPIRED, FAILED, INCOMPLETE, JobSpec, money
+from worker.models import COMPLETED, EXPIRED, FAILED, INCOMPLETE, JobSpec, Stop, money
 from worker.pricing import dollars
-from worker.store import LocalStore, Progress, Store
+from worker.store import Batches, JobControl, LocalStore, Progress, Store
 
 WINDOW_S = 30.0  # rows per second are measured over about this much recent time
 
@@ -160,7 +160,7 @@ def snapshot(
 
     Raises KeyError for a job the store does not hold.
     """
-    spec = spec or store.job(job_id)
+    spec = spec or store.spec(job_id)
     p = progress or store.progress(job_id)
     reports = pace.reports(store, job_id)
     in_flight = sum(r.get("active", 0) for r in reports) if reports else store.in_flight(job_id)
@@ -177,7 +177,7 @@ def snapshot(
         **{name: getattr(p, name) for name in _FROM_PROGRESS},
         by_status={s: n for s, n in p.by_status.items() if n},
         state=_state(store, spec, p.done, p.total, stop, in_flight, bool(reports)),
-        stop_reason=stop[1] if stop else "",
+        stop_reason=stop.reason if stop else "",
         in_flight=in_flight,
         rows_per_s=rate,
         eta_s=0.0 if p.done >= p.total else eta,
@@ -202,11 +202,11 @@ def tier_of(spec: JobSpec) -> str:
 
 
 def _state(
-    store: Store,
+    store: JobControl,
     spec: JobSpec,
     done: int,
     total: int,
-    stop: tuple[str, str] | None,
+    stop: Stop | None,
     in_flight: int,
     reporting: bool,
 ) -> str:
@@ -221,9 +221,9 @@ def _state(
     return RUNNING if reporting or in_flight else WAITING
 
 
-def _batches(store: Store, spec: JobSpec, progress: Progress) -> str:
+def _batches(store: Batches, spec: JobSpec, progress: Progress) -> str:
     """The note a --batch job's last look left: the one the run process just had, else the
     one kept with the job (a job the workers or another process look at)."""
     if not spec.batch:
         return ""
-    return progress.note or records.load(store, spec.job_id)[1].note
+    return progress.note or records.load(store, spec.job_id).state.note

@@ -19,7 +19,8 @@ from datetime import datetime
 import openai
 
 from jobs import batches, grade
-from jobs.feed import Feeder, Unsent
+from jobs.errors import Unsent
+from jobs.feed import Feeder
 from jobs.intake import Worksheet
 from jobs.lost import LostTasks, quiet_for
 from worker import runtime
@@ -66,8 +67,7 @@ def create_job(
 ) -> JobSpec:
     """Record the job and its blank rows; for assistants, make the job's one assistant.
 
-    Flags and environment override the profile; a row's cells override both (at run time).
-    `profile_from_page`: uploaded to `askbatch serve`; workers allow only their own UI tools.
+    Flags and env override the profile, a row's cells both; `profile_from_page`: see JobSpec.
     """
     profile = profile or Profile()
     spec = JobSpec(

@@ -47,13 +47,13 @@ def test_rows_records_and_the_lease_on_both_backends(store):
         ("file-1", "batch_1", [(0, 1), (1, 1)])
     ]
     assert state.chain == "" and rounds.load_threads(extras[rounds.THREADS_KEY]).earlier(2) == [0]
-    assert store.tick_lease(SPEC.job_id, "a", 30)
+    assert store.look_lease(SPEC.job_id, "a", 30)
     if isinstance(store, RedisStore):
-        assert not store.tick_lease(SPEC.job_id, "b", 30), "one look at a time"
-        store.tick_release(SPEC.job_id, "b")  # not its lease: kept
-        assert not store.tick_lease(SPEC.job_id, "c", 30)
-    store.tick_release(SPEC.job_id, "a")
-    assert store.tick_lease(SPEC.job_id, "d", 30)
+        assert not store.look_lease(SPEC.job_id, "b", 30), "one look at a time"
+        store.look_release(SPEC.job_id, "b")  # not its lease: kept
+        assert not store.look_lease(SPEC.job_id, "c", 30)
+    store.look_release(SPEC.job_id, "a")
+    assert store.look_lease(SPEC.job_id, "d", 30)
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.jobtools import backend_store, fresh_db, new_job
+from worker.errors import JobBusy
 from worker.limits.leases import lease_for
 from worker.models import CANCELLED, COMPLETED, FAILED, JobSpec, Result, Usage
-from worker.store import JobBusy, LocalStore, RedisStore
+from worker.store import LocalStore, RedisStore
 
 
 @pytest.fixture(params=["redis", "sqlite"])
@@ -113,9 +114,9 @@ def test_stop_and_clear(store):
 
 def test_meta_and_latest_job(store):
     first, second = _job(store), _job(store)
-    store.set_meta(first.job_id, {"input": "/a.csv"}, "key-a")
-    store.set_meta(second.job_id, {"input": "/a.csv", "n": 2}, "key-a")
-    assert store.meta(second.job_id) == {"input": "/a.csv", "n": 2}
+    store.set_record(first.job_id, {"input": "/a.csv"}, "key-a")
+    store.set_record(second.job_id, {"input": "/a.csv", "n": 2}, "key-a")
+    assert store.record(second.job_id) == {"input": "/a.csv", "n": 2}
     assert store.latest_job("key-a") == second.job_id
     assert store.latest_job("key-b") is None
 

@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 
-from worker.store import Store
+from worker.store import JobControl
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class _Slot:
 class RunWatch:
     """Watches the stop flag of the jobs that have cancellable runs in flight in one store."""
 
-    def __init__(self, store: Store, every_s: float = POLL_S) -> None:
+    def __init__(self, store: JobControl, every_s: float = POLL_S) -> None:
         self.store = store
         self.every_s = every_s
         self._lock = threading.Lock()
@@ -93,7 +93,7 @@ _watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _watches_lock = threading.Lock()
 
 
-def watch_for(store: Store) -> RunWatch:
+def watch_for(store: JobControl) -> RunWatch:
     """The one watch of a store (per process)."""
     with _watches_lock:
         watch = _watches.get(store)

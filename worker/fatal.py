@@ -4,6 +4,9 @@ A refused key, a model that does not exist, an empty account or a request parame
 rejects would fail every row the same way, so the first one stops the job (a job-wide stop in
 the store, like cancel) and the rows not yet asked stay unasked: `askbatch resume JOB` asks
 them once the cause is fixed. A 400 about one row's own content fails only that row.
+
+What a halt is lives here: its stop statuses, `Halt` (why) and `classify` (which errors call
+for one). The exception a row raises with it is `Halted`, with the other errors in errors.py.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from urllib.parse import urlsplit
 import openai
 
 from worker.masking import mask_url
+from worker.models import Stop
 
 # The stop statuses of a halted job (worker/store `stop`). Unlike cancel and the spending cap,
 # a halt gives the rows not started no result: they are `pending` until resumed.
@@ -74,8 +78,8 @@ class Halt:
         return 3 if self.status == HALT_QUOTA else 2
 
 
-def is_halt(stop: tuple[str, str] | None) -> bool:
-    return bool(stop) and stop[0] in HALTS
+def is_halt(stop: Stop | None) -> bool:
+    return stop is not None and stop.status in HALTS
 
 
 def error_fields(exc: BaseException) -> tuple[str, str, str, str]:

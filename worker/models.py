@@ -1,4 +1,4 @@
-"""Typed payloads that cross the queue: a row to ask, and the result recorded for it.
+"""Typed payloads that cross the queue: a row to ask, the result recorded for it, a job's stop.
 
 Everything here turns into plain JSON (`to_json`) and back (`from_json`): Celery is configured
 for JSON only, and results are stored as JSON in Redis or SQLite.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 # Final statuses a row can end with. The run statuses are the provider's own words
 # (the user's run-status table); `skipped` means askbatch chose not to send the row.
@@ -250,6 +250,14 @@ class JobSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+class Stop(NamedTuple):
+    """A job's stop (worker/store `stop`): no row starts after it, and the rows not started
+    take `status` and `reason` as their result; a halt's (worker/fatal) leaves them pending."""
+
+    status: str
+    reason: str
 
 
 def money(value: Decimal | None) -> str:

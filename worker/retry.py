@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 import httpx2
 import openai
 
+from worker.errors import Halted, RowTimeout, TooLate
 from worker.fatal import is_quota, one_line
 
 T = TypeVar("T")
@@ -27,19 +28,6 @@ class Pacer(Protocol):
     def acquire(self, request: Mapping[str, Any], deadline: float) -> Any: ...
     def done(self, booking: Any, result: Any) -> None: ...
     def failed(self, booking: Any, exc: BaseException) -> None: ...
-
-
-class RowTimeout(Exception):
-    """Raised when a row's deadline passes before its API calls could finish."""
-
-
-class TooLate(Exception):
-    """Raised when the server asks to wait longer than the row has left: the row fails now
-    instead of sleeping into its deadline."""
-
-
-class Halted(Exception):
-    """Raised before a request when the job has been halted meanwhile (worker/fatal)."""
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -6,30 +6,24 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from worker.cancel import watch_for
 from worker.check import Check, CheckRule, checked
-from worker.fatal import Halt, classify, is_halt, one_line
+from worker.errors import Halted, RowBusy, RowTimeout, TooLate
+from worker.fatal import classify, is_halt, one_line
 from worker.limits import spending
 from worker.limits.rate.budget import Budget, budget_for
 from worker.limits.rate.flight import Flight
 from worker.models import COMPLETED, EXPIRED, FAILED, SKIPPED, JobSpec, Result, Row, Usage
 from worker.profile import Profile
 from worker.providers.base import Provider, Thread, Turn
-from worker.retry import Halted, Retrier, RowTimeout, TooLate, short_error
-from worker.store import Store
+from worker.retry import Retrier, short_error
+from worker.store import Claims, JobControl, Ledger, Pacing, Results
 from worker.structured import split_answer
 from worker.tools import ToolLog
 
 log = logging.getLogger(__name__)
-
-
-class JobHalt(Exception):
-    """Raised out of a row whose API error no retry can mend (worker/fatal): the job stops."""
-
-    def __init__(self, halt: Halt) -> None:
-        super().__init__(halt.message)
-        self.halt = halt
 
 
 # Jobs this process has seen halted: its rows in flight send no further request (the other
@@ -37,7 +31,7 @@ class JobHalt(Exception):
 _halted: set[str] = set()
 
 
-def _still_halted(store: Store, job_id: str) -> bool:
+def _still_halted(store: JobControl, job_id: str) -> bool:
     """Seen halted here, and not resumed since (a resume lifts the store's stop)."""
     if job_id not in _halted:
         return False
@@ -47,21 +41,17 @@ def _still_halted(store: Store, job_id: str) -> bool:
     return False
 
 
-class RowBusy(Exception):
-    """Raised when another delivery of the same task is answering a row right now."""
-
-    def __init__(self, index: int, wait_s: float) -> None:
-        super().__init__(f"row {index} is being answered elsewhere")
-        self.wait_s = wait_s
-
-
 def claim_ttl(spec: JobSpec) -> float:
     # Long enough for the row's own deadline plus the cancel call that may follow it.
     return spec.timeout_s + 60
 
 
+class RowStore(Claims, Results, JobControl, Ledger, Pacing, Protocol):
+    """The store's roles that answering rows touches."""
+
+
 def answer_rows(
-    store: Store,
+    store: RowStore,
     spec: JobSpec,
     provider: Provider,
     rows: list[Row],
@@ -103,7 +93,7 @@ def answer_rows(
         if stop:
             # Rows not started are not sent; `askbatch cancel` marks only unclaimed rows, and
             # the claim is taken in the same step as this look, so each row gets one result.
-            store.save(spec.job_id, Result(index=row.index, status=stop[0], error=stop[1]))
+            store.save(spec.job_id, Result(index=row.index, status=stop.status, error=stop.reason))
             continue
         if not start.claimed:
             raise RowBusy(row.index, store.lease_s)
@@ -125,9 +115,9 @@ def answer_rows(
                         spec, provider, thread, row, schema, on_run, budget, halted, check
                     )
                 answered += 1
-        except (JobHalt, Halted) as exc:
+        except Halted as exc:
             # The row stays without a result (its claim is let go below) and so does the rest.
-            if isinstance(exc, JobHalt):
+            if exc.halt is not None:
                 if spec.job_id not in _halted:  # once per process (the CLI says it too)
                     log.info("job %s halted: %s", spec.job_id, exc.halt.message)
                 _halted.add(spec.job_id)
@@ -195,7 +185,7 @@ def answer_row(
     except Exception as exc:  # one failing row never stops the job, unless every row would fail
         model = row.model or spec.model
         if halt := classify(exc, provider=spec.provider, base_url=spec.base_url, model=model):
-            raise JobHalt(halt) from exc
+            raise Halted(halt) from exc
         if not _expected(exc):
             log.exception("row %s (id %s) failed unexpectedly", row.index + 1, row.id)
         turn = Turn(status=FAILED, error=short_error(exc))

@@ -106,7 +106,7 @@ def spec_for(job_id: str) -> JobSpec:
     with _lock:
         spec = _specs.get(job_id)
     if spec is None:
-        spec = _page_tools(store().job(job_id))
+        spec = _page_tools(store().spec(job_id))
         with _lock:
             if len(_specs) > 64:  # a long-lived worker sees many jobs
                 _specs.clear()

@@ -9,10 +9,8 @@ import redis
 
 from worker import runtime
 from worker.app import app
-from worker.batch.chain import LookBusy
-from worker.errors import LookStopped
+from worker.errors import LookBusy, LookStopped, RowBusy
 from worker.models import Row
-from worker.runner import RowBusy
 
 log = logging.getLogger(__name__)
 

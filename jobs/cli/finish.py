@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jobs import judge, pace
 from jobs.csvout import write_job
-from jobs.feed import Unsent
+from jobs.errors import Unsent
 from jobs.intake import Worksheet
 from jobs.progress import ProgressView
 from jobs.submit import answer_job
@@ -97,7 +97,7 @@ def execute(
         return _halted(Halt(*halt), store, spec, sheet, out, args, say)
     judge.judge(settings, store, spec, sheet, say)
     write_job(store, spec, sheet, out, sanitize=not args.no_sanitize)
-    if (stop := store.stopped(spec.job_id)) and stop[0] == CANCELLED:
+    if (stop := store.stopped(spec.job_id)) and stop.status == CANCELLED:
         say(f"job {spec.job_id} was cancelled: rows not started are `cancelled`")
     from jobs import report
 

@@ -33,14 +33,15 @@ from starlette.staticfiles import StaticFiles
 
 from jobs import control
 from jobs.bounds import cpu_budget
+from jobs.errors import ServerBusy, TooLarge, UnknownJob
 from jobs.web import facts
-from jobs.web.catalog import Catalog, UnknownJob
-from jobs.web.guard import Guard, TooLarge
+from jobs.web.catalog import Catalog
+from jobs.web.guard import Guard
 from jobs.web.launch import PAGE_PROVIDERS, Launcher, optional_choices
 from jobs.web.uploads import Uploads
-from worker.errors import AskbatchError
+from worker.errors import AskbatchError, JobBusy
 from worker.settings import DEFAULT_MODEL, Settings, mask_url
-from worker.store import JobBusy, Store
+from worker.store import Store
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
@@ -169,21 +170,19 @@ class Api:
         """`work(form)` on a thread, with the request's form (its files spooled to disk by
         Starlette), in its turn (ESTIMATES_AT_ONCE) and within the CPU an upload may take."""
         s = self.settings
-        try:
-            async with request.form(max_files=2, max_fields=20, max_part_size=FIELD_BYTES) as form:
-                try:
-                    async with asyncio.timeout(WAIT_S):
-                        await self.turns.acquire()
-                except TimeoutError:
-                    raise _BusyError() from None
-                try:
-                    fields = dict(form.multi_items())
-                    with_budget = _budgeted(work, s.ui_estimate_cpu_s)
-                    return await run_in_threadpool(with_budget, fields)
-                finally:
-                    self.turns.release()
-        except TooLarge:
-            raise _TooLargeError(s.ui_max_upload_mb) from None
+        # Past the upload limit, the guard's reading raises TooLarge (answered 413).
+        async with request.form(max_files=2, max_fields=20, max_part_size=FIELD_BYTES) as form:
+            try:
+                async with asyncio.timeout(WAIT_S):
+                    await self.turns.acquire()
+            except TimeoutError:
+                raise ServerBusy() from None
+            try:
+                fields = dict(form.multi_items())
+                with_budget = _budgeted(work, s.ui_estimate_cpu_s)
+                return await run_in_threadpool(with_budget, fields)
+            finally:
+                self.turns.release()
 
     async def estimate(self, request: Request) -> Response:
         """Keep a worksheet and read it (the CLI's intake); its estimate with the choices."""
@@ -211,16 +210,6 @@ def _budgeted(work: Callable[[dict[str, Any]], Any], cpu_s: float) -> Callable[.
     return run
 
 
-class _BusyError(AskbatchError):
-    def __init__(self) -> None:
-        super().__init__("the server is reading other uploads; try again in a moment")
-
-
-class _TooLargeError(AskbatchError):
-    def __init__(self, mb: float) -> None:
-        super().__init__(f"the upload is larger than {mb:g} MB (ASKBATCH_UI_MAX_UPLOAD_MB)")
-
-
 def _page(name: str):
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / name, media_type="text/html; charset=utf-8")
@@ -233,9 +222,9 @@ async def _error(request: Request, exc: Exception) -> Response:
         status = 404
     elif isinstance(exc, JobBusy):
         status = 409
-    elif isinstance(exc, _TooLargeError):
+    elif isinstance(exc, TooLarge):
         status = 413
-    elif isinstance(exc, _BusyError):
+    elif isinstance(exc, ServerBusy):
         status = 429
     elif isinstance(exc, HTTPException):  # Starlette's own: a malformed form, no such page
         return JSONResponse({"error": mask_url(str(exc.detail))}, status_code=exc.status_code)

@@ -15,15 +15,12 @@ import threading
 import redis
 
 from jobs import control
+from jobs.errors import UnknownJob
 from worker.errors import ConfigError
 from worker.settings import Settings, mask_url
 from worker.store import LocalStore, Store
 
 _JOB_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]+")
-
-
-class UnknownJob(ConfigError):
-    """Raised when no job has the id asked for (the page answers 404)."""
 
 
 class Catalog:

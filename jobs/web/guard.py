@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobs.errors import TooLarge
 from worker.errors import ConfigError
 from worker.settings import Secret, Settings
 
@@ -65,10 +66,6 @@ def with_token(settings: Settings) -> tuple[Settings, bool]:
     if token:
         return settings, False
     return settings.with_(ui_token=Secret(secrets.token_urlsafe(24))), True
-
-
-class TooLarge(Exception):
-    """Raised when a request body passes the upload limit while it is being read."""
 
 
 class Guard:
@@ -167,7 +164,7 @@ class Guard:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body:
-                raise TooLarge
+                raise TooLarge(self.max_body / 1e6)
             return message
 
         return limited

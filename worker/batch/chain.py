@@ -13,16 +13,12 @@ import openai
 
 from worker.batch import records
 from worker.batch.looks import look
-from worker.errors import LookStopped
+from worker.errors import LookBusy, LookStopped
 from worker.fatal import one_line
 from worker.models import JobSpec
 from worker.store import Store
 
 LEASE_S = 900.0  # longest a look may take (reading 50,000 lines) before another may start
-
-
-class LookBusy(Exception):
-    """Raised when another look at the same job is under way (distributed)."""
 
 
 def look_in_chain(
@@ -35,15 +31,15 @@ def look_in_chain(
     """A look, if this is the job's chain and no other look is under way; `schedule(delay,
     chain)` sends the chain's next look. Returns the delay, or None when the chain ends."""
     token = uuid.uuid4().hex
-    if not store.tick_lease(spec.job_id, token, LEASE_S):
+    if not store.look_lease(spec.job_id, token, LEASE_S):
         raise LookBusy(spec.job_id)
     try:
-        if records.load(store, spec.job_id)[1].chain != chain:
+        if records.load(store, spec.job_id).state.chain != chain:
             return None  # a newer chain (a resume's) looks after the job now
         try:
             delay = look(store, spec, client).delay
         except LookStopped as stopped:  # said where `status` and the run process show it
-            _, state, _ = records.load(store, spec.job_id)
+            state = records.load(store, spec.job_id).state
             state.note = one_line(str(stopped), 400)
             records.save_state(store, spec.job_id, state)
             raise
@@ -52,9 +48,9 @@ def look_in_chain(
             # Sent first, recorded second: a worker dying between the two leaves this task
             # to be delivered again, still the chain's, rather than a chain of none.
             schedule(delay, following)
-            _, state, _ = records.load(store, spec.job_id)
+            state = records.load(store, spec.job_id).state
             state.chain = following
             records.save_state(store, spec.job_id, state)
         return delay
     finally:
-        store.tick_release(spec.job_id, token)
+        store.look_release(spec.job_id, token)

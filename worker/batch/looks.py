@@ -85,7 +85,7 @@ def cancel(store: Store, spec: JobSpec, client: openai.OpenAI) -> int:
     """Cancel every live batch of the job at the API; returns how many are stopping. Lines
     they finished are kept when they are read (`look`); the rest end `cancelled`."""
     stopping = 0
-    for record in records.load(store, spec.job_id)[0]:
+    for record in records.load(store, spec.job_id).records:
         if not (record.live and record.batch_id and record.status not in TERMINAL):
             continue
         stopping += 1
@@ -134,7 +134,7 @@ class Batcher(Sender):
         if is_halt(stop):
             return Look(None)
         if stop:
-            if live and stop[0] == CANCELLED:  # cancelled from anywhere: the batches too
+            if live and stop.status == CANCELLED:  # cancelled from anywhere: the batches too
                 cancel(self.store, spec, self.client)
             if live:
                 return Look(self._delay(live), f"stopping: {batches(len(live))} out")

@@ -27,7 +27,7 @@ from worker.batch.lines import LineBuilder
 from worker.batch.records import TERMINAL, BatchRecord
 from worker.errors import LookStopped
 from worker.fatal import one_line
-from worker.models import BATCH_TIER, CANCELLED, FAILED, JobSpec, Result, Row
+from worker.models import BATCH_TIER, CANCELLED, FAILED, JobSpec, Result, Row, Stop
 from worker.providers.base import JobContext
 from worker.retry import short_error
 from worker.store import Store
@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 SAVE_CHUNK = 1000  # results stored per commit (SQLite) or round trip (Redis)
 # What a look hands on as they are: the API's errors (told apart in looks.look) and the store's
 # (a distributed look is retried; an embedded one ends with the store's message).
+StopOrNone = Stop | None  # the job's stop, if it has one
 PASSED_ON = (openai.APIError, httpx2.TransportError, redis.RedisError, sqlite3.Error, LookStopped)
-Stop = tuple[str, str] | None
 
 
 class Asked:
@@ -76,7 +76,7 @@ class Reader:
         self.job = JobContext(spec)
         self.builder = LineBuilder(self.job)
 
-    def follow(self, record: BatchRecord, stop: Stop, asked: Asked, threads: rounds.Threads):
+    def follow(self, record: BatchRecord, stop: StopOrNone, asked: Asked, threads: rounds.Threads):
         """Follow one live batch; read it if it ended, give it up if it never does."""
         try:
             self._follow(record, stop, asked, threads)
@@ -85,7 +85,7 @@ class Reader:
         except Exception as exc:  # whatever it was, this batch must not stay unreadable
             raise self._fault(record, exc) from exc
 
-    def _follow(self, record: BatchRecord, stop: Stop, asked: Asked, threads: rounds.Threads):
+    def _follow(self, record: BatchRecord, stop: StopOrNone, asked: Asked, threads: rounds.Threads):
         job = self.spec.job_id
         if not record.batch_id:
             batch = api.find_batch(self.client, job, record.file_id, record.uploaded_at)
@@ -113,7 +113,9 @@ class Reader:
         elif changed:
             records.save(self.store, job, record)
 
-    def _give_up(self, record: BatchRecord, stop: Stop, asked: Asked, threads: rounds.Threads):
+    def _give_up(
+        self, record: BatchRecord, stop: StopOrNone, asked: Asked, threads: rounds.Threads
+    ):
         """Past its window and margin, or still cancelling a margin after it was cancelled
         (OGX keeps a batch a restart interrupted `in_progress` for ever): cancel it at the
         server, keep what it finished if it says so, and send its other lines again."""
@@ -132,11 +134,11 @@ class Reader:
             else:
                 since = record.submitted_at or record.uploaded_at
                 record.given_up = f"still {was} at the server {_ago(since)} after it was created"
-            if not (stop and stop[0] == CANCELLED):
+            if not (stop and stop.status == CANCELLED):
                 record.given_up += "; cancelled there, its unfinished lines were submitted again"
         self._close(record, stop, asked, threads)
 
-    def _close(self, record: BatchRecord, stop: Stop, asked: Asked, threads: rounds.Threads):
+    def _close(self, record: BatchRecord, stop: StopOrNone, asked: Asked, threads: rounds.Threads):
         """Read what the batch ended with, then mark it read: stored results first, so that a
         look killed in between reads it again rather than losing it (first writer wins)."""
         self._ingest(record, stop, asked, threads)
@@ -166,7 +168,7 @@ class Reader:
             f"`askbatch resume {job} --retry-failed` asks those rows again"
         )
 
-    def _ingest(self, record: BatchRecord, stop: Stop, asked: Asked, threads: rounds.Threads):
+    def _ingest(self, record: BatchRecord, stop: StopOrNone, asked: Asked, threads: rounds.Threads):
         """Read a batch that ended: keep every finished line; lines to ask again are left
         without a result (so they are due again), unless their attempts are spent. Results
         are stored SAVE_CHUNK at a time, as the files stream in."""
@@ -190,7 +192,7 @@ class Reader:
         return sum((r.cost_usd or Decimal(0) for r, new in pairs if new), Decimal(0))
 
     def _results(
-        self, record: BatchRecord, stop: Stop, asked: Asked, threads: rounds.Threads
+        self, record: BatchRecord, stop: StopOrNone, asked: Asked, threads: rounds.Threads
     ) -> Iterator[Result]:
         job = self.spec.job_id
         pending = {index: attempt for index, attempt in record.rows}
@@ -244,7 +246,7 @@ class Reader:
             record.given_up = f"its file {file_id} is gone at the server ({short_error(exc)})"
 
     def _unreturned(
-        self, record: BatchRecord, pending: dict[int, int], stop: Stop, asked: Asked
+        self, record: BatchRecord, pending: dict[int, int], stop: StopOrNone, asked: Asked
     ) -> Iterator[Result]:
         """The lines the batch returned nothing for: failed with the batch's reason when it
         failed as a whole; failed alone when its validation named them (the others go
@@ -264,7 +266,7 @@ class Reader:
             for index in pending:
                 yield Result(index, FAILED, error=reason, attempts=asked.get(index))
             return
-        if stop and stop[0] == CANCELLED:
+        if stop and stop.status == CANCELLED:
             return  # written `cancelled` with the rest of the job (looks.look)
         reason = (
             f"batch {record.batch_id} given up: {record.given_up}"

@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker.fatal import one_line
-from worker.store import Store
+from worker.store import Batches
 
 # The Batch API's statuses, and the ones after which nothing more happens to a batch.
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -200,21 +200,28 @@ class JobState:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
-def load(store: Store, job_id: str) -> tuple[list[BatchRecord], JobState, dict[str, dict]]:
-    """The job's batch records in upload order, its state, and its other entries (`~` keys,
-    such as the thread map of worker/batch/rounds.py)."""
+class JobBatches(NamedTuple):
+    """What the store keeps of a job's batches (`load`)."""
+
+    records: list[BatchRecord]  # in upload order
+    state: JobState
+    extras: dict[str, dict]  # its other entries (`~` keys: the thread map of rounds.py)
+
+
+def load(store: Batches, job_id: str) -> JobBatches:
+    """The job's batch records in upload order, its state, and its other entries."""
     raw = store.batch_records(job_id)
     state = JobState.from_json(raw.pop(STATE_KEY, {}))
     extras = {k: raw.pop(k) for k in [k for k in raw if k.startswith("~")]}
     records = sorted((BatchRecord.from_json(r) for r in raw.values()), key=lambda r: r.seq)
-    return records, state, extras
+    return JobBatches(records, state, extras)
 
 
-def save(store: Store, job_id: str, record: BatchRecord) -> None:
+def save(store: Batches, job_id: str, record: BatchRecord) -> None:
     store.batch_put(job_id, record.key, record.to_json())
 
 
-def save_state(store: Store, job_id: str, state: JobState) -> None:
+def save_state(store: Batches, job_id: str, state: JobState) -> None:
     store.batch_put(job_id, STATE_KEY, asdict(state))
 
 

@@ -17,7 +17,7 @@ from worker.batch.records import BatchRecord
 from worker.batch.toolrounds import CONTINUING, Continuing
 from worker.models import COMPLETED, JobSpec, Result, Row
 from worker.runner import skipped_result
-from worker.store import Store
+from worker.store import Batches, Store
 
 THREADS_KEY = "~threads"  # the job's threads of two rows or more, beside its batch records
 
@@ -50,7 +50,7 @@ class Threads:
         return "batch_" + hashlib.sha256(f"{job_id}\0{first}".encode()).hexdigest()[:24]
 
 
-def save_threads(store: Store, job_id: str, groups: Iterable[list[int]]) -> None:
+def save_threads(store: Batches, job_id: str, groups: Iterable[list[int]]) -> None:
     store.batch_put(job_id, THREADS_KEY, {"threads": [g for g in groups if len(g) > 1]})
 
 

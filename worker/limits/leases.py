@@ -4,7 +4,7 @@ A claim says "this row is being asked right now". It has to outlast a slow row (
 delivery must not ask it again) and yet lapse soon after its worker dies (the redelivered task
 must be able to take the row over within minutes). A fixed TTL cannot do both; a lease of
 `lease_s` renewed by a background thread every `lease_s / 3` can: it lives as long as its
-holder, up to the `hold_s` the caller asked for, and lapses `lease_s` after a SIGKILL.
+holder, up to the `ttl_s` the caller asked for, and lapses `lease_s` after a SIGKILL.
 Its two scripts are `lua/renew.lua` and `lua/release.lua`.
 """
 
@@ -47,11 +47,11 @@ class Leases:
     def token() -> str:
         return uuid.uuid4().hex
 
-    def adopt(self, key: str, token: str, hold_s: float) -> None:
-        """Keep renewing, for up to `hold_s`, a claim this process has just set with `token`
+    def adopt(self, key: str, token: str, ttl_s: float) -> None:
+        """Keep renewing, for up to `ttl_s`, a claim this process has just set with `token`
         (the store's begin script sets it with a lease of `lease_s`)."""
         with self._lock:
-            self._held[key] = (token, time.monotonic() + hold_s)
+            self._held[key] = (token, time.monotonic() + ttl_s)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._renew_forever, name="askbatch-leases", daemon=True
@@ -73,7 +73,7 @@ class Leases:
             time.sleep(self.lease_s / 3)
             now = time.monotonic()
             with self._lock:
-                # A holder past its hold_s is stuck; let its claim lapse.
+                # A holder past its ttl_s is stuck; let its claim lapse.
                 for key in [k for k, (_, until) in self._held.items() if until < now]:
                     del self._held[key]
                 held = list(self._held.items())

@@ -20,9 +20,9 @@ from typing import Any
 from worker import pricing, tokens
 from worker.check import CheckRule
 from worker.errors import ConfigError
-from worker.models import JobSpec, Result, Row, Usage
+from worker.models import JobSpec, Result, Row, Stop, Usage
 from worker.settings import Settings
-from worker.store import Store
+from worker.store import Ledger
 
 CAP_REASON = "spending cap"
 
@@ -59,8 +59,8 @@ def reason(spec: JobSpec) -> str:
     return f"not sent: the {CAP_REASON} of ${spec.max_cost} was reached (--max-cost)"
 
 
-def is_cap_stop(stop: tuple[str, str] | None) -> bool:
-    return bool(stop) and CAP_REASON in stop[1]
+def is_cap_stop(stop: Stop | None) -> bool:
+    return stop is not None and CAP_REASON in stop.reason
 
 
 def job_tier(spec: JobSpec) -> str:
@@ -97,21 +97,21 @@ def requests_per_row(spec: JobSpec) -> int:
     return CheckRule.from_json(check).requests[1] if check else 1
 
 
-def reserve(store: Store, spec: JobSpec, row: Row, prior: Usage | None) -> int | None:
+def reserve(ledger: Ledger, spec: JobSpec, row: Row, prior: Usage | None) -> int | None:
     """Hold the row's expected cost; returns the nano-dollars held, or None when the cap
     would be passed (and the row must not start). Without a cap: 0, and no store call."""
     if not spec.max_cost:
         return 0
     held = pricing.nano(hold_for(spec, row, prior))
     cap = int(Decimal(spec.max_cost) * pricing.NANO)
-    return held if store.reserve(spec.job_id, row.index, held, cap) else None
+    return held if ledger.reserve(spec.job_id, row.index, held, cap) else None
 
 
-def settle(store: Store, spec: JobSpec, result: Result) -> None:
+def settle(ledger: Ledger, spec: JobSpec, result: Result) -> None:
     """Swap the row's hold for what it really cost."""
     if spec.max_cost:
         spent = pricing.nano(result.cost_usd) if result.cost_usd is not None else 0
-        store.settle(spec.job_id, result.index, spent)
+        ledger.settle(spec.job_id, result.index, spent)
 
 
 def _quote(spec: JobSpec, model: str, requested: str = "", tier: str = "") -> pricing.Quote:

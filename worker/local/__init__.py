@@ -29,7 +29,6 @@ from worker.local.prepare import (
 )
 from worker.local.server import (
     HOST,
-    Interrupted,
     LocalServer,
     Say,
     _servers,
@@ -50,7 +49,6 @@ __all__ = [
     "SMALL",
     "SMALL_PACKAGE",
     "Chunked",
-    "Interrupted",
     "LocalServer",
     "NoLocalServer",
     "Say",

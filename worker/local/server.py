@@ -23,17 +23,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from worker.errors import AskbatchError, ConfigError
+from worker.errors import ConfigError, Interrupted
 from worker.local.cpus import default_slots, free_cores
 from worker.private import private_dir
 
 HOST = "127.0.0.1"
 
 Say = Callable[[str], None]
-
-
-class Interrupted(AskbatchError):
-    exit_code = 130
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:

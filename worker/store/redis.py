@@ -1,14 +1,15 @@
 """The Redis store: distributed jobs, shared by every worker; its scripts are in `lua/`.
 
 Every step that must not interleave with another worker's (save a row once, claim it, hold
-against the spending cap) is one Lua script, run atomically on the Redis server.
+against the spending cap) is one Lua script, run atomically on the Redis server. This module
+keeps the jobs, results, tallies, claims and stops; `redis_limits.py` the spending ledger and
+pace reports, `redis_batches.py` the Batch API route's part.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Iterable, Iterator
 
 import redis
@@ -18,9 +19,11 @@ from redis.retry import Retry
 
 from worker import lua
 from worker.limits.leases import Leases
-from worker.models import JobSpec, Result
+from worker.models import JobSpec, Result, Stop
 from worker.settings import mask_url
 from worker.store.base import JOB_TTL_S, Progress, RowStart, RowTally, chunks
+from worker.store.redis_batches import RedisBatches
+from worker.store.redis_limits import RedisLimits
 
 
 class _RideOut(Retry):
@@ -39,7 +42,7 @@ class _RideOut(Retry):
 REDIS_RETRY = _RideOut(ExponentialBackoff(cap=2.0, base=0.1), retries=40)
 
 
-class RedisStore:
+class RedisStore(RedisLimits, RedisBatches):
     """A distributed job's results, stop, spending ledger and row claims in one Redis."""
 
     def __init__(self, url: str, lease_s: float = 30.0) -> None:
@@ -83,7 +86,7 @@ class RedisStore:
         pipe.expire(self._key(spec.job_id, "stats"), JOB_TTL_S)
         pipe.execute()
 
-    def job(self, job_id: str) -> JobSpec:
+    def spec(self, job_id: str) -> JobSpec:
         raw = self.redis.get(self._key(job_id, "spec"))
         if raw is None:
             raise KeyError(f"no job {job_id!r} in {mask_url(self.url)}")
@@ -110,7 +113,7 @@ class RedisStore:
         if found == "done":
             return RowStart(done=Result.from_stored(raw, index))
         if found == "stop":
-            return RowStart(stop=tuple(json.loads(raw)))
+            return RowStart(stop=Stop(*json.loads(raw)))
         if found == "claimed":
             self._leases.adopt(claim, token, ttl_s)
             return RowStart(claimed=True)
@@ -168,22 +171,9 @@ class RedisStore:
         """No new row of the job starts from now on; unstarted rows get `status` and `reason`."""
         self.redis.set(self._key(job_id, "stop"), json.dumps([status, reason]), ex=JOB_TTL_S)
 
-    def stopped(self, job_id: str) -> tuple[str, str] | None:
+    def stopped(self, job_id: str) -> Stop | None:
         raw = self.redis.get(self._key(job_id, "stop"))
-        return tuple(json.loads(raw)) if raw else None
-
-    def reserve(self, job_id: str, index: int, amount: int, cap: int) -> bool:
-        keys = [self._key(job_id, "stats"), self._key(job_id, "holds")]
-        return bool(self._reserve(keys=keys, args=[amount, cap, index, JOB_TTL_S]))
-
-    def settle(self, job_id: str, index: int, spent: int) -> None:
-        keys = [self._key(job_id, "stats"), self._key(job_id, "holds")]
-        self._settle(keys=keys, args=[index, spent])
-
-    def spending(self, job_id: str) -> tuple[int, int]:
-        """(spent, held) in nano-dollars, as far as the cap has counted."""
-        spent, held = self.redis.hmget(self._key(job_id, "stats"), ["spent_nusd", "held_nusd"])
-        return int(spent or 0), int(held or 0)
+        return Stop(*json.loads(raw)) if raw else None
 
     def progress(self, job_id: str) -> Progress:
         stats = self.redis.hgetall(self._key(job_id, "stats"))
@@ -215,13 +205,13 @@ class RedisStore:
 
     # --- coming back to a job -----------------------------------------------------------
 
-    def set_meta(self, job_id: str, meta: dict, input_key: str) -> None:
+    def set_record(self, job_id: str, record: dict, input_key: str) -> None:
         pipe = self.redis.pipeline()
-        pipe.set(self._key(job_id, "meta"), json.dumps(meta, ensure_ascii=False), ex=JOB_TTL_S)
+        pipe.set(self._key(job_id, "meta"), json.dumps(record, ensure_ascii=False), ex=JOB_TTL_S)
         pipe.set(f"askbatch:input:{input_key}", job_id, ex=JOB_TTL_S)
         pipe.execute()
 
-    def meta(self, job_id: str) -> dict:
+    def record(self, job_id: str) -> dict:
         raw = self.redis.get(self._key(job_id, "meta"))
         return json.loads(raw) if raw else {}
 
@@ -264,57 +254,7 @@ class RedisStore:
     def busy(self, job_id: str) -> bool:
         return False
 
-    def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]:
-        key = self._key(job_id, "pace")
-        now = time.time()
-        pipe = self.redis.pipeline(transaction=False)
-        if report is not None:
-            pipe.hset(key, proc, json.dumps({**report, "at": now}))
-            pipe.expire(key, JOB_TTL_S)
-        pipe.hgetall(key)
-        reports = [json.loads(v) for v in pipe.execute()[-1].values()]
-        return [r for r in reports if now - r.get("at", 0) <= within_s]
-
     def in_flight(self, job_id: str) -> int:
         # Claims expire with their lease, so a dead worker's rows stop counting on their own.
         pattern = self._key(job_id, "claim:*")
         return sum(1 for _ in self.redis.scan_iter(match=pattern, count=1000))
-
-    # --- the Batch API route ------------------------------------------------------------
-
-    def rows_put(self, job_id: str, rows: list[dict]) -> None:
-        key = self._key(job_id, "rows")
-        pipe = self.redis.pipeline(transaction=False)
-        for chunk in chunks(rows):
-            pipe.hset(key, mapping={r["index"]: json.dumps(r, ensure_ascii=False) for r in chunk})
-        pipe.expire(key, JOB_TTL_S)
-        pipe.execute()
-
-    def rows_get(self, job_id: str, indices: Iterable[int]) -> dict[int, dict]:
-        key = self._key(job_id, "rows")
-        found: dict[int, dict] = {}
-        for chunk in chunks(list(indices)):
-            raws = self.redis.hmget(key, [str(i) for i in chunk])
-            found.update({i: json.loads(r) for i, r in zip(chunk, raws, strict=True) if r})
-        return found
-
-    def batch_put(self, job_id: str, key: str, record: dict) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(self._key(job_id, "batches"), key, json.dumps(record))
-        pipe.expire(self._key(job_id, "batches"), JOB_TTL_S)
-        pipe.execute()
-
-    def batch_records(self, job_id: str) -> dict[str, dict]:
-        raw = self.redis.hgetall(self._key(job_id, "batches"))
-        return {key: json.loads(value) for key, value in raw.items()}
-
-    def tick_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
-        key = self._key(job_id, "tick")
-        if self.redis.set(key, token, nx=True, px=int(ttl_s * 1000)):
-            return True
-        return self.redis.get(key) == token
-
-    def tick_release(self, job_id: str, token: str) -> None:
-        key = self._key(job_id, "tick")
-        if self.redis.get(key) == token:  # a lapsed lease may be someone else's by now
-            self.redis.delete(key)

@@ -1,4 +1,8 @@
-"""The SQLite store: embedded jobs, one file per job, so a stopped job keeps its rows."""
+"""The SQLite store: embedded jobs, one file per job, so a stopped job keeps its rows.
+
+This module keeps the jobs, results, tallies, claims and stops; `sqlite_limits.py` the spending
+ledger and pace reports, `sqlite_batches.py` the Batch API route's part.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,12 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from worker.models import JobSpec, Result
+from worker.errors import JobBusy
+from worker.models import JobSpec, Result, Stop
 from worker.private import private_dir, private_file
-from worker.store.base import JobBusy, Progress, RowStart, RowTally, chunks
-from worker.store.sqlite_batches import BatchTables, create_batch_tables
+from worker.store.base import Progress, RowStart, RowTally, chunks
+from worker.store.sqlite_batches import SqliteBatches, create_batch_tables
+from worker.store.sqlite_limits import SqliteLimits
 
 _COLUMNS = "idx, status, prompt, completion, total, json, cost, unpriced, retries"
 
@@ -75,7 +81,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
         raise
 
 
-class LocalStore(BatchTables):
+class LocalStore(SqliteLimits, SqliteBatches):
     """One SQLite file per job under `root`; safe to share between threads of one process.
 
     One process at a time runs a job (`hold`), so row claims can live in memory.
@@ -135,7 +141,7 @@ class LocalStore(BatchTables):
             db.execute("DELETE FROM spec")
             db.execute("INSERT INTO spec VALUES (?)", (json.dumps(spec.to_json()),))
 
-    def job(self, job_id: str) -> JobSpec:
+    def spec(self, job_id: str) -> JobSpec:
         with self._lock:
             row = self._db(job_id).execute("SELECT json FROM spec").fetchone()
         if row is None:
@@ -157,7 +163,7 @@ class LocalStore(BatchTables):
                 return RowStart(done=Result.from_stored(done[0], index))
             stop = db.execute("SELECT status, reason FROM stop").fetchone()
             if stop is not None:
-                return RowStart(stop=(stop[0], stop[1]))
+                return RowStart(stop=Stop(*stop))
             if self._claims.get((job_id, index), 0) > now:
                 return RowStart()
             self._claims[(job_id, index)] = now + ttl_s
@@ -223,36 +229,10 @@ class LocalStore(BatchTables):
             db.execute("DELETE FROM stop")
             db.execute("INSERT INTO stop VALUES (?, ?)", (status, reason))
 
-    def stopped(self, job_id: str) -> tuple[str, str] | None:
+    def stopped(self, job_id: str) -> Stop | None:
         with self._lock:
             row = self._db(job_id).execute("SELECT status, reason FROM stop").fetchone()
-        return (row[0], row[1]) if row else None
-
-    def _spent(self, db: sqlite3.Connection) -> int:
-        row = db.execute("SELECT spent FROM spend").fetchone()
-        return row[0] if row else 0
-
-    def _held_total(self, job_id: str) -> int:
-        return sum(amount for (job, _), amount in self._held.items() if job == job_id)
-
-    def reserve(self, job_id: str, index: int, amount: int, cap: int) -> bool:
-        with self._lock:
-            self._held.pop((job_id, index), None)  # a duplicate delivery's hold of the row
-            if self._spent(self._db(job_id)) + self._held_total(job_id) + amount > cap:
-                return False
-            self._held[(job_id, index)] = amount
-            return True
-
-    def settle(self, job_id: str, index: int, spent: int) -> None:
-        with self._lock:
-            db = self._db(job_id)
-            self._held.pop((job_id, index), None)
-            if db.execute("UPDATE spend SET spent = spent + ?", (spent,)).rowcount == 0:
-                db.execute("INSERT INTO spend VALUES (?)", (spent,))
-
-    def spending(self, job_id: str) -> tuple[int, int]:
-        with self._lock:
-            return self._spent(self._db(job_id)), self._held_total(job_id)
+        return Stop(*row) if row else None
 
     def progress(self, job_id: str) -> Progress:
         with self._lock:
@@ -275,16 +255,16 @@ class LocalStore(BatchTables):
 
     # --- coming back to a job -----------------------------------------------------------
 
-    def set_meta(self, job_id: str, meta: dict, input_key: str) -> None:
+    def set_record(self, job_id: str, record: dict, input_key: str) -> None:
         with self._lock:
             db = self._db(job_id)
             db.execute("DELETE FROM meta")
             db.execute(
                 "INSERT INTO meta VALUES (?, ?, ?)",
-                (json.dumps(meta, ensure_ascii=False), input_key, time.time()),
+                (json.dumps(record, ensure_ascii=False), input_key, time.time()),
             )
 
-    def meta(self, job_id: str) -> dict:
+    def record(self, job_id: str) -> dict:
         with self._lock:
             row = self._db(job_id).execute("SELECT json FROM meta").fetchone()
         return json.loads(row[0]) if row else {}
@@ -360,18 +340,6 @@ class LocalStore(BatchTables):
             yield
         finally:
             os.close(fd)
-
-    def pace(self, job_id: str, proc: str, report: dict | None, within_s: float) -> list[dict]:
-        db = self._db(job_id)
-        now = time.time()
-        with self._lock:
-            if report is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO pace VALUES (?, ?, ?)",
-                    (proc, now, json.dumps({**report, "at": now})),
-                )
-            rows = db.execute("SELECT json FROM pace WHERE at >= ?", (now - within_s,))
-            return [json.loads(r[0]) for r in rows.fetchall()]
 
     def in_flight(self, job_id: str) -> int:
         now = time.monotonic()

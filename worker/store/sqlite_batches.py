@@ -17,8 +17,8 @@ def create_batch_tables(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS batches (key TEXT PRIMARY KEY, json TEXT NOT NULL)")
 
 
-class BatchTables:
-    """Mixed into LocalStore, whose lock and per-job connections it uses."""
+class SqliteBatches:
+    """The `Batches` role, mixed into LocalStore, whose lock and per-job connections it uses."""
 
     _lock: threading.Lock
     _db: Callable[..., sqlite3.Connection]
@@ -53,8 +53,8 @@ class BatchTables:
             rows = self._db(job_id).execute("SELECT key, json FROM batches").fetchall()
         return {key: json.loads(raw) for key, raw in rows}
 
-    def tick_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
+    def look_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
         return True  # one process runs an embedded job (`hold`), and it looks from one thread
 
-    def tick_release(self, job_id: str, token: str) -> None:
+    def look_release(self, job_id: str, token: str) -> None:
         return None

@@ -1,7 +1,8 @@
 """A job's rate budget for one model, as one process sees it: book before a request, settle after.
 
-`budget_for` gives each job and model one `Budget` per process, over the job's bucket: in the
-store's Redis for a distributed job (redis.py), in memory for an embedded one (memory.py).
+`budget_for` gives each job and model one `Budget` per process, over the bucket the job's store
+gives it (`Buckets`): in Redis for a distributed job (redis.py), in memory for an embedded one
+(memory.py). A `Bucket` is all a budget needs of where its state lives.
 """
 
 from __future__ import annotations
@@ -11,16 +12,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from worker import tokens
-from worker.errors import ConfigError
+from worker.errors import ConfigError, RowTimeout
 from worker.limits.rate import gcra
 from worker.limits.rate.gcra import AUTO, LEARNED, PLAIN, UNSEEN
 from worker.limits.rate.headers import last_headers, low_remaining_pause, server_limits
-from worker.limits.rate.memory import MemoryBucket
-from worker.limits.rate.redis import RedisBucket
-from worker.retry import RowTimeout, retry_after
+from worker.retry import retry_after
 
 HORIZON_S = 0.5  # bookings are made at most this far ahead
 RETRY_MAX_S = 1.0  # a refused booking asks again within this (settlements free tokens)
@@ -58,6 +57,35 @@ def limit_for(text: str, model: str, unset: int = 0) -> int:
 # --- a job's budget ---------------------------------------------------------------------
 
 
+class Limits(NamedTuple):
+    """Requests and tokens per minute (0: none)."""
+
+    rpm: int
+    tpm: int
+
+
+class Bucket(Protocol):
+    """Where a budget's state lives, and the steps taken on it (gcra.py's arithmetic, done
+    atomically): memory.py in this process, redis.py shared by every worker."""
+
+    view: gcra.View  # what the last step saw
+
+    def book(
+        self, limits: tuple[int, int], need: tuple[float, float], horizon: float, seed: float = 0
+    ) -> tuple[float, float]: ...
+    def learn(self, rpm: int, tpm: int) -> None: ...
+    def probe_failed(self) -> None: ...
+    def settle(self, tpm: int, delta: float, output: int | None = None) -> None: ...
+    def slow(self, pause_s: float, limited: bool) -> None: ...
+    def pause_left(self) -> float: ...
+
+
+class Buckets(Protocol):
+    """What gives a job's budgets their buckets: the store the job runs on (its `Pacing`)."""
+
+    def bucket(self, job_id: str, model: str) -> Bucket: ...
+
+
 @dataclass(slots=True)
 class Booking:
     tokens: float  # reserved: the prompt counted locally plus the answer expected
@@ -82,7 +110,7 @@ class Budget:
     headers say, learned from the job's first answer (before it, one probe goes alone) and
     kept in the bucket so that every worker, even one that joins later, paces by it."""
 
-    def __init__(self, bucket: Any, rpm: int, tpm: int, model: str, expect_output: int) -> None:
+    def __init__(self, bucket: Bucket, rpm: int, tpm: int, model: str, expect_output: int) -> None:
         self.bucket = bucket
         self.rpm = rpm
         self.tpm = tpm
@@ -216,10 +244,10 @@ class Budget:
             self.bucket.slow(pause, limited=False)
             self._pause_read = 0.0
 
-    def limits(self) -> tuple[int, int]:
+    def limits(self) -> Limits:
         """The requests and tokens per minute in effect: given, else learned (0: none)."""
         learned = self.view.learned
-        return (
+        return Limits(
             learned[0] if self.rpm == AUTO else self.rpm,
             learned[1] if self.tpm == AUTO else self.tpm,
         )
@@ -297,24 +325,18 @@ _budgets: dict[tuple[int, str, str], Budget] = {}
 _budgets_lock = threading.Lock()
 
 
-def budget_for(store: Any, spec: Any, model: str) -> Budget:
-    """The process's budget for a job's model: in the store's Redis for a distributed job,
-    in memory for an embedded one."""
-    key = (id(store), spec.job_id, model)
+def budget_for(buckets: Buckets, spec: Any, model: str) -> Budget:
+    """The process's budget for a job's model, over the bucket `buckets` (the job's store)
+    gives it."""
+    key = (id(buckets), spec.job_id, model)
     with _budgets_lock:
         budget = _budgets.get(key)
         if budget is None:
             if len(_budgets) > 256:  # a long-lived worker sees many jobs
                 _budgets.clear()
-            client = getattr(store, "redis", None)
-            bucket = (
-                RedisBucket(client, f"askbatch:{spec.job_id}:budget:{model}")
-                if client is not None
-                else MemoryBucket()
-            )
             # Limits not given are learned from the server's headers.
             budget = _budgets[key] = Budget(
-                bucket,
+                buckets.bucket(spec.job_id, model),
                 limit_for(getattr(spec, "rpm", ""), model, AUTO),
                 limit_for(getattr(spec, "tpm", ""), model, AUTO),
                 model,

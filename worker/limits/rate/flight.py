@@ -12,7 +12,7 @@ While rows wait here and the rate reached stays under what is allowed, the share
 fifth a second (up to 4x), for answers whose latency varies; a 429 lowers the budget's rate
 (gcra.slow), and with it the target, multiplicatively, and both recover together.
 
-Every second a process writes its report into the store (`Store.pace`): the progress line,
+Every second a process writes its report into the store (`Pacing.pace`): the progress line,
 `askbatch status` and the end-of-run summary read them.
 """
 
@@ -26,9 +26,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 from worker.limits.rate.budget import Budget, row_costs
+from worker.store import Pacing
 
 FLOOR = 4  # rows in flight for the whole job before the limit is known
 HEADROOM = 1.5
@@ -41,7 +41,7 @@ IDLE_S = 30.0  # a process's reports stop this long after its last row of the jo
 class Flight:
     """One process's gate for one job: at most `limit` of its rows in flight here."""
 
-    def __init__(self, store: Any, job_id: str, ceiling: int) -> None:
+    def __init__(self, store: Pacing, job_id: str, ceiling: int) -> None:
         self.store = store
         self.job_id = job_id
         self.ceiling = max(1, ceiling)
@@ -155,10 +155,10 @@ class Flight:
     def report(self, allowed: float | None) -> dict:
         """What this process says of the job (read by progress, status and the summary)."""
         budgets = list(self.budgets.values())
-        rpm = max((b.limits()[0] for b in budgets), default=0)
-        tpm = max((b.limits()[1] for b in budgets), default=0)
+        rpm = max((b.limits().rpm for b in budgets), default=0)
+        tpm = max((b.limits().tpm for b in budgets), default=0)
         learned = any(
-            (b.rpm < 0 and b.limits()[0]) or (b.tpm < 0 and b.limits()[1]) for b in budgets
+            (b.rpm < 0 and b.limits().rpm) or (b.tpm < 0 and b.limits().tpm) for b in budgets
         )
         wall = max(1e-6, time.time() - self.first_at) if self.first_at else 0.0
         return {
@@ -183,7 +183,7 @@ _flights: dict[tuple[int, str], Flight] = {}
 _lock = threading.Lock()
 
 
-def flight_for(store: Any, job_id: str, ceiling: int) -> Flight:
+def flight_for(store: Pacing, job_id: str, ceiling: int) -> Flight:
     """The process's gate for a job (one per store and job)."""
     key = (id(store), job_id)
     with _lock:
