@@ -104,7 +104,7 @@ def _judge_spec(store: Store, spec: JobSpec, model: str) -> JobSpec | None:
     and schema, and the spending cap's remainder; None when the cap is spent."""
     job_id = grade.judge_id(spec.job_id)
     try:
-        return store.job(job_id)
+        return store.spec(job_id)
     except KeyError:
         pass
     cap = ""
