@@ -13,7 +13,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from datetime import datetime
 
 import openai
@@ -28,7 +27,7 @@ from worker.fatal import classify, is_halt
 from worker.limits import spending
 from worker.models import SKIPPED, JobSpec, Result, Row
 from worker.profile import Profile, load_profile
-from worker.providers.assistants import ensure_assistant
+from worker.providers import registry
 from worker.retry import short_error
 from worker.settings import DEFAULT_MODEL, Settings
 from worker.store import Progress, Store
@@ -58,15 +57,21 @@ def load_job_profile(settings: Settings) -> Profile:
 
 
 def create_job(
-    settings: Settings, sheet: Worksheet, store: Store, profile: Profile | None = None
+    settings: Settings,
+    sheet: Worksheet,
+    store: Store,
+    profile: Profile | None = None,
+    job_id: str = "",
 ) -> JobSpec:
-    """Record the job and its blank rows; for assistants, make the job's one assistant.
+    """Record the job and its blank rows, after the provider's setup (assistants: the job's
+    one assistant). `job_id`: one from `new_job_id`, or a new one.
 
     Flags and environment override the profile; a row's own cells override both (at run time).
     """
     profile = profile or Profile()
+    surface = registry.get(settings.provider)
     spec = JobSpec(
-        job_id=new_job_id(),
+        job_id=job_id or new_job_id(),
         provider=settings.provider,
         model=settings.model or profile.model or DEFAULT_MODEL,
         base_url=settings.base_url,
@@ -91,16 +96,16 @@ def create_job(
         **spending.job_terms(settings, profile.max_output_tokens),
     )
     spending.check(spec)
-    if profile.check and (spec.batch or spec.provider == "assistants"):
+    if profile.check and (spec.batch or not surface.check):
         # The check asks again after each answer: the Batch route cannot wait for that, and
-        # the legacy assistants surface keeps one assistant per job.
-        route = "the Batch route (--batch)" if spec.batch else "the assistants provider"
+        # some providers cannot either (registry: `check`).
+        route = "the Batch route (--batch)" if spec.batch else f"the {spec.provider} provider"
         raise ConfigError(
             f"the profile's [check] cannot be used with {route}: it asks the model again "
             "after each answer; drop one of the two"
         )
-    if spec.provider == "assistants" and sheet.n_rows > len(sheet.blank_rows):
-        spec = replace(spec, assistant_id=ensure_assistant(runtime.client(spec.base_url), spec))
+    if surface.setup and sheet.n_rows > len(sheet.blank_rows):
+        spec = surface.set_up(runtime.client(spec.base_url), spec)
     store.create_job(spec)
     for index in sorted(sheet.blank_rows):
         store.save(
@@ -110,12 +115,16 @@ def create_job(
 
 
 def start_job(
-    settings: Settings, sheet: Worksheet, store: Store, profile: Profile | None = None
+    settings: Settings,
+    sheet: Worksheet,
+    store: Store,
+    profile: Profile | None = None,
+    job_id: str = "",
 ) -> JobSpec:
     """`create_job`, with an API error while setting the job up (making the assistant) told
     as what it is: the halt's message and exit code (worker/fatal), else a ConfigError."""
     try:
-        return create_job(settings, sheet, store, profile)
+        return create_job(settings, sheet, store, profile, job_id)
     except openai.OpenAIError as exc:
         model = settings.model or (profile or Profile()).model or DEFAULT_MODEL
         if halt := classify(

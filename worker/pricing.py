@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 from worker.errors import ConfigError
 from worker.models import Usage
 from worker.networks import is_private
+from worker.providers import registry
 
 MILLION = Decimal(1_000_000)
 NANO = Decimal("1e9")  # the spending ledger counts whole nano-dollars
@@ -322,8 +323,8 @@ def _price_list(provider: str, base_url: str, prices: PriceBook) -> str | None:
     internet, or None for a self-hosted one."""
     if mapped := prices.provider_of(base_url):
         return mapped
-    if provider == "local":
-        return None
+    if (surface := registry.find(provider)) and surface.local_server:
+        return None  # a server askbatch runs itself
     if not base_url or urlsplit(base_url.strip()).hostname == OPENAI_HOST:
         return "openai"
     from genai_prices import data_snapshot

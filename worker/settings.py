@@ -18,13 +18,14 @@ from dotenv import load_dotenv
 from worker.errors import ConfigError
 from worker.limits.rate.budget import parse_limits
 from worker.pricing import parse_usd
+from worker.providers import registry
+from worker.providers.registry import SERVICE_TIERS
 from worker.tokens import parse_range
 
-PROVIDERS = ("responses", "chat", "assistants", "local")
-# The API's `service_tier` values askbatch sends ("" sends none: the project's default).
-SERVICE_TIERS = ("auto", "default", "flex", "priority")
+PROVIDERS = registry.names()  # --provider's choices (worker/providers/registry.py)
 # The surfaces the Batch API takes lines for, and the ones that take a service tier.
-BATCH_PROVIDERS = ("responses", "chat")
+BATCH_PROVIDERS = registry.names(lambda p: p.batch_endpoint)
+TIER_PROVIDERS = registry.names(lambda p: p.service_tiers)
 BATCH_MAX_LINES = 50_000  # the Batch API's limit of requests per input file
 FLEX_TIMEOUT_S = 900.0  # flex answers may queue: OpenAI advises a 15-minute timeout
 OPENAI_URL = "https://api.openai.com/v1"
@@ -97,7 +98,7 @@ DEFAULT_MODEL = "gpt-5-mini"  # when neither a flag, the environment nor the pro
 
 @dataclass(frozen=True)
 class Settings:
-    provider: str = "responses"
+    provider: str = registry.DEFAULT
     model: str = ""
     instructions: str = ""
     base_url: str = ""
@@ -234,9 +235,9 @@ class Settings:
                 f"batch poll interval {self.batch_poll_s} must be more than 0 seconds "
                 "(ASKBATCH_BATCH_POLL_S)"
             )
-        if self.service_tier and self.provider not in BATCH_PROVIDERS:
+        if self.service_tier and self.provider not in TIER_PROVIDERS:
             raise ConfigError(
-                f"--service-tier works with --provider {' or '.join(BATCH_PROVIDERS)}, not "
+                f"--service-tier works with --provider {' or '.join(TIER_PROVIDERS)}, not "
                 f"{self.provider!r}: drop it (or ASKBATCH_SERVICE_TIER) or choose one of those"
             )
         if not self.batch:
@@ -257,7 +258,7 @@ class Settings:
 
     def require_credentials(self) -> None:
         """Fail before anything is sent when no key could possibly work."""
-        if self.api_key or self.base_url or self.provider == "local":
+        if self.api_key or self.base_url or registry.get(self.provider).local_server:
             return
         raise ConfigError(
             "no API key and no base URL are configured; choose one of:\n"

@@ -29,11 +29,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from jobs import control
+from jobs.job import cancel
 from jobs.web import facts
 from jobs.web.catalog import Catalog, UnknownJob
 from jobs.web.guard import Guard, TooLarge
 from jobs.web.launch import PAGE_PROVIDERS, Launcher, optional_choices
 from worker.errors import AskbatchError, ConfigError
+from worker.providers import registry
 from worker.settings import DEFAULT_MODEL, Settings
 from worker.store import JobBusy, Store
 
@@ -70,7 +72,7 @@ class Api:
                 "providers": list(PAGE_PROVIDERS),
                 "optional": optional_choices(),
                 "defaults": {
-                    "provider": s.provider if s.provider in PAGE_PROVIDERS else "responses",
+                    "provider": s.provider if s.provider in PAGE_PROVIDERS else registry.DEFAULT,
                     "model": s.model or DEFAULT_MODEL,
                     "instructions": s.instructions,
                     "max_cost": s.max_cost,
@@ -148,7 +150,7 @@ class Api:
         def do() -> str:
             job = self.catalog.locate(job_id)
             if action == "cancel":
-                return control.cancel(job)
+                return cancel(job)
             return self.launcher.resume(job, retry_failed=action == "retry")
 
         return JSONResponse({"message": await run_in_threadpool(do)})

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.batch.lines import parse_custom_id
-from worker.batch.toolrounds import Continuing, calls_in, run_tools
+from worker.batch.toolrounds import Continuing, run_tools
 from worker.fatal import one_line
 from worker.models import BATCH_TIER, EXPIRED, FAILED, Result, Row, Usage
+from worker.providers import registry
 from worker.providers.base import JobContext, Turn, too_many_rounds
-from worker.providers.chat import turn_from_completion
-from worker.providers.responses import turn_from_response
 from worker.runner import result_of
 
 # Line errors that mean "not asked before the batch ended": the line goes into a later batch.
@@ -78,17 +77,15 @@ def outcome(
     code = response.get("status_code")
     body = response.get("body") or {}
     if code == 200:
-        if spec.provider == "responses":
-            turn = turn_from_response(body)
-        else:
-            turn = turn_from_completion(body, row.model or spec.model)
-        calls = calls_in(spec.provider, body) if job.toolbox else []
+        wire = registry.get(spec.provider).lines()
+        turn = wire.turn(body, row.model or spec.model)
+        calls = wire.tool_calls(body) if job.toolbox else []
         if not calls:
             return made(turn, job.profile.schema)
         if so_far.rounds == spec.max_tool_rounds:
             turn.status, turn.error = FAILED, too_many_rounds(so_far.rounds)
             return made(turn)
-        going_on = run_tools(job, body, calls, so_far, turn.usage, attempt)
+        going_on = run_tools(job, wire, body, calls, so_far, turn.usage, attempt)
         return Outcome(row.index, attempt, continuing=going_on)
     if code is not None:
         error = body.get("error") or {}
