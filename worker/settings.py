@@ -22,10 +22,6 @@ from worker.providers import registry
 from worker.providers.registry import SERVICE_TIERS
 from worker.tokens import parse_range
 
-PROVIDERS = registry.names()  # --provider's choices (worker/providers/registry.py)
-# The surfaces the Batch API takes lines for, and the ones that take a service tier.
-BATCH_PROVIDERS = registry.names(lambda p: p.batch_endpoint)
-TIER_PROVIDERS = registry.names(lambda p: p.service_tiers)
 BATCH_MAX_LINES = 50_000  # the Batch API's limit of requests per input file
 FLEX_TIMEOUT_S = 900.0  # flex answers may queue: OpenAI advises a 15-minute timeout
 OPENAI_URL = "https://api.openai.com/v1"
@@ -180,10 +176,10 @@ class Settings:
         return replace(self, **changes)
 
     def validate(self) -> None:
-        if self.provider not in PROVIDERS:
+        if registry.find(self.provider) is None:
             raise ConfigError(
-                f"unknown provider {self.provider!r}; choose one of: {', '.join(PROVIDERS)} "
-                "(--provider or ASKBATCH_PROVIDER)"
+                f"unknown provider {self.provider!r}; choose one of: "
+                f"{', '.join(registry.names())} (--provider or ASKBATCH_PROVIDER)"
             )
         if self.max_tool_rounds < 0:
             raise ConfigError("max_tool_rounds must be 0 or more")
@@ -235,16 +231,19 @@ class Settings:
                 f"batch poll interval {self.batch_poll_s} must be more than 0 seconds "
                 "(ASKBATCH_BATCH_POLL_S)"
             )
-        if self.service_tier and self.provider not in TIER_PROVIDERS:
+        surface = registry.get(self.provider)
+        if self.service_tier and self.service_tier not in surface.service_tiers:
+            tiered = registry.names(lambda p: self.service_tier in p.service_tiers)
             raise ConfigError(
-                f"--service-tier works with --provider {' or '.join(TIER_PROVIDERS)}, not "
+                f"--service-tier works with --provider {' or '.join(tiered)}, not "
                 f"{self.provider!r}: drop it (or ASKBATCH_SERVICE_TIER) or choose one of those"
             )
         if not self.batch:
             return
-        if self.provider not in BATCH_PROVIDERS:
+        if not surface.batch_endpoint:
+            batched = registry.names(lambda p: p.batch_endpoint)
             raise ConfigError(
-                f"--batch works with --provider {' or '.join(BATCH_PROVIDERS)}, not "
+                f"--batch works with --provider {' or '.join(batched)}, not "
                 f"{self.provider!r} (the Batch API takes no {self.provider} runs); drop --batch "
                 "or choose one of those providers"
             )

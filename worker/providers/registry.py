@@ -129,5 +129,5 @@ def find(name: str) -> ProviderInfo | None:
 
 
 def names(where: Callable[[ProviderInfo], object] = lambda p: True) -> tuple[str, ...]:
-    """The names of the providers for which `where` holds, in the order above."""
-    return tuple(entry.name for entry in _ENTRIES if where(entry))
+    """The names of the providers for which `where` holds, in the order of `PROVIDERS`."""
+    return tuple(name for name, entry in PROVIDERS.items() if where(entry))
