@@ -6,8 +6,8 @@ base URL is billed at (a gateway in front of OpenAI). Rules, in order:
 
 1. the model is in the price file: its prices;
 2. the price file's [base_urls] names the base URL's provider: that provider's prices;
-3. the provider is `local`, or the base URL is on this machine or a private network
-   (worker.networks; Ollama, vLLM, llama.cpp on your own machines): free, 0;
+3. the provider runs a server of askbatch's own (`local`), or the base URL is on this machine
+   or a private network (worker.networks; Ollama, vLLM, llama.cpp on your own machines): free;
 4. genai-prices knows the model at the base URL's provider (OpenAI for the default URL);
    or, for a base URL on the internet that genai-prices does not know (a gateway), at the
    model's own provider: its list price (`Quote.gateway` names the host);
