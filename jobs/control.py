@@ -2,8 +2,8 @@
 
 A job lives where its results do: an embedded job in a SQLite file under the state directory
 (`<state_dir>/jobs/<job>.sqlite`), a distributed one in Redis (found through the broker URL).
-The CLI's `status`, `collect`, `resume` and `cancel` commands, and `run --retry-failed`, are
-thin layers over these functions.
+The CLI's `status` and `collect` are thin layers over these functions; resuming and cancelling
+go through jobs/job.py, which every front end calls.
 """
 
 from __future__ import annotations

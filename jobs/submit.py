@@ -2,8 +2,8 @@
 
 Embedded mode answers on threads of this process with the function the Celery task wraps;
 distributed mode publishes the task to Redis for `askbatch worker` processes. Both then wait on
-the same store. `start_job` and `answer_job` are what a front end calls (the CLI's `run` and
-`resume`).
+the same store. `start_job` and `answer_job` are steps of jobs/job.py, the sequence every
+front end calls.
 """
 
 from __future__ import annotations

@@ -163,7 +163,8 @@ def test_the_cli_and_the_page_write_the_same_answers(
             assert "note" not in facts, facts["note"]  # not `KeyError(0)` (the Batch route)
             r = c.post(f"/api/jobs/{job}/cancel")
             assert r.status_code == 200 and "cancel" in r.json()["message"], r.text
-            facts = wait_job(c, job, lambda f: f["state"] == "finished")
+            # Finished, and no longer running here: the retry may start.
+            facts = wait_job(c, job, lambda f: f["state"] == "finished" and f["can_resume"])
             assert facts["by_status"].get("cancelled"), facts["by_status"]
             cancelled_part_way(csv_rows(c.get(f"/api/jobs/{job}/answers.csv").text))
             api.configure(batch_lines_per_s=2000)

@@ -62,17 +62,7 @@ class ChatProvider:
                     service_tier=tier_of(completion),
                 )
             rounds += 1
-            turn_messages.append(_sent_back(message))
-            turn_messages += [
-                {
-                    "role": "tool",
-                    "tool_call_id": call["id"],
-                    "content": self.job.toolbox.call(
-                        call["function"]["name"], call["function"]["arguments"], tools
-                    ),
-                }
-                for call in calls
-            ]
+            turn_messages += tool_round(self.job, message, calls, tools)
         turn = turn_from_completion(completion, self.job.model(row))
         turn.usage = usage
         if turn.status == COMPLETED:
@@ -114,9 +104,17 @@ def request_params(
     return {**static, **per_request, "model": model, "messages": [*system, *history, *turn]}
 
 
-def _sent_back(message: Mapping[str, Any]) -> dict[str, Any]:
-    """The assistant's turn as sent back: what the server said, less its extras."""
-    return {k: message[k] for k in ("role", "content", "tool_calls") if message.get(k)}
+def tool_round(
+    job: JobContext, message: Mapping[str, Any], calls: list[dict[str, Any]], log: ToolLog
+) -> list[dict[str, Any]]:
+    """Run the tool calls of an answer's `message`: the messages the next request adds (the
+    assistant's turn as sent back, less the server's extras, then each call's output)."""
+    items = [{k: message[k] for k in ("role", "content", "tool_calls") if message.get(k)}]
+    for call in calls:
+        fn = call["function"]
+        output = job.toolbox.call(fn["name"], fn["arguments"], log)
+        items.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+    return items
 
 
 def _message(completion: Mapping[str, Any]) -> dict[str, Any]:
@@ -182,12 +180,7 @@ class ChatLines:
     def tool_round(
         self, job: JobContext, body: Mapping[str, Any], calls: list[dict[str, Any]], log: ToolLog
     ) -> list[dict[str, Any]]:
-        items = [_sent_back(_message(body))]
-        for call in calls:
-            fn = call["function"]
-            output = job.toolbox.call(fn["name"], fn["arguments"], log)
-            items.append({"role": "tool", "tool_call_id": call["id"], "content": output})
-        return items
+        return tool_round(job, _message(body), calls, log)
 
 
 LINES = ChatLines()
