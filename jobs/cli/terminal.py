@@ -36,7 +36,8 @@ class Terminal(Ui):
         print(f"askbatch: error: {message}", file=sys.stderr)
 
     def progress(self, store: Store, spec: JobSpec) -> ProgressView:
-        return ProgressView(store, spec.job_id, quiet=self.quiet, spec=spec)
+        # sys.stderr as it is now (the default is the one of when jobs.progress was imported).
+        return ProgressView(store, spec.job_id, sys.stderr, quiet=self.quiet, spec=spec)
 
 
 def finish(run: Run, ui: Terminal) -> int:
