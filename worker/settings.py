@@ -22,6 +22,10 @@ from worker.providers import registry
 from worker.providers.registry import SERVICE_TIERS
 from worker.tokens import parse_range
 
+# The registry's names, as this module's constants for the docs' configuration table (and
+# older imports); code asks worker/providers/registry.py.
+PROVIDERS = registry.names()
+BATCH_PROVIDERS = registry.names(lambda p: p.batch_endpoint)
 BATCH_MAX_LINES = 50_000  # the Batch API's limit of requests per input file
 FLEX_TIMEOUT_S = 900.0  # flex answers may queue: OpenAI advises a 15-minute timeout
 OPENAI_URL = "https://api.openai.com/v1"
