@@ -2,8 +2,8 @@
 
 A job lives where its results do: an embedded job in a SQLite file under the state directory
 (`<state_dir>/jobs/<job>.sqlite`), a distributed one in Redis (found through the broker URL).
-The CLI's `status`, `collect`, `resume` and `cancel` commands, and `run --retry-failed`, are
-thin layers over these functions.
+The CLI's `status` and `collect` are thin layers over these functions; resuming and cancelling
+go through jobs/job.py, which every front end calls.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def connect_store(settings: Settings) -> Store:
     return store
 
 
-def _use(settings: Settings) -> Store:
+def use(settings: Settings) -> Store:
+    """Configure this process for these settings (a command works on one job) and connect
+    to their store."""
     runtime.configure(settings)
     if settings.broker_url:
         from worker import app as celery_app
@@ -75,7 +77,7 @@ def _use(settings: Settings) -> Store:
     return connect_store(settings)
 
 
-def locate(settings: Settings, job_id: str, use: Callable[[Settings], Store] = _use) -> Job:
+def locate(settings: Settings, job_id: str, use: Callable[[Settings], Store] = use) -> Job:
     """The job with this id: on local disk first, else in the broker's Redis.
 
     `use` gives the store for the job's settings; by default it configures this process for
@@ -112,7 +114,7 @@ def latest_job(settings: Settings, worksheet: Path) -> str | None:
     if job_id := LocalStore(settings.state_dir).latest_job(key):
         return job_id
     if settings.broker_url:
-        return _use(settings).latest_job(key)
+        return use(settings).latest_job(key)
     return None
 
 
@@ -194,13 +196,17 @@ def state_line(job: Job, progress: Progress) -> str:
 
 
 def collect(job: Job, out: Path, sanitize: bool = True) -> Progress:
-    """Write the job's answers CSV from what is done (`askbatch collect`, the page's download):
-    rows without a result yet are `pending`, with a halt's reason when one stopped the job."""
-    sheet = check_worksheet(job.record, job.id)
+    """Write the job's answers CSV from what is done (`askbatch collect`, the page's download)."""
+    write_answers(job, check_worksheet(job.record, job.id), out, sanitize)
+    return job.store.progress(job.id)
+
+
+def write_answers(job: Job, sheet: Worksheet, out: Path, sanitize: bool = True) -> None:
+    """The one place a job's answers CSV is written (by `collect`, and when a run ends): rows
+    without a result yet are `pending`, with a halt's reason when one stopped the job."""
     stop = job.store.stopped(job.id)
     reason = f"not asked: {stop.reason}" if is_halt(stop) else ""
     write_job(job.store, job.spec, sheet, out, sanitize=sanitize, pending_reason=reason)
-    return job.store.progress(job.id)
 
 
 # --- cancel -----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from worker import runtime
 from worker.models import COMPLETED, SKIPPED, JobSpec, Result, Row
 from worker.pricing import dollars
 from worker.profile import Profile
-from worker.providers.assistants import ensure_assistant
+from worker.providers import registry
 from worker.settings import Settings
 from worker.store import Store
 
@@ -131,10 +131,7 @@ def _judge_spec(store: Store, spec: JobSpec, model: str) -> JobSpec | None:
         batch=False,  # asked at once, even for a --batch job: a few rows, wanted now
         grade={},
     )
-    if judging.provider == "assistants":
-        judging = replace(
-            judging, assistant_id=ensure_assistant(runtime.client(spec.base_url), judging)
-        )
+    judging = registry.get(judging.provider).set_up(runtime.client(spec.base_url), judging)
     store.create_job(judging)
     return judging
 

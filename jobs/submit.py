@@ -2,8 +2,8 @@
 
 Embedded mode answers on threads of this process with the function the Celery task wraps;
 distributed mode publishes the task to Redis for `askbatch worker` processes. Both then wait on
-the same store. `start_job` and `answer_job` are what a front end calls (the CLI's `run` and
-`resume`).
+the same store. `start_job` and `answer_job` are steps of jobs/job.py, the sequence every
+front end calls.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from datetime import datetime
 
 import openai
 
 from jobs import batches, grade
+from jobs.embedded import EmbeddedRun
 from jobs.errors import Unsent
 from jobs.feed import Feeder
 from jobs.intake import Worksheet
@@ -29,14 +29,13 @@ from worker.fatal import classify, is_halt
 from worker.limits import spending
 from worker.models import SKIPPED, JobSpec, Result, Row
 from worker.profile import Profile, load_profile
-from worker.providers.assistants import ensure_assistant
+from worker.providers import registry
 from worker.retry import short_error
 from worker.settings import DEFAULT_MODEL, Settings
 from worker.store import Progress, Store
 from worker.tools import ToolBox
 
 POLL_S = 0.25
-STOP_POLL_S = 0.2
 
 
 def safety_hash(value: str) -> str:
@@ -63,15 +62,18 @@ def create_job(
     sheet: Worksheet,
     store: Store,
     profile: Profile | None = None,
+    job_id: str = "",
     profile_from_page: bool = False,
 ) -> JobSpec:
-    """Record the job and its blank rows; for assistants, make the job's one assistant.
+    """Record the job and its blank rows, after the provider's setup (assistants: the job's
+    one assistant). `job_id`: one from `new_job_id`, or a new one.
 
     Flags and env override the profile, a row's cells both; `profile_from_page`: see JobSpec.
     """
     profile = profile or Profile()
+    surface = registry.get(settings.provider)
     spec = JobSpec(
-        job_id=new_job_id(),
+        job_id=job_id or new_job_id(),
         provider=settings.provider,
         model=settings.model or profile.model or DEFAULT_MODEL,
         base_url=settings.base_url,
@@ -99,16 +101,16 @@ def create_job(
         **spending.job_terms(settings, profile.max_output_tokens),
     )
     spending.check(spec)
-    if profile.check and (spec.batch or spec.provider == "assistants"):
+    if profile.check and (spec.batch or not surface.check):
         # The check asks again after each answer: the Batch route cannot wait for that, and
-        # the legacy assistants surface keeps one assistant per job.
-        route = "the Batch route (--batch)" if spec.batch else "the assistants provider"
+        # some providers cannot either (registry: `check`).
+        route = "the Batch route (--batch)" if spec.batch else f"the {spec.provider} provider"
         raise ConfigError(
             f"the profile's [check] cannot be used with {route}: it asks the model again "
             "after each answer; drop one of the two"
         )
-    if spec.provider == "assistants" and sheet.n_rows > len(sheet.blank_rows):
-        spec = replace(spec, assistant_id=ensure_assistant(runtime.client(spec.base_url), spec))
+    if surface.setup and sheet.n_rows > len(sheet.blank_rows):
+        spec = surface.set_up(runtime.client(spec.base_url), spec)
     store.create_job(spec)
     for index in sorted(sheet.blank_rows):
         store.save(
@@ -122,12 +124,13 @@ def start_job(
     sheet: Worksheet,
     store: Store,
     profile: Profile | None = None,
+    job_id: str = "",
     profile_from_page: bool = False,
 ) -> JobSpec:
     """`create_job`, with an API error while setting the job up (making the assistant) told
     as what it is: the halt's message and exit code (worker/fatal), else a ConfigError."""
     try:
-        return create_job(settings, sheet, store, profile, profile_from_page)
+        return create_job(settings, sheet, store, profile, job_id, profile_from_page)
     except openai.OpenAIError as exc:
         model = settings.model or (profile or Profile()).model or DEFAULT_MODEL
         if halt := classify(
@@ -166,71 +169,6 @@ def pending_groups(sheet: Worksheet, pending: Iterable[int]) -> Iterator[list[Ro
 
 def _payload(rows: list[Row]) -> list[dict]:
     return [r.to_json() for r in rows]
-
-
-class EmbeddedRun:
-    """The job's tasks on `concurrency` threads of this process. Each thread takes the next
-    thread of rows from the worksheet when it is free and answers it with the same function
-    the Celery task calls: no queue, no hand-off thread, no futures. At 64 threads that
-    hand-off and Celery's eager `apply` cost more CPU than the store (bench/, `cpu` group)."""
-
-    def __init__(
-        self,
-        spec: JobSpec,
-        groups: Iterator[list[Row]],
-        concurrency: int,
-        stopped: Callable[[], bool] = lambda: False,
-    ) -> None:
-        self.spec = spec
-        self.groups = groups
-        self.stopped = stopped  # the job was cancelled: take no more rows
-        self.lock = threading.Lock()  # guards the worksheet, the stop look and the fields below
-        self.looked = 0.0
-        self.halted = False
-        self.failures: list[BaseException] = []
-        self.ended = threading.Event()  # set by the last thread to leave: wakes `wait`
-        self.alive = max(1, concurrency)
-        self.threads = [
-            threading.Thread(target=self._work, name=f"askbatch-{i}", daemon=True)
-            for i in range(max(1, concurrency))
-        ]
-        for thread in self.threads:
-            thread.start()
-
-    def _next(self) -> list[Row] | None:
-        with self.lock:
-            if self.halted or self.failures:
-                return None
-            now = time.monotonic()
-            if now - self.looked > STOP_POLL_S:
-                self.looked = now
-                if self.stopped():
-                    self.halted = True  # the rows not taken are marked by the caller, in one go
-                    return None
-            try:
-                return next(self.groups, None)
-            except BaseException as exc:  # a worksheet that changed under us, for one
-                self.failures.append(exc)
-                return None
-
-    def _work(self) -> None:
-        try:
-            while (rows := self._next()) is not None:
-                runtime.answer(self.spec.job_id, rows)
-        except BaseException as exc:
-            with self.lock:
-                self.failures.append(exc)
-        finally:
-            with self.lock:
-                self.alive -= 1
-                if self.alive == 0:
-                    self.ended.set()
-
-    def finished(self) -> bool:
-        """True once every thread has ended; re-raises the first task that crashed."""
-        if self.failures:
-            raise self.failures[0]
-        return self.ended.is_set()
 
 
 def run_distributed(spec: JobSpec, groups: Iterator[list[Row]]) -> int:

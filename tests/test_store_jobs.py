@@ -57,6 +57,17 @@ def test_missing_drop_and_counters(store):
     assert p.done == 3 and p.by_status[COMPLETED] == 3 and p.total_tokens == 50
 
 
+def test_a_row_without_tokens_is_dropped(store):
+    """A cancelled row used no tokens: dropping it takes back nothing (Redis refuses the
+    `-0` a Lua script would send) and --retry-failed can ask it again."""
+    spec = _job(store)
+    assert store.save(spec.job_id, _result(0, CANCELLED, tokens=0))
+    assert store.save(spec.job_id, _result(1, COMPLETED))
+    assert store.drop(spec.job_id, (CANCELLED,), [0, 1]) == 1
+    p = store.progress(spec.job_id)
+    assert p.done == 1 and p.total_tokens == 20 and store.missing(spec.job_id, 2) == [0]
+
+
 def test_mark_unstarted_passes_over_claimed_and_answered_rows(store):
     spec = _job(store)
     store.save(spec.job_id, _result(0, COMPLETED))

@@ -91,13 +91,16 @@ def csv_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
 
 
-def assert_same_answers(got: list[dict[str, str]], want: list[dict[str, str]]) -> None:
-    """Every cell equal, but the ids and latency of each run; the columns in the same order."""
+def assert_same_answers(
+    got: list[dict[str, str]], want: list[dict[str, str]], ignore: set[str] = frozenset()
+) -> None:
+    """Every cell equal, but the ids and latency of each run (and the `ignore` columns); the
+    columns in the same order."""
     assert got and len(got) == len(want)
     assert list(got[0]) == list(want[0])
     for i, (a, b) in enumerate(zip(got, want, strict=True)):
         for column in want[0]:
-            if column not in RUN_SPECIFIC:
+            if column not in RUN_SPECIFIC | ignore:
                 assert a[column] == b[column], f"row {i + 1}, column {column}"
 
 

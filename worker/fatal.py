@@ -18,6 +18,7 @@ import openai
 
 from worker.masking import mask_url
 from worker.models import Stop
+from worker.providers import registry
 
 # The stop statuses of a halted job (worker/store `stop`). Unlike cancel and the spending cap,
 # a halt gives the rows not started no result: they are `pending` until resumed.
@@ -59,11 +60,6 @@ JOB_PARAMS = frozenset(
 )
 _JOB_CODES = ("unsupported_parameter", "unsupported_value", "unknown_parameter")
 OPENAI_HOST = "api.openai.com"
-ASSISTANTS_GONE = (
-    "the Assistants API was shut down at OpenAI on 2026-08-26; use --provider responses "
-    "instead (a thread is a conversation there, a run is a response). Servers that still "
-    "speak the Assistants API keep working with --provider assistants and --base-url."
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +119,20 @@ def classify(exc: BaseException, *, provider: str, base_url: str, model: str) ->
             f"the API refused the key ({detail}). Set a valid OPENAI_API_KEY (in the "
             "environment or .env)",
         )
-    if provider == "assistants" and status in (404, 410) and is_openai(base_url):
-        return Halt(HALT_ACCESS, ASSISTANTS_GONE)
-    if provider == "responses" and status in (404, 405) and _path(exc).endswith("/conversations"):
+    surface = registry.find(provider)
+    if surface and surface.retired_at_openai and status in (404, 410) and is_openai(base_url):
+        return Halt(HALT_ACCESS, surface.retired_at_openai)
+    if (
+        surface
+        and surface.thread == registry.CONVERSATION
+        and status in (404, 405)
+        and _path(exc).endswith("/conversations")
+    ):
         return Halt(
             HALT_ACCESS,
             f"the server at {mask_url(base_url) or 'the base URL'} has no Conversations API "
-            f"({detail} on "
-            "POST /conversations), which --provider responses needs; use --provider chat",
+            f"({detail} on POST /conversations), which --provider {provider} needs; use "
+            "--provider chat",
         )
     if status == 404 and (code == "model_not_found" or param == "model"):
         return Halt(HALT_ACCESS, model_missing(model, base_url, detail))

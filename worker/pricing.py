@@ -6,8 +6,8 @@ base URL is billed at (a gateway in front of OpenAI). Rules, in order:
 
 1. the model is in the price file: its prices;
 2. the price file's [base_urls] names the base URL's provider: that provider's prices;
-3. the provider is `local`, or the base URL is on this machine or a private network
-   (worker.networks; Ollama, vLLM, llama.cpp on your own machines): free, 0;
+3. the provider runs a server of askbatch's own (`local`), or the base URL is on this machine
+   or a private network (worker.networks; Ollama, vLLM, llama.cpp on your own machines): free;
 4. genai-prices knows the model at the base URL's provider (OpenAI for the default URL);
    or, for a base URL on the internet that genai-prices does not know (a gateway), at the
    model's own provider: its list price (`Quote.gateway` names the host);
@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 from worker.errors import ConfigError
 from worker.models import Usage
 from worker.networks import is_private
+from worker.providers import registry
 
 MILLION = Decimal(1_000_000)
 NANO = Decimal("1e9")  # the spending ledger counts whole nano-dollars
@@ -313,8 +314,8 @@ def _price_list(provider: str, base_url: str, prices: PriceBook) -> str | None:
     internet, or None for a self-hosted one."""
     if mapped := prices.provider_of(base_url):
         return mapped
-    if provider == "local":
-        return None
+    if (surface := registry.find(provider)) and surface.local_server:
+        return None  # a server askbatch runs itself
     if not base_url or urlsplit(base_url.strip()).hostname == OPENAI_HOST:
         return "openai"
     from genai_prices import data_snapshot

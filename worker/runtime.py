@@ -21,10 +21,8 @@ from worker.limits.rate.headers import remember_headers
 from worker.local import NoLocalServer
 from worker.models import FAILED, JobSpec, Row
 from worker.profile import Profile, check_allowed, tool_allowlist
-from worker.providers.assistants import AssistantsProvider
+from worker.providers import registry
 from worker.providers.base import Provider
-from worker.providers.chat import ChatProvider
-from worker.providers.responses import ResponsesProvider
 from worker.runner import answer_rows
 from worker.settings import OPENAI_URL, Settings
 from worker.store import LocalStore, RedisStore, Store
@@ -35,14 +33,6 @@ _store: Store | None = None
 _clients: dict[str, openai.OpenAI] = {}
 _providers: dict[str, Provider] = {}
 _specs: dict[str, JobSpec] = {}
-
-PROVIDER_CLASSES = {
-    "responses": ResponsesProvider,
-    "chat": ChatProvider,
-    "assistants": AssistantsProvider,
-    # A local model server is one more OpenAI-compatible base URL (worker.local runs it).
-    "local": ChatProvider,
-}
 
 
 def configure(settings: Settings) -> None:
@@ -164,13 +154,14 @@ def solver_for(spec: JobSpec) -> Provider | None:
 
 def _make_provider(spec: JobSpec) -> Provider:
     base_url = spec.base_url
-    if spec.provider == "local" and not base_url:
+    surface = registry.get(spec.provider)
+    if surface.local_server and not base_url:
         # A distributed local job: each worker answers on its own server (--provider local).
         own = settings()
-        if own.provider != "local" or not own.base_url:
+        if own.provider != spec.provider or not own.base_url:
             return NoLocalServer(spec)
         base_url = own.base_url
-    return PROVIDER_CLASSES[spec.provider](client(base_url), spec)
+    return surface.make(client(base_url), spec)
 
 
 def answer(job_id: str, rows: list[Row]) -> int:

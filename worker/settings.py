@@ -19,13 +19,14 @@ from worker.limits.rate.budget import parse_limits
 from worker.masking import has_userinfo, mask_url
 from worker.pricing import parse_usd
 from worker.profile import tool_allowlist
+from worker.providers import registry
+from worker.providers.registry import SERVICE_TIERS
 from worker.tokens import parse_range
 
-PROVIDERS = ("responses", "chat", "assistants", "local")
-# The API's `service_tier` values askbatch sends ("" sends none: the project's default).
-SERVICE_TIERS = ("auto", "default", "flex", "priority")
-# The surfaces the Batch API takes lines for, and the ones that take a service tier.
-BATCH_PROVIDERS = ("responses", "chat")
+# The registry's names, as this module's constants for the docs' configuration table (and
+# older imports); code asks worker/providers/registry.py.
+PROVIDERS = registry.names()
+BATCH_PROVIDERS = registry.names(lambda p: p.batch_endpoint)
 BATCH_MAX_LINES = 50_000  # the Batch API's limit of requests per input file
 FLEX_TIMEOUT_S = 900.0  # flex answers may queue: OpenAI advises a 15-minute timeout
 OPENAI_URL = "https://api.openai.com/v1"
@@ -103,7 +104,7 @@ DEFAULT_MODEL = "gpt-5-mini"  # when neither a flag, the environment nor the pro
 @dataclass(frozen=True)
 class Settings:
     #: the API surface every row is answered on
-    provider: str = "responses"
+    provider: str = registry.DEFAULT
     #: model, unless a row's `model` cell says otherwise; empty: the profile's, else {DEFAULT_MODEL}
     model: str = ""
     #: system instructions for every run
@@ -188,8 +189,6 @@ class Settings:
     #: who the rows are asked for (a user or team id): sent as `safety_identifier`, as its SHA-256
     #: hash, never the raw value
     safety_id: str = field(default="", repr=False)
-    # The synchronous service tier sent with every run ("" = none sent), and the Batch API
-    # route: lines per uploaded file and seconds between looks at the batches out.
     #: {SERVICE_TIERS}: the API's service tier for every synchronous run; empty: none sent; with
     #: `flex`, `ASKBATCH_TIMEOUT` and `ASKBATCH_REQUEST_TIMEOUT` default to {FLEX_TIMEOUT_S}
     service_tier: str = ""
@@ -211,7 +210,6 @@ class Settings:
     grade_field: str = ""
     #: the model that judges the rows the key does not decide exactly; empty: none asked
     grade_with: str = ""
-    # `askbatch serve` (docs/security.md).
     #: `askbatch serve`: the token every request must carry, at least 16 characters; empty: a
     #: random one, printed in the page's address
     ui_token: Secret = field(default=Secret(""), repr=False)
@@ -255,10 +253,10 @@ class Settings:
         return replace(self, **changes)
 
     def validate(self) -> None:
-        if self.provider not in PROVIDERS:
+        if registry.find(self.provider) is None:
             raise ConfigError(
-                f"unknown provider {self.provider!r}; choose one of: {', '.join(PROVIDERS)} "
-                "(--provider or ASKBATCH_PROVIDER)"
+                f"unknown provider {self.provider!r}; choose one of: "
+                f"{', '.join(registry.names())} (--provider or ASKBATCH_PROVIDER)"
             )
         if self.max_tool_rounds < 0:
             raise ConfigError("max_tool_rounds must be 0 or more")
@@ -335,16 +333,19 @@ class Settings:
                 f"batch margin {self.batch_margin_s} must be 0 seconds or more "
                 "(ASKBATCH_BATCH_MARGIN)"
             )
-        if self.service_tier and self.provider not in BATCH_PROVIDERS:
+        surface = registry.get(self.provider)
+        if self.service_tier and self.service_tier not in surface.service_tiers:
+            tiered = registry.names(lambda p: self.service_tier in p.service_tiers)
             raise ConfigError(
-                f"--service-tier works with --provider {' or '.join(BATCH_PROVIDERS)}, not "
+                f"--service-tier works with --provider {' or '.join(tiered)}, not "
                 f"{self.provider!r}: drop it (or ASKBATCH_SERVICE_TIER) or choose one of those"
             )
         if not self.batch:
             return
-        if self.provider not in BATCH_PROVIDERS:
+        if not surface.batch_endpoint:
+            batched = registry.names(lambda p: p.batch_endpoint)
             raise ConfigError(
-                f"--batch works with --provider {' or '.join(BATCH_PROVIDERS)}, not "
+                f"--batch works with --provider {' or '.join(batched)}, not "
                 f"{self.provider!r} (the Batch API takes no {self.provider} runs); drop --batch "
                 "or choose one of those providers"
             )
@@ -358,7 +359,7 @@ class Settings:
 
     def require_credentials(self) -> None:
         """Fail before anything is sent when no key could possibly work."""
-        if self.api_key or self.base_url or self.provider == "local":
+        if self.api_key or self.base_url or registry.get(self.provider).local_server:
             return
         raise ConfigError(
             "no API key and no base URL are configured; choose one of:\n"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from jobs import control
+from jobs import control, job
 from jobs.cli.parser import overrides
 from worker.settings import Settings
 
 
 def command(args: argparse.Namespace) -> int:
-    job = control.locate(Settings.load(overrides(args)), args.job)
-    print(control.cancel(job))
+    print(job.cancel(control.locate(Settings.load(overrides(args)), args.job)))
     return 0

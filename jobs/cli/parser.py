@@ -10,11 +10,16 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from worker.settings import PROVIDERS, Settings
+from worker.providers import registry
+from worker.settings import Settings
 
 
 def _settings_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--provider", choices=PROVIDERS, help="API surface (default: responses)")
+    p.add_argument(
+        "--provider",
+        choices=registry.names(),
+        help=f"API surface (default: {registry.DEFAULT}; docs/providers.md)",
+    )
     p.add_argument("--model", help="model for every row without its own `model` cell")
     p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible base URL")
     p.add_argument("--instructions", help="system instructions for every run")
@@ -207,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--provider",
-        choices=PROVIDERS,
+        choices=registry.names(),
         help="local: start a local model server on this host for --provider local jobs",
     )
     worker.add_argument(

@@ -9,6 +9,7 @@ from jobs import control
 from jobs.cli.parser import overrides
 from worker import local, runtime
 from worker.errors import ConfigError
+from worker.providers import registry
 from worker.settings import Settings
 
 
@@ -19,7 +20,7 @@ def command(args: argparse.Namespace) -> int:
             "`askbatch worker` needs a broker: set ASKBATCH_BROKER_URL or --broker "
             "redis://HOST:6379/0"
         )
-    if settings.provider == "local":
+    if registry.get(settings.provider).local_server:
         settings = local.prepare_worker(settings)
     runtime.configure(settings)
     from worker import app as celery_app

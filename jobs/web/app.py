@@ -34,12 +34,14 @@ from starlette.staticfiles import StaticFiles
 from jobs import control
 from jobs.bounds import cpu_budget
 from jobs.errors import ServerBusy, TooLarge, UnknownJob
+from jobs.job import cancel
 from jobs.web import facts
 from jobs.web.catalog import Catalog
 from jobs.web.guard import Guard
 from jobs.web.launch import PAGE_PROVIDERS, Launcher, optional_choices
 from jobs.web.uploads import Uploads
 from worker.errors import AskbatchError, JobBusy
+from worker.providers import registry
 from worker.settings import DEFAULT_MODEL, Settings, mask_url
 from worker.store import Store
 
@@ -81,7 +83,7 @@ class Api:
                 "providers": list(PAGE_PROVIDERS),
                 "optional": optional_choices(),
                 "defaults": {
-                    "provider": s.provider if s.provider in PAGE_PROVIDERS else "responses",
+                    "provider": s.provider if s.provider in PAGE_PROVIDERS else registry.DEFAULT,
                     "model": s.model or DEFAULT_MODEL,
                     "instructions": s.instructions,
                     "max_cost": s.max_cost,
@@ -161,7 +163,7 @@ class Api:
         def do() -> str:
             job = self.catalog.locate(job_id)
             if action == "cancel":
-                return control.cancel(job)
+                return cancel(job)
             return self.launcher.resume(job, retry_failed=action == "retry")
 
         return JSONResponse({"message": await run_in_threadpool(do)})

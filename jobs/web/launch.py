@@ -1,37 +1,35 @@
 """Starting and resuming jobs from the page: an upload (jobs/web/uploads.py) estimated,
 started, then answered on a background thread of the server.
 
-That thread calls the same `answer_job` as `askbatch run` — on this process's threads
-embedded, on the workers distributed — and writes the answers CSV when every row has a result.
+Starting and resuming are jobs/job.py's, as for `askbatch run` and `resume`; the thread runs
+`Run.answer` — on this process's threads embedded, on the workers distributed, through the
+Batch API with --batch — which writes the answers CSV when every row has a result.
 
-The upload is the job's worksheet: `collect`, `resume` and the page's download read it
-again, and refuse it if it changed.
+The upload (jobs/web/uploads.py) is the job's worksheet: `collect`, `resume` and the page's
+download read it again, and refuse it if it changed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
-from jobs import control, judge
-from jobs.intake import Worksheet
-from jobs.record import check_worksheet, record_for
-from jobs.submit import answer_job, pending_groups, start_job, task_groups
+from jobs import control
+from jobs.job import Run, Start, Ui, resume, start
 from jobs.web.catalog import Catalog
 from jobs.web.facts import Tallies
 from jobs.web.uploads import Upload, page_profile, shown
 from worker import pricing
 from worker.errors import AskbatchError, ConfigError
-from worker.settings import PROVIDERS, Settings, mask_url
+from worker.providers import registry
+from worker.settings import Settings, mask_url
 
 log = logging.getLogger("askbatch.serve")
 
 # The page's choices: what a form may set on the server's own settings. A provider that needs
-# a server of its own (`local`) is for the command line.
+# a server of its own (`local`) is for the command line (registry: `on_page`).
 CHOICES = (
     "provider",
     "model",
@@ -42,7 +40,7 @@ CHOICES = (
     "grade_with",
 )
 OPTIONAL_CHOICES = ("service_tier", "batch")  # where the settings have them
-PAGE_PROVIDERS = tuple(p for p in PROVIDERS if p != "local")
+PAGE_PROVIDERS = registry.names(lambda p: p.on_page)
 
 
 def optional_choices() -> list[str]:
@@ -68,10 +66,11 @@ class Launcher:
                 changes[name] = value.strip()
         if "batch" in changes:
             changes["batch"] = changes["batch"] in ("1", "true", "on", "yes")
-        if changes.get("provider", self.settings.provider) not in PAGE_PROVIDERS:
+        if (chosen := changes.get("provider", self.settings.provider)) not in PAGE_PROVIDERS:
+            others = " or ".join(registry.names(lambda p: not p.on_page))
             raise ConfigError(
-                f"provider {changes['provider']!r} cannot be chosen here; choose one of "
-                f"{', '.join(PAGE_PROVIDERS)} (--provider local is for the command line)"
+                f"provider {chosen!r} cannot be chosen here; choose one of "
+                f"{', '.join(PAGE_PROVIDERS)} (--provider {others} is for the command line)"
             )
         if upload.profile:
             changes["assistant_profile"] = upload.profile
@@ -103,23 +102,25 @@ class Launcher:
     # --- running ------------------------------------------------------------------------
 
     def start(self, upload: Upload, form: dict[str, Any]) -> str:
-        """Create the job from an upload and answer it in the background; returns its id."""
-        settings = self.job_settings(upload, form)
-        settings.require_credentials()
-        profile = page_profile(settings, uploaded=bool(upload.profile), imports=True)
-        store = self.catalog.own
-        spec = start_job(settings, upload.sheet, store, profile, bool(upload.profile))
+        """Create the job from an upload (jobs/job.py, as `askbatch run` does) and answer it
+        in the background; returns its id. The answers file goes beside the upload."""
         sheet = upload.sheet
-        out = upload.folder / f"{sheet.path.stem}.{spec.job_id}.answers.csv"
-        control.remember(store, spec, record_for(sheet, out, control.mode_of(settings)))
-        job = self.catalog.locate(spec.job_id)
-        hold = contextlib.ExitStack()
-        hold.enter_context(store.hold(job.id))
-        self._run(job, settings, hold, sheet, lambda: task_groups(sheet))
-        return job.id
+        settings = self.job_settings(upload, form)
+        settings.require_credentials()  # before the profile's tools are imported
+        request = Start(
+            sheet,
+            settings,
+            output=lambda job_id: upload.folder / f"{sheet.path.stem}.{job_id}.answers.csv",
+            profile=page_profile(settings, uploaded=bool(upload.profile), imports=True),
+            profile_from_page=bool(upload.profile),
+        )
+        run = start(request, Ui(), store=self.catalog.own)
+        self._run(run)
+        return run.job.id
 
     def resume(self, job: control.Job, retry_failed: bool) -> str:
-        """Ask the rows of a job without a result (and, with retry_failed, its failed ones)."""
+        """Ask the rows of a job without a result (and, with retry_failed, its failed ones),
+        as `askbatch resume` does."""
         if not self.catalog.runs_here(job):
             here = "distributed" if self.settings.broker_url else "embedded"
             raise ConfigError(
@@ -128,24 +129,11 @@ class Launcher:
             )
         if self.is_running(job.id):
             raise ConfigError(f"job {job.id} is already running here")
-        sheet = check_worksheet(job.record, job.id)
-        job.settings.with_(base_url=job.spec.base_url).require_credentials()
-        if job.spec.provider == "local" and not job.settings.broker_url:
-            raise ConfigError(
-                f"job {job.id} ran on a local model server that is gone; resuming "
-                "--provider local jobs is not supported yet"
-            )
-        hold = contextlib.ExitStack()
-        hold.enter_context(job.store.hold(job.id))  # JobBusy if another process runs it
-        try:
-            pending, dropped = control.prepare_resume(job, sheet, retry_failed)
-        except BaseException:
-            hold.close()
-            raise
+        # The answers file is the page's own, beside the upload: written again at the end.
+        run = resume(job, Ui(), retry_failed, overwrite=True)  # JobBusy if another runs it
         self.tallies.forget(job.id)
-        self._run(job, self.settings, hold, sheet, lambda: pending_groups(sheet, pending))
-        again = f" ({dropped} of them ended failed, expired or cancelled before)" if dropped else ""
-        return f"job {job.id}: {len(pending)} of {job.spec.total} rows to ask{again}"
+        self._run(run)
+        return run.about
 
     def where(self) -> str:
         if self.settings.broker_url:
@@ -157,38 +145,26 @@ class Launcher:
             thread = self.running.get(job_id)
         return thread is not None and thread.is_alive()
 
-    def _run(self, job: control.Job, settings: Settings, hold, sheet: Worksheet, groups) -> None:
-        def work() -> None:
-            with hold:
-                try:
-                    answer_job(
-                        settings,
-                        job.store,
-                        job.spec,
-                        groups(),
-                        show=lambda progress: None,
-                        on_idle=lambda: self._note(
-                            job.id,
-                            f"no worker has picked up a task after {settings.idle_warning_s:g}s;"
-                            f" is `askbatch worker` running against "
-                            f"{mask_url(settings.broker_url)}?",
-                        ),
-                        sheet=sheet,
-                        tell=lambda message: self._note(job.id, message.strip()),
-                    )
-                    self._note(job.id, "")
-                    judge.judge(settings, job.store, job.spec, sheet, lambda m: None)
-                    control.collect(job, Path(job.record.output))
-                except AskbatchError as exc:
-                    self._note(job.id, str(exc))
-                except Exception as exc:  # the server goes on; the page says what happened
-                    log.exception("job %s failed", job.id)
-                    self._note(job.id, f"the job stopped on an unexpected error: {exc!r}")
+    def _run(self, run: Run) -> None:
+        """Answer the run on a thread of the server; what it says to act on is the job's note."""
+        job_id = run.job.id
+        shown = _Noted(self, job_id)
 
-        thread = threading.Thread(target=work, name=f"askbatch-job-{job.id}", daemon=True)
+        def work() -> None:
+            try:
+                run.answer(shown)
+                if not shown.stopped:
+                    self._note(job_id, "")
+            except AskbatchError as exc:
+                self._note(job_id, str(exc))
+            except Exception as exc:  # the server goes on; the page says what happened
+                log.exception("job %s failed", job_id)
+                self._note(job_id, f"the job stopped on an unexpected error: {exc!r}")
+
+        thread = threading.Thread(target=work, name=f"askbatch-job-{job_id}", daemon=True)
         with self.lock:
-            self.running[job.id] = thread
-            self.notes.pop(job.id, None)
+            self.running[job_id] = thread
+            self.notes.pop(job_id, None)
         thread.start()
 
     def _note(self, job_id: str, text: str) -> None:
@@ -201,3 +177,21 @@ class Launcher:
     def note(self, job_id: str) -> str:
         with self.lock:
             return self.notes.get(job_id, "")
+
+
+class _Noted(Ui):
+    """A job run by the page: its warnings and the error that stopped it are the job's note
+    (GET /api/jobs/{id}); its progress is what the page polls, not shown as it goes."""
+
+    summarize = False  # the page makes its report when asked (GET …/report.html)
+
+    def __init__(self, launcher: Launcher, job_id: str) -> None:
+        self.launcher, self.job_id = launcher, job_id
+        self.stopped = False
+
+    def warn(self, message: str) -> None:
+        self.launcher._note(self.job_id, message.strip())
+
+    def error(self, message: str) -> None:
+        self.stopped = True
+        self.launcher._note(self.job_id, message)

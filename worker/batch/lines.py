@@ -1,9 +1,10 @@
 """Batch lines and the JSONL files that carry them.
 
-A line is the body a synchronous run would send for the row (the providers' own
-`request_params`), with the thread's earlier turns as input messages instead of a server-side
-conversation: OpenAI does not document `conversation` or `previous_response_id` inside a
-batch. Its `custom_id` is `JOB:ROW:ATTEMPT`, so results are joined on it, never on order.
+A line is the body a synchronous run would send for the row, as the provider's own
+`BatchLines` builds it (worker/providers/base.py), with the thread's earlier turns as input
+messages instead of a server-side conversation: OpenAI does not document `conversation` or
+`previous_response_id` inside a batch. Its `custom_id` is `JOB:ROW:ATTEMPT`, so results are
+joined on it, never on order.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.models import Row
-from worker.providers import chat, responses
+from worker.providers import registry
 from worker.providers.base import JobContext
 
-ENDPOINTS = {"responses": "/v1/responses", "chat": "/v1/chat/completions"}
 # The API takes files up to 200 MB; stay under it with room for the multipart framing.
 MAX_FILE_BYTES = 190 * 1024 * 1024
 
@@ -42,22 +42,17 @@ class LineBuilder:
 
     def __init__(self, job: JobContext) -> None:
         self.job = job
-        self.provider = job.spec.provider
-        self.url = ENDPOINTS[self.provider]
-        mod = responses if self.provider == "responses" else chat
-        self.static = mod.static_params(job)
+        provider = registry.get(job.spec.provider)
+        self.url = provider.batch_endpoint
+        self.wire = provider.lines()
+        self.static = self.wire.static_params(job)
 
     def body(
         self, row: Row, history: list[dict[str, Any]], items: Sequence[dict[str, Any]] = ()
     ) -> dict[str, Any]:
         """`history`: the thread's earlier turns as user/assistant messages; `items`: this
         turn's tool calls and their outputs so far (worker/batch/toolrounds.py)."""
-        user = [{"role": "user", "content": row.question}]
-        if self.provider == "responses":
-            # A first turn sends the plain string, as a synchronous run does.
-            turn = [*history, *user, *items] if history or items else row.question
-            return responses.request_params(self.job, self.static, row, turn)
-        return chat.request_params(self.job, self.static, row, history, [*user, *items])
+        return self.wire.body(self.job, self.static, row, history, items)
 
     def line(
         self,

@@ -18,13 +18,13 @@ import openai
 import redis
 
 from worker.batch import api, records, rounds
-from worker.batch.lines import ENDPOINTS
 from worker.batch.reading import Asked
 from worker.batch.records import TERMINAL, BatchRecord, JobState
 from worker.batch.sending import Sender, batches
 from worker.errors import LookStopped
 from worker.fatal import HALT_ACCESS, classify, is_halt, one_line
 from worker.models import CANCELLED, JobSpec
+from worker.providers import registry
 from worker.retry import is_retryable, short_error
 from worker.store import Store
 
@@ -69,7 +69,7 @@ def look(store: Store, spec: JobSpec, client: openai.OpenAI, workdir: str | None
 
 def _halt(exc: openai.APIError, spec: JobSpec) -> tuple[str, str]:
     """The stop status and message of an API error no retry can mend."""
-    if refused := api.endpoint_refused(exc, ENDPOINTS[spec.provider]):
+    if refused := api.endpoint_refused(exc, registry.get(spec.provider).batch_endpoint):
         return HALT_ACCESS, refused
     halt = classify(exc, provider=spec.provider, base_url=spec.base_url, model=spec.model)
     if halt is not None:

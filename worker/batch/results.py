@@ -13,12 +13,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from worker.batch.lines import parse_custom_id
-from worker.batch.toolrounds import Continuing, calls_in, run_tools
+from worker.batch.toolrounds import Continuing, run_tools
 from worker.fatal import one_line
 from worker.models import BATCH_TIER, EXPIRED, FAILED, FINAL_STATUSES, Result, Row, Usage
-from worker.providers.base import JobContext, Turn, too_many_rounds
-from worker.providers.chat import turn_from_completion
-from worker.providers.responses import turn_from_response
+from worker.providers import registry
+from worker.providers.base import BatchLines, JobContext, Turn, too_many_rounds
 from worker.runner import result_of
 
 # Line errors that mean "not asked before the batch ended": the line goes into a later batch.
@@ -137,18 +136,16 @@ def outcome(
     if code is None and body and "error" not in body:
         code = 200  # an answer without its status code
     if code == 200:
-        _check_answer(spec.provider, body)
-        if spec.provider == "responses":
-            turn = turn_from_response(body)
-        else:
-            turn = turn_from_completion(body, row.model or spec.model)
-        calls = calls_in(spec.provider, body) if job.toolbox else []
+        wire = registry.get(spec.provider).lines()
+        _check_answer(wire, body)
+        turn = wire.turn(body, row.model or spec.model)
+        calls = wire.tool_calls(body) if job.toolbox else []
         if not calls:
             return made(turn, job.profile.schema)
         if so_far.rounds == spec.max_tool_rounds:
             turn.status, turn.error = FAILED, too_many_rounds(so_far.rounds)
             return made(turn)
-        going_on = run_tools(job, body, calls, so_far, turn.usage, attempt)
+        going_on = run_tools(job, wire, body, calls, so_far, turn.usage, attempt)
         return Outcome(row.index, attempt, continuing=going_on)
     if code is not None:
         error = body.get("error")
@@ -212,7 +209,7 @@ def _body(value: Any) -> dict[str, Any]:
 _TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens")
 
 
-def _check_answer(provider: str, body: dict[str, Any]) -> None:
+def _check_answer(wire: BatchLines, body: dict[str, Any]) -> None:
     usage = body.get("usage")
     if usage is not None and not isinstance(usage, dict):
         raise Unreadable(f"its usage is a {type(usage).__name__}, not an object")
@@ -220,14 +217,8 @@ def _check_answer(provider: str, body: dict[str, Any]) -> None:
         value = (usage or {}).get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise Unreadable(f"its usage {name} is {one_line(repr(value), 40)}")
-    if provider == "responses":
-        if not isinstance(body.get("output"), list) and not isinstance(body.get("status"), str):
-            raise Unreadable("its response.body has neither output nor status")
-        return
-    choices = body.get("choices")
-    first = choices[0] if isinstance(choices, list) and choices else None
-    if not (isinstance(first, dict) and isinstance(first.get("message"), dict)):
-        raise Unreadable("its response.body has no choices[0].message")
+    if why := wire.unreadable(body):
+        raise Unreadable(why)
 
 
 def _check(result: Result) -> None:

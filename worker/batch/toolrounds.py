@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.models import Usage
-from worker.providers.base import JobContext
+from worker.providers.base import BatchLines, JobContext
 from worker.tools import ToolLog
 
 CONTINUING = "continuing"  # the key of a row's stored JSON that holds its rounds so far
@@ -60,19 +60,9 @@ class Continuing:
         return ToolLog(calls=Counter(self.calls), errors=list(self.errors))
 
 
-def calls_in(provider: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The tool calls an answer asks for: `function_call` items (responses), the message's
-    `tool_calls` (chat)."""
-    if provider == "responses":
-        if body.get("status") != "completed":
-            return []
-        return [i for i in body.get("output") or () if i.get("type") == "function_call"]
-    choice = (body.get("choices") or [None])[0] or {}
-    return list((choice.get("message") or {}).get("tool_calls") or [])
-
-
 def run_tools(
     job: JobContext,
+    wire: BatchLines,
     body: dict[str, Any],
     calls: list[dict[str, Any]],
     so_far: Continuing,
@@ -80,25 +70,10 @@ def run_tools(
     attempt: int,
 ) -> Continuing:
     """Run the calls; returns what the row's next line carries: the items so far, the calls
-    as the model made them and their outputs, and the usage of every round."""
+    as the model made them and their outputs (in the provider's own form: `wire`), and the
+    usage of every round."""
     log = so_far.log()
-    items = list(so_far.items)
-    if job.spec.provider == "responses":
-        for call in calls:
-            items.append({k: call[k] for k in ("type", "call_id", "name", "arguments")})
-        for call in calls:
-            output = job.toolbox.call(call["name"], call["arguments"], log)
-            item = {"type": "function_call_output", "call_id": call["call_id"], "output": output}
-            items.append(item)
-    else:
-        choice = (body.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        # The assistant's turn as sent back: what the server said, less its extras.
-        items.append({k: message[k] for k in ("role", "content", "tool_calls") if message.get(k)})
-        for call in calls:
-            fn = call["function"]
-            output = job.toolbox.call(fn["name"], fn["arguments"], log)
-            items.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+    items = [*so_far.items, *wire.tool_round(job, body, calls, log)]
     total = Usage(**{name: getattr(so_far.usage, name) for name in Usage.__slots__})
     total.add(usage)
     return Continuing(items, total, dict(log.calls), log.errors, so_far.rounds + 1, attempt)

@@ -28,7 +28,7 @@ def _model_label(settings: Settings, server: LocalServer | None) -> str:
         return server.alias
     if settings.local_model:
         return Path(settings.local_model).name.removesuffix(".gguf")
-    return "local"
+    return settings.provider  # the provider's own name: nothing better is known
 
 
 def start_server(settings: Settings, say: Say) -> LocalServer:
@@ -48,10 +48,11 @@ def start_server(settings: Settings, say: Say) -> LocalServer:
     return server
 
 
-def prepare_run(settings: Settings, quiet: bool = False) -> Settings:
+def prepare_run(settings: Settings, quiet: bool = False, say: Say | None = None) -> Settings:
     """Settings for `askbatch run --provider local`: a server started here (embedded mode) or
-    one given by --base-url; distributed jobs are answered by each worker's own server."""
-    say: Say = (lambda msg: None) if quiet else _say_stderr
+    one given by --base-url; distributed jobs are answered by each worker's own server.
+    What it says goes to `say` (stderr unless `quiet`)."""
+    say = say or ((lambda msg: None) if quiet else _say_stderr)
     if settings.broker_url and not settings.base_url:
         say("local provider: rows are answered by workers started with --provider local")
         return settings.with_(model=_model_label(settings, None))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -50,6 +51,11 @@ def ensure_assistant(client: openai.OpenAI, spec: JobSpec) -> str:
     if fmt := job.profile.response_format:
         params["response_format"] = {"type": "json_schema", "json_schema": fmt}
     return client.beta.assistants.create(**params).id
+
+
+def set_up_job(client: openai.OpenAI, spec: JobSpec) -> JobSpec:
+    """The job's spec with its one assistant (the registry's `setup`, when a job is made)."""
+    return replace(spec, assistant_id=ensure_assistant(client, spec))
 
 
 class AssistantsProvider:

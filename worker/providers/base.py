@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +43,48 @@ class Provider(Protocol):
     def open_thread(self, retrier: Retrier) -> Thread: ...
 
     def ask(self, thread: Thread, row: Row, retrier: Retrier, tools: ToolLog) -> Turn: ...
+
+
+class BatchLines(Protocol):
+    """What the Batch route (worker/batch) asks of a provider with a Batch endpoint: the body
+    of a row's line, and how the answer that comes back is read. A line carries the thread's
+    earlier turns itself: a batch has no server-side thread to point to."""
+
+    def static_params(self, job: JobContext) -> dict[str, Any]:
+        """What every line of the job sends alike (the profile's sampling, tools, schema)."""
+        ...
+
+    def body(
+        self,
+        job: JobContext,
+        static: dict[str, Any],
+        row: Row,
+        history: list[dict[str, Any]],
+        items: Sequence[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The row's request body: `history` the thread's earlier turns as user/assistant
+        messages, `items` this turn's tool calls and their outputs so far."""
+        ...
+
+    def unreadable(self, body: Mapping[str, Any]) -> str:
+        """Why a line's answer body is not one this surface writes ("" when it is): such a
+        line fails its row, never the job."""
+        ...
+
+    def turn(self, body: Mapping[str, Any], asked: str) -> Turn:
+        """An answer as a turn; `asked` is the model asked for (some servers name none)."""
+        ...
+
+    def tool_calls(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The tool calls an answer asks for ([] for a final answer)."""
+        ...
+
+    def tool_round(
+        self, job: JobContext, body: Mapping[str, Any], calls: list[dict[str, Any]], log: ToolLog
+    ) -> list[dict[str, Any]]:
+        """Run the calls; the items the row's next line adds: the calls as the model made
+        them, then their outputs."""
+        ...
 
 
 class JobContext:

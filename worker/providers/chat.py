@@ -7,11 +7,13 @@ with each turn. Completions are read as plain JSON (see base.read_json).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import openai
 
 from worker.models import COMPLETED, FAILED, INCOMPLETE, JobSpec, Row, Usage
+from worker.providers import registry
 from worker.providers.base import JobContext, Thread, Turn, read_json, tier_of, too_many_rounds
 from worker.retry import Retrier
 from worker.tools import ToolLog
@@ -60,20 +62,7 @@ class ChatProvider:
                     service_tier=tier_of(completion),
                 )
             rounds += 1
-            # The assistant's turn as sent back: what the server said, less its extras.
-            turn_messages.append(
-                {k: message[k] for k in ("role", "content", "tool_calls") if message.get(k)}
-            )
-            turn_messages += [
-                {
-                    "role": "tool",
-                    "tool_call_id": call["id"],
-                    "content": self.job.toolbox.call(
-                        call["function"]["name"], call["function"]["arguments"], tools
-                    ),
-                }
-                for call in calls
-            ]
+            turn_messages += tool_round(self.job, message, calls, tools)
         turn = turn_from_completion(completion, self.job.model(row))
         turn.usage = usage
         if turn.status == COMPLETED:
@@ -109,17 +98,31 @@ def request_params(
     if instructions := job.instructions(row):
         system.append({"role": "system", "content": instructions})
     model = job.model(row)
-    # The local model's server keeps its own prompt cache per slot: nothing to key there.
-    per_request = {} if job.spec.provider == "local" else job.per_request(model)
+    # A server of askbatch's own (the local model) keeps its prompt cache per slot: no key.
+    keyed = registry.get(job.spec.provider).request_keys
+    per_request = job.per_request(model) if keyed else {}
     return {**static, **per_request, "model": model, "messages": [*system, *history, *turn]}
 
 
-def _message(completion: dict[str, Any]) -> dict[str, Any]:
+def tool_round(
+    job: JobContext, message: Mapping[str, Any], calls: list[dict[str, Any]], log: ToolLog
+) -> list[dict[str, Any]]:
+    """Run the tool calls of an answer's `message`: the messages the next request adds (the
+    assistant's turn as sent back, less the server's extras, then each call's output)."""
+    items = [{k: message[k] for k in ("role", "content", "tool_calls") if message.get(k)}]
+    for call in calls:
+        fn = call["function"]
+        output = job.toolbox.call(fn["name"], fn["arguments"], log)
+        items.append({"role": "tool", "tool_call_id": call["id"], "content": output})
+    return items
+
+
+def _message(completion: Mapping[str, Any]) -> dict[str, Any]:
     choice = (completion.get("choices") or [None])[0]
     return (choice.get("message") if choice else None) or {}
 
 
-def turn_from_completion(completion: dict[str, Any], asked: str) -> Turn:
+def turn_from_completion(completion: Mapping[str, Any], asked: str) -> Turn:
     """A completion as a turn: its answer, status by finish_reason, and usage. `asked` is the
     model asked for, for servers that do not say which answered."""
     choice = (completion.get("choices") or [None])[0]
@@ -149,3 +152,42 @@ def _usage(u: dict[str, Any] | None) -> Usage:
         cached_tokens=(u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
         reasoning_tokens=(u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0,
     )
+
+
+class ChatLines:
+    """The Batch route on /v1/chat/completions (base.BatchLines): a line is the body a
+    synchronous run sends, the thread's history included."""
+
+    static_params = staticmethod(static_params)
+
+    def body(
+        self,
+        job: JobContext,
+        static: dict[str, Any],
+        row: Row,
+        history: list[dict[str, Any]],
+        items: Sequence[dict[str, Any]],
+    ) -> dict[str, Any]:
+        user = [{"role": "user", "content": row.question}]
+        return request_params(job, static, row, history, [*user, *items])
+
+    def unreadable(self, body: Mapping[str, Any]) -> str:
+        choices = body.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        if not (isinstance(first, dict) and isinstance(first.get("message"), dict)):
+            return "its response.body has no choices[0].message"
+        return ""
+
+    def turn(self, body: Mapping[str, Any], asked: str) -> Turn:
+        return turn_from_completion(body, asked)
+
+    def tool_calls(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(_message(body).get("tool_calls") or [])
+
+    def tool_round(
+        self, job: JobContext, body: Mapping[str, Any], calls: list[dict[str, Any]], log: ToolLog
+    ) -> list[dict[str, Any]]:
+        return tool_round(job, _message(body), calls, log)
+
+
+LINES = ChatLines()

@@ -7,7 +7,7 @@ Responses are read as plain JSON (see base.read_json).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import openai
@@ -16,6 +16,8 @@ from worker.models import COMPLETED, FAILED, INCOMPLETE, JobSpec, Row, Usage
 from worker.providers.base import JobContext, Thread, Turn, read_json, tier_of, too_many_rounds
 from worker.retry import Retrier
 from worker.tools import ToolLog
+
+FUNCTION_CALL = ("type", "call_id", "name", "arguments")  # a call's fields, as sent back
 
 
 class ResponsesProvider:
@@ -149,3 +151,49 @@ def turn_from_response(response: Mapping[str, Any]) -> Turn:
     elif turn.status != COMPLETED:
         turn.error = f"response ended with status {turn.status}"
     return turn
+
+
+class ResponsesLines:
+    """The Batch route on /v1/responses (base.BatchLines): a line carries the thread's earlier
+    turns in `input`, since `conversation` is not documented inside a batch."""
+
+    static_params = staticmethod(static_params)
+
+    def body(
+        self,
+        job: JobContext,
+        static: dict[str, Any],
+        row: Row,
+        history: list[dict[str, Any]],
+        items: Sequence[dict[str, Any]],
+    ) -> dict[str, Any]:
+        user = [{"role": "user", "content": row.question}]
+        # A first turn sends the plain string, as a synchronous run does.
+        turn = [*history, *user, *items] if history or items else row.question
+        return request_params(job, static, row, turn)
+
+    def unreadable(self, body: Mapping[str, Any]) -> str:
+        if not isinstance(body.get("output"), list) and not isinstance(body.get("status"), str):
+            return "its response.body has neither output nor status"
+        return ""
+
+    def turn(self, body: Mapping[str, Any], asked: str) -> Turn:
+        return turn_from_response(body)
+
+    def tool_calls(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if body.get("status") != COMPLETED:
+            return []
+        return [i for i in body.get("output") or () if i.get("type") == "function_call"]
+
+    def tool_round(
+        self, job: JobContext, body: Mapping[str, Any], calls: list[dict[str, Any]], log: ToolLog
+    ) -> list[dict[str, Any]]:
+        items = [{k: call[k] for k in FUNCTION_CALL} for call in calls]
+        for call in calls:
+            output = job.toolbox.call(call["name"], call["arguments"], log)
+            item = {"type": "function_call_output", "call_id": call["call_id"], "output": output}
+            items.append(item)
+        return items
+
+
+LINES = ResponsesLines()

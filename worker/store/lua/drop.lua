@@ -5,6 +5,11 @@
 local function take_back(stats, name, amount)
   if amount ~= '0' then redis.call('HINCRBY', stats, name, '-' .. amount) end
 end
+-- A token count: -(0) would be sent as '-0' too (a cancelled row has none), and a JSON null
+-- is no number.
+local function take_tokens(stats, name, amount)
+  if type(amount) == 'number' and amount ~= 0 then redis.call('HINCRBY', stats, name, -amount) end
+end
 local n = 0
 for i = 2, #ARGV do
   local raw = redis.call('HGET', KEYS[1], ARGV[i])
@@ -25,9 +30,9 @@ for i = 2, #ARGV do
       redis.call('HDEL', KEYS[1], ARGV[i])
       redis.call('HINCRBY', KEYS[2], 'done', -1)
       redis.call('HINCRBY', KEYS[2], 'status:' .. status, -1)
-      redis.call('HINCRBY', KEYS[2], 'prompt_tokens', -(prompt or 0))
-      redis.call('HINCRBY', KEYS[2], 'completion_tokens', -(completion or 0))
-      redis.call('HINCRBY', KEYS[2], 'total_tokens', -(total or 0))
+      take_tokens(KEYS[2], 'prompt_tokens', prompt)
+      take_tokens(KEYS[2], 'completion_tokens', completion)
+      take_tokens(KEYS[2], 'total_tokens', total)
       local tally = redis.call('HGET', KEYS[3], ARGV[i])
       if tally then
         local cost, unpriced, retries = string.match(tally, '^(%d+),(%d+),(%d+)$')
